@@ -1,0 +1,405 @@
+"""Meta-datasets: compose recordings into classes, bin them into frames, store them in HDF5.
+
+Compositions (as in Stewart & Neftci 2022):
+
+* ``double``: two recordings side by side form one sample of a two-symbol class ``"ab"``
+  (left symbol a, right b). A half is the recording cropped to ``crop`` (W x H), binned in
+  ``dt_us`` bins over the first ``duration_us`` and sum-pooled by ``ds`` (counts of ds x ds
+  pixels added); the sample is ``concat(half_left, half_right)`` along W, counts clipped at 255.
+  Since halves do not overlap this equals pooling the 2W x H composite.
+
+  - digits (synthetic, N-MNIST): 34x34 -> crop [1:33] -> 64x32 -> ds 2 -> 32x16, 100 ms,
+    frames (2, 16, 32, 100); classes "00".."99", splits train 0..63, val 64..79, test 80..99.
+  - ASL-DVS: 240x180 per letter -> 480x180 -> ds 6 -> 80x30, 100 ms (from the first event),
+    576 letter pairs (class ``i * 24 + j`` = letters i, j), split from the authors' JSON
+    (``{"train": ["i.j", ...], "val": [...], "test": [...]}``).
+* ``single``: one recording per sample (generic event folders), seeded class split with
+  fractions ``(train, val, test)``.
+
+Recordings are drawn per symbol from a seeded permutation of its pool, round robin over the
+slots (class, sample, side) that use the symbol: samples of one class use distinct recordings
+while the pool is large enough. ``sample_ids`` identify the composed recording
+(``left_gid * n_recordings + right_gid``; the recording's gid for single), ``/part_ids`` the
+parts' gids.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from neuromaml.io import fail
+from neuromaml.meta import events as E
+
+FORMAT = "neuromaml-metadataset"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+DIGIT_SPLITS = {"train": range(0, 64), "val": range(64, 80), "test": range(80, 100)}
+ASL_SPLIT_NAME = "doubledvssign_splits_full.json"
+
+
+@dataclass
+class _Plan:
+    """What to build: symbol pools, class compositions, splits and binning geometry."""
+    source: str
+    composition: str                    # "double" | "single"
+    pools: dict[str, list]              # symbol -> recording keys (file paths or digit indices)
+    classes: list[str]
+    parts: list[tuple[str, ...]]        # per class: symbols (left, right) or (symbol,)
+    splits: dict[str, np.ndarray]
+    load: Callable[[list], list]        # keys -> event arrays
+    sensor: tuple[int, int]             # (W, H) of one recording
+    crop: tuple[int, int, int, int]     # x0, y0, x1, y1 (exclusive)
+    ds: int
+    duration_us: int
+    rebase_time: bool = False
+
+
+def parse_source(spec: str) -> tuple[str, Path | None]:
+    """``synthetic`` | ``nmnist:DIR`` | ``asl-dvs:DIR`` | ``events:DIR`` -> (kind, root)."""
+    if spec == "synthetic":
+        return "synthetic", None
+    kind, _, root = spec.partition(":")
+    if kind in ("nmnist", "asl-dvs", "events") and root:
+        return kind, Path(root)
+    raise fail(None, f"--source {spec!r} is not understood",
+               "use synthetic, nmnist:DIR, asl-dvs:DIR or events:DIR")
+
+
+def _digit_classes():
+    classes = [f"{a}{b}" for a in range(10) for b in range(10)]
+    parts = [(c[0], c[1]) for c in classes]
+    splits = {k: np.array(list(v), np.int32) for k, v in DIGIT_SPLITS.items()}
+    return classes, parts, splits
+
+
+def load_asl_split(path) -> dict[str, np.ndarray]:
+    """Read the authors' Double ASL-DVS split: ``"i.j"`` letter indices -> class ``i * 24 + j``."""
+    path = Path(path)
+    if not path.is_file():
+        raise fail(path, "Double ASL-DVS split file not found",
+                   f"pass --split-file (the authors' {ASL_SPLIT_NAME}) or put it in the ASL-DVS folder")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise fail(path, f"not valid JSON ({exc.msg})", "fix the split file") from None
+    if not isinstance(raw, dict) or any(k not in raw for k in SPLITS):
+        raise fail(path, f"split must be an object with keys {list(SPLITS)}", 'write {"train": ["0.1", ...], ...}')
+    n = len(E.ASL_LETTERS)
+    out, seen = {}, {}
+    for split in SPLITS:
+        idx = []
+        for name in raw[split]:
+            try:
+                i, j = (int(v) for v in str(name).split("."))
+            except ValueError:
+                raise fail(path, f"split '{split}' names class {name!r}, expected 'i.j'",
+                           "use letter indices like '3.17'") from None
+            if not (0 <= i < n and 0 <= j < n):
+                raise fail(path, f"split '{split}' names class {name!r}, which does not exist "
+                           f"(letter indices are 0..{n - 1})", "fix the split file")
+            c = i * n + j
+            if c in seen:
+                raise fail(path, f"class {name!r} is in split '{seen[c]}' and '{split}'", "list each class once")
+            seen[c] = split
+            idx.append(c)
+        out[split] = np.array(idx, np.int32)
+    return out
+
+
+def _seeded_split(n: int, fractions, seed: int, root) -> dict[str, np.ndarray]:
+    fr = np.asarray(fractions, float)
+    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
+        raise fail(root, f"split fractions {list(fractions)} are not 3 non-negative numbers", "use e.g. 0.64 0.16 0.2")
+    fr = fr / fr.sum()
+    n_tr, n_va = int(round(fr[0] * n)), int(round(fr[1] * n))
+    sizes = [n_tr, n_va, n - n_tr - n_va]
+    if min(sizes) < 1 or n < 3:
+        raise fail(root, f"{n} classes split by fractions {fr.round(3).tolist()} leaves an empty split {sizes}",
+                   "add classes (at least 3) or change the split fractions")
+    perm = np.random.default_rng([seed, 0x5B17]).permutation(n).astype(np.int32)
+    return {"train": np.sort(perm[:n_tr]), "val": np.sort(perm[n_tr:n_tr + n_va]), "test": np.sort(perm[n_tr + n_va:])}
+
+
+def make_plan(source: str, seed: int = 0, split_file=None, fractions=(0.64, 0.16, 0.20),
+              duration_us: int | None = None, downsample: int | None = None) -> _Plan:
+    """Resolve a ``--source`` spec into a build plan (scans folders; reads no recordings yet)."""
+    kind, root = parse_source(source)
+    if kind in ("synthetic", "nmnist"):
+        classes, parts, splits = _digit_classes()
+        if kind == "synthetic":
+            from neuromaml.meta import synthetic as S
+
+            pools = {k: v.tolist() for k, v in S.digit_pools().items()}
+            duration_us = min(duration_us or 100_000, S.MAX_DURATION_US)  # the recordings last 300 ms
+
+            def load(keys):
+                return S.synthetic_digit_events(keys, seed=seed, duration_us=duration_us)
+        else:
+            pools = E.scan_nmnist(root)
+
+            def load(keys):
+                return [E.read_nmnist_bin(k) for k in keys]
+        return _Plan(f"{kind}" + (f":{root}" if root else ""), "double", pools, classes, parts, splits, load,
+                     E.NMNIST_SENSOR[:2], (1, 1, 33, 33), downsample or 2, duration_us or 100_000)
+    if kind == "asl-dvs":
+        pools = E.scan_asl_dvs(root)
+        classes = [a + b for a in E.ASL_LETTERS for b in E.ASL_LETTERS]
+        parts = [(c[0], c[1]) for c in classes]
+        splits = load_asl_split(split_file or Path(root) / ASL_SPLIT_NAME)
+        return _Plan(f"asl-dvs:{root}", "double", pools, classes, parts, splits,
+                     lambda keys: [E.read_asl_mat(k) for k in keys], E.ASL_SENSOR[:2],
+                     (0, 0, 240, 180), downsample or 6, duration_us or 100_000, rebase_time=True)
+    meta, pools = E.scan_event_folder(root)
+    W, H, _ = meta["sensor_size"]
+    classes = sorted(pools)
+    splits = _seeded_split(len(classes), fractions, seed, root)
+
+    def load(keys):
+        return [E.read_npy_events(k, meta["sensor_size"]) for k in keys]
+    return _Plan(f"events:{root}", "single", pools, classes, [(c,) for c in classes], splits, load,
+                 (W, H), (0, 0, W, H), downsample or 1, duration_us or meta["duration_us"])
+
+
+def _assign(plan: _Plan, per_class: int, seed: int):
+    """Per class, the (symbol, key) parts of each sample, and global ids of all keys."""
+    symbols = sorted(plan.pools)
+    gid_of, base = {}, 0
+    for s in symbols:
+        for i, k in enumerate(plan.pools[s]):
+            gid_of[(s, i)] = base + i
+        base += len(plan.pools[s])
+    n_total = base
+    slots: dict[str, list] = {s: [] for s in symbols}
+    n_per = []
+    for c, parts in enumerate(plan.parts):
+        n_c = per_class if plan.composition == "double" else min(per_class, len(plan.pools[parts[0]]))
+        n_per.append(n_c)
+        for j in range(n_c):
+            for side, s in enumerate(parts):
+                slots[s].append((c, j, side))
+    perms = {s: np.random.default_rng([seed, si, 0xD7A]).permutation(len(plan.pools[s]))
+             for si, s in enumerate(symbols)}
+    pos: dict[tuple, int] = {}
+    for s in symbols:
+        for k, slot in enumerate(slots[s]):
+            pos[slot] = k
+
+    def pick(slot, s, shift=0):
+        return s, int(perms[s][(pos[slot] + shift) % perms[s].size])
+
+    def sample_id(pp):
+        gids = [gid_of[p] for p in pp]
+        return (gids[0] * n_total + gids[1] if len(gids) == 2 else gids[0]), gids
+
+    samples = []  # (class, [(symbol, pool_index), ...], sample_id, gids)
+    for c, parts in enumerate(plan.parts):
+        ids = set()
+        for j in range(n_per[c]):
+            pp = [pick((c, j, side), s) for side, s in enumerate(parts)]
+            sid, gids = sample_id(pp)
+            for shift in range(1, perms[parts[-1]].size if sid in ids and len(parts) == 2 else 0):
+                # small pools: the round robin repeated a pair; take the next right recording instead
+                pp[1] = pick((c, j, 1), parts[1], shift)
+                sid, gids = sample_id(pp)
+                if sid not in ids:
+                    break
+            if sid in ids:
+                raise fail(None, f"class '{plan.classes[c]}' would repeat a recording pair: per-class {per_class} "
+                           "exceeds the distinct recordings available", "lower --per-class")
+            ids.add(sid)
+            samples.append((c, pp, sid, gids))
+    return samples, n_total
+
+
+def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> np.ndarray:
+    x0, y0, x1, y1 = plan.crop
+    if plan.rebase_time and ev.size:
+        ev = ev.copy()
+        ev["t"] -= ev["t"].min()
+    ev = ev[(ev["x"] >= x0) & (ev["x"] < x1) & (ev["y"] >= y0) & (ev["y"] < y1)].copy()
+    ev["x"] -= x0
+    ev["y"] -= y0
+    fr = E.events_to_frames(ev, (x1 - x0, y1 - y0), T, dt_us, plan.ds)
+    return np.minimum(fr, 255).astype(np.uint8)
+
+
+def build_metadataset(source: str, out, per_class: int = 20, seed: int = 0, split_file=None,
+                      fractions: Sequence[float] = (0.64, 0.16, 0.20), duration_us: int | None = None,
+                      downsample: int | None = None, dt_us: int = 1000, compression: str = "gzip",
+                      progress: bool = False, batch: int = 256) -> dict:
+    """Build the meta-dataset of ``source`` into the HDF5 file ``out`` (atomically).
+
+    Returns a summary dict (path, seconds, size, classes, samples, shape, splits).
+    """
+    import h5py
+
+    from neuromaml.io import atomic_path
+
+    if per_class < 1:
+        raise fail(None, f"--per-class is {per_class}", "use a positive number of samples per class")
+    if downsample is not None and downsample < 1:
+        raise fail(None, f"--downsample is {downsample}", "use a pooling factor >= 1 (1 = none)")
+    t_start = time.perf_counter()
+    plan = make_plan(source, seed, split_file, fractions, duration_us, downsample)
+    T = plan.duration_us // dt_us
+    if T < 1:
+        raise fail(None, f"duration {plan.duration_us} us is shorter than one {dt_us} us bin", "raise the duration")
+    samples, _ = _assign(plan, per_class, seed)
+    cw, ch = plan.crop[2] - plan.crop[0], plan.crop[3] - plan.crop[1]
+    hw, H = cw // plan.ds, ch // plan.ds
+    W = hw * len(plan.parts[0])
+    n = len(samples)
+    # reference counts: load each recording once, drop it after its last use
+    uses: dict[tuple, int] = {}
+    for _, pp, _, _ in samples:
+        for p in pp:
+            uses[p] = uses.get(p, 0) + 1
+    cache: dict[tuple, np.ndarray] = {}
+    order = [p for _, pp, _, _ in samples for p in pp]
+    pos = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc="data build", unit="sample")
+    out = Path(out)
+    try:
+        with atomic_path(out, suffix=".h5") as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs.update({"format": FORMAT, "version": VERSION, "source": plan.source,
+                                "sensor_size": np.array([W, H, 2], np.int64), "time_steps": T, "dt_us": dt_us,
+                                "duration_us": T * dt_us, "composition": plan.composition, "seed": seed,
+                                "per_class": per_class})
+                f.create_dataset("classes", data=np.array(plan.classes, dtype=h5py.string_dtype()))
+                for k in SPLITS:
+                    f.create_dataset(f"splits/{k}", data=plan.splits[k].astype(np.int32))
+                kw = {"compression": compression} if compression else {}
+                frames = f.create_dataset("frames", shape=(n, 2, H, W, T), dtype=np.uint8,
+                                          chunks=(1, 2, H, W, T), **kw)
+                f.create_dataset("labels", data=np.array([s[0] for s in samples], np.int32))
+                f.create_dataset("sample_ids", data=np.array([s[2] for s in samples], np.int64))
+                f.create_dataset("part_ids", data=np.array([s[3] for s in samples], np.int64))
+                for i, (c, pp, _, _) in enumerate(samples):
+                    missing = [p for p in pp if p not in cache]
+                    if missing:  # load ahead in one batch
+                        want = []
+                        while pos < len(order) and len(want) < batch:
+                            if order[pos] not in cache and order[pos] not in want:
+                                want.append(order[pos])
+                            pos += 1
+                        want += [p for p in missing if p not in want]
+                        evs = plan.load([plan.pools[s][k] for s, k in want])
+                        for p, ev in zip(want, evs):
+                            cache[p] = _half_frames(ev, plan, T, dt_us)
+                    halves = []
+                    for p in pp:
+                        halves.append(cache[p])
+                        uses[p] -= 1
+                        if uses[p] == 0:
+                            del cache[p]
+                    frames[i] = np.concatenate(halves, axis=2)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"path": str(out), "seconds": round(time.perf_counter() - t_start, 3), "bytes": out.stat().st_size,
+            "source": plan.source, "composition": plan.composition, "num_classes": len(plan.classes),
+            "num_samples": n, "per_class": per_class, "seed": seed, "shape": [2, H, W, T],
+            "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()}}
+
+
+class MetaDataset:
+    """A built meta-dataset file (read-only). Frames are read lazily and cached in memory.
+
+    Attributes: ``classes`` (list of names), ``splits`` (name -> class indices), ``shape``
+    ``(C, H, W, T)``, ``labels``, ``sample_ids``, ``part_ids`` (``(n, parts)`` recording ids of
+    each sample's parts, or None), ``attrs`` (the file's attributes).
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise fail(self.path, "meta-dataset file not found", "build one with `neuromaml data build`")
+        if not h5py.is_hdf5(self.path):
+            raise fail(self.path, "not an HDF5 file", "build the meta-dataset with `neuromaml data build`")
+        with h5py.File(self.path, "r") as f:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            if fmt != FORMAT:
+                raise fail(self.path, f"attribute 'format' is {fmt!r}, expected {FORMAT!r}",
+                           "build the meta-dataset with `neuromaml data build`")
+            if int(f.attrs.get("version", -1)) != VERSION:
+                raise fail(self.path, f"attribute 'version' is {f.attrs.get('version')!r}, expected {VERSION}",
+                           "rebuild the meta-dataset with this version of neuromaml")
+            need = ["classes", "frames", "labels", "sample_ids"] + [f"splits/{s}" for s in SPLITS]
+            for name in need:
+                if name not in f:
+                    raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
+            self.attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
+            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
+            self.splits = {s: np.asarray(f[f"splits/{s}"][()], np.int64) for s in SPLITS}
+            self.labels = np.asarray(f["labels"][()], np.int64)
+            self.sample_ids = np.asarray(f["sample_ids"][()], np.int64)
+            fshape = f["frames"].shape
+            # recording ids of the parts of each sample (optional: older or foreign files lack it)
+            self.part_ids = np.asarray(f["part_ids"][()], np.int64).reshape(len(self.labels), -1) \
+                if "part_ids" in f else None
+        n = self.labels.size
+        if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n:
+            raise fail(self.path, f"'/frames' has shape {fshape} for {n} labels and {self.sample_ids.size} sample_ids",
+                       "rebuild the meta-dataset")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise fail(self.path, "'/labels' holds class indices outside '/classes'", "rebuild the meta-dataset")
+        for s, idx in self.splits.items():
+            if idx.size and (idx.min() < 0 or idx.max() >= len(self.classes)):
+                raise fail(self.path, f"'/splits/{s}' names classes that do not exist", "rebuild the meta-dataset")
+        self.shape = tuple(int(v) for v in fshape[1:])
+        self._by_class = {c: np.flatnonzero(self.labels == c) for c in range(len(self.classes))}
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def indices_of(self, class_idx: int) -> np.ndarray:
+        """Sample indices (into ``/frames``) of class ``class_idx``, ascending."""
+        return self._by_class[int(class_idx)]
+
+    def frames(self, indices, binary: bool = False):
+        """``torch.float32`` tensor ``(n, 2, H, W, T)`` of spike counts (or 0/1 if ``binary``)."""
+        import h5py
+        import torch
+
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"sample index out of range 0..{len(self) - 1}")
+        missing = sorted(set(idx.tolist()) - self._cache.keys())
+        if missing:
+            m = np.asarray(missing)
+            starts = np.flatnonzero(np.diff(m, prepend=-2) != 1)   # contiguous runs: one slice read each
+            ends = np.append(starts[1:], m.size)
+            with h5py.File(self.path, "r") as f:
+                ds = f["frames"]
+                for a, b in zip(starts, ends):
+                    self._cache.update(zip(m[a:b].tolist(), ds[m[a]:m[b - 1] + 1]))
+        out = np.stack([self._cache[i] for i in idx.tolist()]) if idx.size else np.zeros((0, *self.shape), np.uint8)
+        if binary:
+            out = np.minimum(out, 1)
+        return torch.from_numpy(out).to(torch.float32)
+
+    def summary(self) -> dict:
+        """Classes per split, samples per class, tensor shape and duration."""
+        per = np.bincount(self.labels, minlength=len(self.classes))
+        return {"path": str(self.path), "source": self.attrs.get("source"),
+                "composition": self.attrs.get("composition"), "num_classes": len(self.classes),
+                "num_samples": len(self), "shape": list(self.shape),
+                "duration_us": int(self.attrs.get("duration_us", 0)), "dt_us": int(self.attrs.get("dt_us", 0)),
+                "splits": {s: int(v.size) for s, v in self.splits.items()},
+                "samples_per_class": {"min": int(per.min()) if per.size else 0,
+                                      "max": int(per.max()) if per.size else 0}}

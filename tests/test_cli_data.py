@@ -1,0 +1,53 @@
+"""`neuromaml data build|info`, in process."""
+import json
+
+from neuromaml import cli
+from neuromaml.meta.metadataset import MetaDataset
+from test_events import write_folder
+
+
+def test_build_events_folder_and_info(tmp_path, capsys):
+    root = write_folder(tmp_path / "ev", classes=["a", "b", "c", "d"], n=3, sensor=(20, 10, 2), dur=20_000)
+    out = tmp_path / "out" / "g.h5"
+    rc = cli.main(["data", "build", "--source", f"events:{root}", "--out", str(out), "--per-class", "2",
+                   "--seed", "1", "--fractions", "0.5", "0.25", "0.25"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "out" / "g.h5.json").read_text())
+    assert summary["num_classes"] == 4 and summary["num_samples"] == 8 and summary["shape"] == [2, 10, 20, 20]
+    assert summary["splits"] == {"train": 2, "val": 1, "test": 1} and "versions" in summary
+    assert MetaDataset(out).shape == (2, 10, 20, 20)
+    capsys.readouterr()
+    rc = cli.main(["data", "info", str(out), "--json", str(tmp_path / "info.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "classes      4: train 2, val 1, test 1" in text
+    assert "per class    2 samples (8 in all)" in text
+    assert "(N, 2, 10, 20, 20)" in text and "duration     20 ms" in text
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["samples_per_class"] == {"min": 2, "max": 2} and info["duration_us"] == 20_000
+    assert sorted(sum(info["classes_per_split"].values(), [])) == ["a", "b", "c", "d"]
+
+
+def test_build_synthetic_with_json_path(tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    rc = cli.main(["data", "build", "--out", str(out), "--per-class", "1", "--quiet",
+                   "--json", str(tmp_path / "sum.json")])
+    assert rc == 0
+    s = json.loads((tmp_path / "sum.json").read_text())
+    assert s["source"] == "synthetic" and s["shape"] == [2, 16, 32, 100] and s["num_samples"] == 100
+    assert s["splits"] == {"train": 64, "val": 16, "test": 20} and s["bytes"] == out.stat().st_size
+    assert "wrote" in capsys.readouterr().out
+    assert not (tmp_path / "s.h5.json").exists()
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    for argv, needle in [
+        (["data", "build", "--source", f"nmnist:{tmp_path / 'none'}", "--out", str(tmp_path / "x.h5")],
+         "none: N-MNIST folder not found"),
+        (["data", "build", "--source", "mnist", "--out", str(tmp_path / "x.h5")], "--source 'mnist'"),
+        (["data", "info", str(tmp_path)], "meta-dataset file not found"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and "Traceback" not in err
+    assert not (tmp_path / "x.h5").exists()
