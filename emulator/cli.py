@@ -1,0 +1,122 @@
+"""CLI of the emulator stage: `emulate`, `import`, `rule-check`, `demo`.
+
+Handlers import the heavy modules lazily so that `neuromaml --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, default=None,
+                   help="where to write the JSON summary (default: beside the outputs)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "emulate",
+        help="one-shot learning episodes of a bundle on Lava's CPU backend or the fast engine",
+        description="Run N-way K-shot episodes of an exported bundle: weights reset to theta0*, "
+        "support samples presented with labels (learning on), query samples (learning off). "
+        "Reports accuracy (mean +- std over tasks) for the float model, the quantized network "
+        "with float final-layer SGD, and the on-chip rule, plus time per episode.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle directory written by `neuromaml export` or `neuromaml import`")
+    p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 (neuromaml data build)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tasks", type=int, default=100, help="number of tasks (episodes)")
+    p.add_argument("--ways", type=int, default=None, help="N-way (default: the bundle's classes)")
+    p.add_argument("--shots", type=int, default=1, help="K support samples per class")
+    p.add_argument("--queries", type=int, default=5, help="query samples per class")
+    p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
+                   help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/emulate-<split>)")
+    _add_json(p)
+    p.set_defaults(func=_emulate)
+
+    p = sub.add_parser(
+        "import",
+        help="wrap a third-party netx file into a bundle so it can be emulated",
+        description="Wrap any lava-dl netx file (e.g. ../shared/fixtures/snn-maml/network_test.net) "
+        "into a neuromaml bundle: manifest with input shape, classes and the on-chip rule.",
+    )
+    p.add_argument("netfile", type=Path)
+    p.add_argument("--input-shape", required=True,
+                   help="input shape in slayer order C,H,W (e.g. 2,16,32), as the data's frames")
+    p.add_argument("--classes", type=int, required=True, help="number of output classes (N-way)")
+    p.add_argument("--time-steps", type=int, default=100)
+    p.add_argument("--burn-in", type=int, default=0, help="readout window starts at this step")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    _add_json(p)
+    p.set_defaults(func=_import)
+
+    p = sub.add_parser(
+        "rule-check",
+        help="will my rule still learn on the chip? sweep weight precision, eta and thresholds",
+        description="Sweep weight precision (bits), eta exponents and error thresholds of the "
+        "on-chip rule on meta-test tasks with the fast engine; report one-shot accuracy, the "
+        "fraction of synapses updated and update-magnitude histograms against float SGD.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tasks", type=int, default=50)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=5)
+    p.add_argument("--bits", default="8,6,4,3,2", help="weight precisions to sweep")
+    p.add_argument("--eta-exp", default=None, help="eta exponents to sweep (default: around the bundle's)")
+    p.add_argument("--thresholds", default=None, help="error thresholds to sweep (default: around the bundle's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/rule-check)")
+    _add_json(p)
+    p.set_defaults(func=_rule_check)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole path on the embedded default data: data, meta-train, evaluate, export, verify, emulate",
+        description="Build the synthetic Double-digits meta-dataset, meta-train the default "
+        "network, evaluate, export, verify bit-exactness on Lava, emulate one-shot learning "
+        "(fast engine on many tasks, Lava on a few, agreement checked) and write OUT/report.md. "
+        "A second run reuses what the first built.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-out"))
+    p.add_argument("--config", type=Path, default=None, help="meta-train config (default: the packaged demo config)")
+    p.add_argument("--tasks", type=int, default=200, help="fast-engine emulation tasks")
+    p.add_argument("--lava-tasks", type=int, default=2, help="tasks also run on Lava (agreement checked)")
+    p.add_argument("--fresh", action="store_true", help="ignore what an earlier run built")
+    p.add_argument("--quick", action="store_true", help="tiny settings (for tests): minutes, not accuracy")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+
+def _csv(text, cast):
+    return None if text is None else [cast(v) for v in str(text).split(",") if v.strip()]
+
+
+def _emulate(args) -> int:
+    from neuromaml.emulator.emulate import emulate_cli
+
+    return emulate_cli(args)
+
+
+def _import(args) -> int:
+    from neuromaml.emulator.importer import import_cli
+
+    return import_cli(args)
+
+
+def _rule_check(args) -> int:
+    from neuromaml.emulator.rulecheck import rule_check_cli
+
+    args.bits = _csv(args.bits, int)
+    args.eta_exp = _csv(args.eta_exp, int)
+    args.thresholds = _csv(args.thresholds, int)
+    return rule_check_cli(args)
+
+
+def _demo(args) -> int:
+    from neuromaml.emulator.demo import demo_cli
+
+    return demo_cli(args)

@@ -1,0 +1,197 @@
+"""A bundle as the chip runs it: frozen layers + one plastic final layer.
+
+``DeployedNet.load(bundle)`` checks the bundle (``deploy.bundle.load_bundle``),
+builds the fast fixed-point engine of its netx file
+(``deploy.fixed.FixedPointNet``) and splits it at the adapting layer named in
+the manifest: layers ``[0, L)`` stay frozen, layer ``L`` (a dense layer, the
+last one) becomes the plastic layer of ``onchip`` with the rule in the manifest.
+
+Time alignment of an episode (the one place it is defined, used by both the
+fast engine and the Lava graph). Samples are presented back to back, each for
+``T`` steps, after a prefix of ``P`` blank steps. Each synapse delays by one
+step, so the plastic layer's output for a sample starting at stream index
+``a`` can first change at ``a + D`` with ``D`` = number of synapse layers up to
+and including the plastic one. Every layer ``j`` (delay depth ``D_j``) has its
+state reset at stream indices ``P + D_j + m T`` (Lava's ``LIFReset`` for the
+frozen netx layers, the rule processes' own reset for the plastic layer), so
+each layer sees exactly one sample per window. ``P = (-D) mod T`` makes the
+plastic layer's windows start at multiples of ``T``, which is where the
+``onchip`` processes reset (``k % T == 0``). The readout of sample ``s`` is the
+plastic layer's spike count over stream indices ``P + s T + [burn_in, T)``,
+the same steps as the slayer readout of an isolated sample (``burn_in >= D``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromaml.deploy.bundle import load_bundle
+from neuromaml.deploy.fixed import FixedPointNet, cuba_run, delay
+from neuromaml.io import fail
+from neuromaml.onchip.neuron import CubaParams as PlasticNeuron
+from neuromaml.onchip.rule import RuleError, RuleSpec
+
+
+@dataclass
+class DeployedNet:
+    path: Path                      # bundle directory
+    manifest: dict
+    net: FixedPointNet              # the whole network (fast engine)
+    plastic: int                    # index of the plastic layer in net.layers
+    w0: np.ndarray                  # (O, I) int64 initial plastic weights as stored (netx units)
+    weight_exp: int                 # plastic Dense weight exponent (0: weights as stored)
+    num_weight_bits: int            # plastic Dense weight bits (8)
+    neuron: PlasticNeuron           # plastic layer's CUBA neuron (onchip registers)
+    rule: RuleSpec
+    time_steps: int                 # T
+    burn_in: int
+    input_chw: tuple                # (C, H, W) of the frames
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, bundle: str | Path, rule: RuleSpec | None = None) -> "DeployedNet":
+        manifest, netpath = load_bundle(bundle)
+        man_path = Path(bundle) / "manifest.json"
+        net = FixedPointNet.from_netx(netpath)
+        if any(L.kind == "input" for L in net.layers):
+            raise fail(netpath, "starts with an input neuron layer (driven by its bias, it ignores "
+                       "event input)", "export a network whose first layer is conv or dense")
+        adapt = manifest.get("adapt") or {}
+        L = adapt.get("engine_layer")
+        if L is None:
+            raise fail(man_path, "field 'adapt.engine_layer' is missing", "re-export the bundle")
+        L = int(L)
+        if L != len(net.layers) - 1 or net.layers[L].kind != "dense":
+            raise fail(man_path, f"field 'adapt.engine_layer' = {L} is not the final dense layer "
+                       f"(the network has {len(net.layers)} layers)",
+                       "only the final dense layer adapts on chip; re-export with adapt_layer=None")
+        layer = net.layers[L]
+        # The plastic layer takes the weights as stored, with weight_exp 0 and 8 bits: netx would
+        # shift them left by k and set weight_exp -k (optimize_weight_bits), which gives the same
+        # synaptic sums; keeping them unshifted keeps the rule in the exported weight units.
+        w0 = _raw_weight(netpath, layer.index)
+        wexp, nbits = 0, 8
+        if w0.min() < -256 or w0.max() > 255:
+            raise fail(netpath, f"layer/{layer.index}/weight spans {w0.min()}..{w0.max()}, outside the "
+                       "plastic weight range -256..255", "re-export with neuromaml export (8-bit weights)")
+        p = layer.neuron
+        bias = 0 if p.bias is None else int(np.unique(p.bias)[0]) if np.unique(p.bias).size == 1 else None
+        if bias is None:
+            raise fail(netpath, f"layer/{layer.index}/bias differs per neuron",
+                       "the plastic neuron process takes one bias; export without per-neuron bias")
+        try:
+            neuron = PlasticNeuron(du=int(p.i_decay) - 1 if p.i_decay > 0 else 0, dv=int(p.v_decay),
+                                   vth=int(p.vth_mant), bias=bias)
+            spec = rule or RuleSpec.from_dict(adapt.get("rule") or {})
+        except RuleError as exc:
+            raise fail(man_path, f"field 'adapt': {exc}", "re-export the bundle with a valid rule") from None
+        inp = manifest.get("input", {})
+        out = manifest.get("output", {})
+        T = int(inp.get("time_steps", 0))
+        burn_in = int(out.get("burn_in", 0))
+        dep = cls(Path(bundle), manifest, net, L, w0, int(wexp), int(nbits), neuron, spec, T, burn_in,
+                  tuple(int(v) for v in inp.get("shape_chw", ())))
+        if not 0 <= burn_in < T:
+            raise fail(man_path, f"field 'output.burn_in' = {burn_in} not in [0, time_steps={T})",
+                       "re-export with a valid burn-in")
+        if burn_in < dep.depth:
+            raise fail(man_path, f"field 'output.burn_in' = {burn_in} is shorter than the network's "
+                       f"pipeline depth {dep.depth}: the readout would overlap the previous sample",
+                       f"re-export with burn_in >= {dep.depth}")
+        return dep
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def n_out(self) -> int:
+        return int(self.w0.shape[0])
+
+    @property
+    def n_pre(self) -> int:
+        return int(self.w0.shape[1])
+
+    def delay_depth(self, j: int) -> int:
+        """Synapse delays from the input to the output of layer ``j`` (all layers are synaptic)."""
+        return j + 1
+
+    @property
+    def depth(self) -> int:
+        """D: delay depth of the plastic layer."""
+        return self.delay_depth(self.plastic)
+
+    @property
+    def prefix(self) -> int:
+        """P: blank steps before the first sample so the plastic windows start at k % T == 0."""
+        return (-self.depth) % self.time_steps
+
+    @property
+    def netx_reset_offset(self) -> int:
+        """``reset_offset`` for ``netx.hdf5.Network``: netx resets its j-th layer (1-based) at
+        Lava time steps t with t % T == offset + j, i.e. before stream index P + D_j + m T."""
+        return self.prefix + 1
+
+    def stream_length(self, n_samples: int) -> int:
+        return self.prefix + n_samples * self.time_steps
+
+    def sample_start(self, s: int) -> int:
+        return self.prefix + s * self.time_steps
+
+    # ------------------------------------------------------------------ frozen features
+    def check_frames(self, frames: Any, source: Any = None) -> None:
+        shape = tuple(np.shape(frames)[1:4])
+        if self.input_chw and shape != tuple(self.input_chw):
+            raise fail(source, f"frames are (C,H,W) = {shape} but the bundle expects {tuple(self.input_chw)}",
+                       "build the data for this network's input shape or export for the data's shape")
+        if np.shape(frames)[-1] != self.time_steps:
+            raise fail(source, f"frames have {np.shape(frames)[-1]} time steps, the bundle {self.time_steps}",
+                       "build the data with the bundle's time steps")
+
+    def frozen_features(self, x_xyf: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Spikes entering the plastic layer for isolated samples.
+
+        x_xyf: (n, T, x, y, f) 0/1 input spikes. Returns (n, T + D - 1, I) int8: the output
+        of layer ``L - 1`` over relative indices ``[0, T + D_{L-1})``, with every layer ``j``
+        reset before relative index ``D_j`` as in the episode stream.
+        """
+        n, T = x_xyf.shape[:2]
+        D_last = self.delay_depth(self.plastic - 1) if self.plastic > 0 else 0
+        span = T + D_last
+        out = np.zeros((n, span, self.n_pre), np.int8)
+        for a in range(0, n, batch):
+            s = np.zeros((min(batch, n - a), span) + x_xyf.shape[2:], np.int64)
+            s[:, :T] = x_xyf[a:a + batch]
+            for j in range(self.plastic):
+                lay = self.net.layers[j]
+                rst = np.zeros(span, bool)
+                k = self.delay_depth(j)             # reset before index k == after index k - 1
+                rst[k - 1::T] = True
+                s = cuba_run(delay(lay.synapse(s), 1), lay.neuron, rst).astype(np.int64)
+            out[a:a + batch] = s.reshape(s.shape[0], span, -1)
+        return out
+
+    def assemble_stream(self, feats: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Episode streams of plastic-layer input from per-sample features.
+
+        feats: (n, T + D_{L-1}, I) from ``frozen_features``; order: (B, S) sample indices into
+        feats, presented in that order. Returns (B, P + S T, I) int8. Each sample's window
+        ``[D_{L-1}, T + D_{L-1})`` lands at ``P + s T + D_{L-1}``; the part before a
+        window is the previous sample's tail, exactly as the continuous stream on Lava.
+        """
+        B, S = order.shape
+        T, P = self.time_steps, self.prefix
+        D = self.delay_depth(self.plastic - 1) if self.plastic > 0 else 0
+        out = np.zeros((B, P + S * T + T, feats.shape[2]), np.int8)
+        for s in range(S):
+            a = P + s * T + D
+            out[:, a:a + T] = feats[order[:, s], D:D + T]
+        return out[:, :P + S * T]
+
+
+def _raw_weight(netpath: Path, index: int) -> np.ndarray:
+    import h5py
+
+    with h5py.File(netpath, "r") as f:
+        w = np.asarray(f[f"layer/{index}/weight"])
+    return w.astype(np.int64).reshape(w.shape[0], -1)

@@ -1,0 +1,56 @@
+"""neuromaml.io: atomic writes lose nothing, errors name file and fix."""
+import json
+import os
+
+import pytest
+
+from neuromaml import io
+
+
+def test_atomic_path_moves_into_place(tmp_path):
+    target = tmp_path / "sub" / "out.bin"
+    with io.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"abc")
+        assert not target.exists()  # nothing visible until success
+    assert target.read_bytes() == b"abc"
+    assert [p.name for p in target.parent.iterdir()] == ["out.bin"]  # temp file gone
+
+
+def test_atomic_path_failure_keeps_old_file_and_cleans_up(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(os.listdir(tmp_path)) == ["out.json"]
+
+
+def test_write_json_handles_numpy_and_paths(tmp_path):
+    import numpy as np
+
+    p = io.write_json(tmp_path / "s.json", {"a": np.float32(1.5), "b": np.arange(3), "c": tmp_path})
+    data = json.loads(p.read_text())
+    assert data == {"a": 1.5, "b": [0, 1, 2], "c": str(tmp_path)}
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(io.NeuromamlError, match="missing.json: file not found"):
+        io.read_json(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(io.NeuromamlError, match=r"bad.json: not valid JSON .*fix:"):
+        io.read_json(bad)
+
+
+def test_fail_message_form():
+    err = io.fail("x.h5", "field 'frames' missing", "rebuild with neuromaml data build")
+    assert str(err) == "x.h5: field 'frames' missing (fix: rebuild with neuromaml data build)"
+
+
+def test_package_versions_lists_the_stack():
+    v = io.package_versions()
+    assert v["python"].startswith("3.10")
+    assert v["lava-nc"] == "0.10.0" and v["lava-dl"] == "0.6.0"
