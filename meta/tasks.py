@@ -39,12 +39,17 @@ class Task:
 class TaskSampler:
     """Draw tasks from ``split`` of ``dataset`` (a MetaDataset or the path of one).
 
+    Frames are binary spikes by default (``binary=True``): Lava's synapses with binary messages
+    (``num_message_bits=0``, what netx builds) treat any nonzero input as one spike, so the
+    networks are trained and evaluated on what the chip receives. ``binary=False`` gives the
+    raw per-bin counts (for analysis).
+
     Raises NeuromamlError when the split has fewer than ``n_way`` classes or a split class
     has fewer than ``k_shot + n_query`` samples.
     """
 
     def __init__(self, dataset, split: str, n_way: int, k_shot: int, n_query: int, seed: int = 0,
-                 binary: bool = False, disjoint_parts: bool = False, max_attempts: int = 1000):
+                 binary: bool = True, disjoint_parts: bool = False, max_attempts: int = 1000):
         from neuromaml.meta.metadataset import MetaDataset
 
         self.dataset = dataset if isinstance(dataset, MetaDataset) else MetaDataset(dataset)

@@ -24,7 +24,12 @@ def test_task_fields_and_shapes(ds):
     # local label = position in classes
     assert (ds.labels[t.support_idx] == t.classes[t.support_y.numpy()]).all()
     assert (ds.labels[t.query_idx] == t.classes[t.query_y.numpy()]).all()
-    np.testing.assert_array_equal(t.support_x.numpy(), ds.frames(t.support_idx).numpy())
+    # binary spikes by default (what Lava's binary-message synapses receive)
+    np.testing.assert_array_equal(t.support_x.numpy(), ds.frames(t.support_idx, binary=True).numpy())
+    assert set(np.unique(t.support_x.numpy())) <= {0.0, 1.0}
+    counts = TaskSampler(ds, "train", n_way=5, k_shot=1, n_query=3, seed=0, binary=False).sample(0)
+    np.testing.assert_array_equal(counts.support_x.numpy(), ds.frames(t.support_idx).numpy())
+    assert counts.support_x.max() > 1   # sum-pooled bins do hold counts
     np.testing.assert_array_equal(t.support_ids, ds.sample_ids[t.support_idx])
 
 
