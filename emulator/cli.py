@@ -26,8 +26,7 @@ def register(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 (neuromaml data build)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--tasks", type=int, default=100, help="number of tasks (episodes)")
-    p.add_argument("--ways", type=int, default=None, help="N-way (default: the bundle's classes)")
-    p.add_argument("--shots", type=int, default=1, help="K support samples per class")
+    p.add_argument("--shots", type=int, default=1, help="K support samples per class (N-way = the bundle's outputs)")
     p.add_argument("--queries", type=int, default=5, help="query samples per class")
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")

@@ -83,7 +83,8 @@ class DeployedNet:
             raise fail(netpath, f"layer/{layer.index}/bias differs per neuron",
                        "the plastic neuron process takes one bias; export without per-neuron bias")
         try:
-            neuron = PlasticNeuron(du=int(p.i_decay) - 1 if p.i_decay > 0 else 0, dv=int(p.v_decay),
+            # netx maps iDecay to Lava's du = iDecay - 1 (iDecay 0 -> du -1: no current decay)
+            neuron = PlasticNeuron(du=int(p.i_decay) - 1, dv=int(p.v_decay),
                                    vth=int(p.vth_mant), bias=bias)
             spec = rule or RuleSpec.from_dict(adapt.get("rule") or {})
         except RuleError as exc:

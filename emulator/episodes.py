@@ -98,9 +98,16 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
     for a in range(0, batch.order.shape[0], chunk):
         stream = dep.assemble_stream(feats, batch.order[a:a + chunk])
         try:
-            parts.append(run_support(spec, dep.w0, stream, labels[a:a + chunk], dep.neuron,
-                                     weight_exp=dep.weight_exp, num_weight_bits=dep.num_weight_bits,
-                                     reset_interval=dep.time_steps))
+            kw = dict(weight_exp=dep.weight_exp, num_weight_bits=dep.num_weight_bits,
+                      reset_interval=dep.time_steps)
+            r = run_support(spec, dep.w0, stream, labels[a:a + chunk], dep.neuron, **kw)
+            if spec.eq6_threshold:
+                # Eq. 6 gates the weights at the end of the support presentation; present the
+                # stream again with the gated weights (no labels: no learning) for the queries.
+                q = run_support(spec, r.weights, stream, None, dep.neuron, truncate=False, **kw)
+                cut = dep.sample_start(batch.n_support)
+                r.spikes = np.concatenate([r.spikes[:, :cut], q.spikes[:, cut:]], axis=1)
+            parts.append(r)
         except RuleError as exc:
             raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
     cat = lambda name: np.concatenate([getattr(r, name) for r in parts])  # noqa: E731

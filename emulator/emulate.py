@@ -1,0 +1,197 @@
+"""`neuromaml emulate`: one-shot learning of a bundle on meta-test tasks.
+
+Three columns, the deployment gap stage by stage, on the same tasks
+(``TaskSampler(seed)``, task ``i`` a pure function of ``(seed, i)``):
+
+1. ``float``: the meta-trained slayer network with float weights and its inner
+   loop as meta-trained (SGD), from the bundle's source run;
+2. ``fixed_sgd``: the same network with the exported fixed-point weights
+   (slayer's 8-bit weights, integer CUBA dynamics: what Lava computes) and float
+   SGD on the final layer only;
+3. ``onchip``: the deployed bundle learning with the on-chip rule in fixed point
+   (fast engine; on ``--engine lava|both`` also on Lava, and the two must agree
+   bit for bit in output spikes and final weights).
+
+Columns 1 and 2 need the source run; an imported bundle has only column 3.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neuromaml.emulator.deployed import DeployedNet
+from neuromaml.emulator.episodes import EpisodeBatch, run_fast, run_lava
+from neuromaml.io import fail, package_versions, write_json
+
+
+def draw_tasks(sampler, n_tasks: int):
+    """Task indices -> (classes (B, N), support (B, N K), query (B, N Q)) dataset rows.
+
+    Support samples are presented class-interleaved (0, 1, .., N-1, 0, 1, ..): an
+    online rule should not see one class K times in a row.
+    """
+    cls, sup, qry = zip(*(sampler.draw(i) for i in range(n_tasks)))
+    sup = np.stack(sup)
+    N, K = sampler.n_way, sampler.k_shot
+    inter = sup.reshape(n_tasks, N, K).transpose(0, 2, 1).reshape(n_tasks, N * K)
+    return np.stack(cls), inter, np.stack(qry)
+
+
+def build_batch(sampler, n_tasks: int):
+    """(EpisodeBatch over pool positions, pool of dataset rows)."""
+    classes, sup, qry = draw_tasks(sampler, n_tasks)
+    N, K, Q = sampler.n_way, sampler.k_shot, sampler.n_query
+    rows = np.concatenate([sup, qry], axis=1)
+    pool, pos = np.unique(rows, return_inverse=True)
+    order = pos.reshape(rows.shape)
+    labels = np.concatenate([np.tile(np.arange(N), (n_tasks, K)),
+                             np.tile(np.repeat(np.arange(N), Q), (n_tasks, 1))], axis=1)
+    return EpisodeBatch(order, labels, N * K), pool
+
+
+def pool_inputs(ds, pool: np.ndarray) -> np.ndarray:
+    """Binary input spikes of the pool in Lava order (n, T, x, y, f) int8."""
+    from neuromaml.deploy.fixed import frames_to_xyf
+
+    out = []
+    for a in range(0, len(pool), 256):
+        out.append(frames_to_xyf(ds.frames(pool[a:a + 256], binary=True)).astype(np.int8))
+    return np.concatenate(out)
+
+
+def _mean_std(acc) -> dict:
+    acc = np.asarray(acc, float)
+    return {"mean": float(acc.mean()), "std": float(acc.std()), "tasks": int(acc.size)}
+
+
+def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
+    """Columns 1 (float, inner loop as trained) and 2 (fixed-point weights, final-layer SGD)."""
+    from neuromaml.meta.maml import evaluate_task
+    from neuromaml.meta.models import build_model
+    from neuromaml.meta.train import load_run
+
+    run = dep.manifest.get("source_run")
+    if not run or not Path(run).is_dir():
+        return {"float": None, "fixed_sgd": None,
+                "note": "no source run in the bundle (imported network): only the on-chip column"}
+    model, params, lrs, cfg = load_run(run)
+    fmodel = build_model(dataclasses.replace(cfg.model, quantize=False))
+    fmodel.load_state_dict(model.state_dict())
+    qmodel = build_model(dataclasses.replace(cfg.model, quantize=True))
+    qmodel.load_state_dict(model.state_dict())
+    last_only = dataclasses.replace(cfg.inner, frozen=-1, rule="sgd", threshold=0.0)
+    out = {"float": [], "fixed_sgd": []}
+    t0 = time.perf_counter()
+    for i in range(n_tasks):
+        task = sampler.sample(i)
+        out["float"].append(evaluate_task(fmodel, fmodel.meta_params(), task, cfg.inner, lrs))
+        out["fixed_sgd"].append(evaluate_task(qmodel, qmodel.meta_params(), task, last_only, lrs))
+    return {"float": _mean_std(out["float"]), "fixed_sgd": _mean_std(out["fixed_sgd"]),
+            "seconds": time.perf_counter() - t0, "source_run": str(run),
+            "inner_as_trained": dataclasses.asdict(cfg.inner)}
+
+
+def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int = 1, queries: int = 5,
+            engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
+            seed: int = 0, out: Path | None = None, rule=None) -> dict:
+    """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
+    from neuromaml.meta.metadataset import MetaDataset
+    from neuromaml.meta.tasks import TaskSampler
+
+    dep = DeployedNet.load(bundle, rule=rule)
+    ds = MetaDataset(data)
+    C, H, W, T = ds.shape
+    dep.check_frames(np.zeros((1, C, H, W, T)), data)
+    if tasks < 1:
+        raise fail(None, f"--tasks {tasks}: need at least one task", "pass --tasks 1 or more")
+    sampler = TaskSampler(ds, split, dep.n_out, shots, queries, seed=seed, disjoint_parts=True)
+    batch, pool = build_batch(sampler, tasks)
+    t0 = time.perf_counter()
+    x = pool_inputs(ds, pool)
+    feats = dep.frozen_features(x)
+    t_feats = time.perf_counter() - t0
+    summary = {"bundle": str(bundle), "data": str(data), "split": split, "tasks": tasks,
+               "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
+               "rule": dep.rule.to_dict(), "time_steps": dep.time_steps, "burn_in": dep.burn_in,
+               "stream": {"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode":
+                          dep.stream_length(batch.order.shape[1])}}
+    res = None
+    if engine in ("fast", "both"):
+        res = run_fast(dep, feats, batch)
+        s = res.summary()
+        s["seconds_frozen_features"] = t_feats
+        s["episodes_per_second"] = tasks / (s["seconds"] + t_feats)
+        summary["onchip"] = {**_mean_std(res.accuracy), "engine": "fast", **s}
+    if engine in ("lava", "both"):
+        n_l = tasks if engine == "lava" else min(tasks, lava_tasks or 2)
+        sub = EpisodeBatch(batch.order[:n_l], batch.labels[:n_l], batch.n_support)
+        lres = run_lava(dep, x, sub)
+        lava = {**_mean_std(lres.accuracy), "engine": "lava", **lres.summary()}
+        if res is not None:
+            same_sp = bool(np.array_equal(lres.spikes, res.spikes[:n_l]))
+            same_w = bool(np.array_equal(lres.weights, res.weights[:n_l]))
+            lava["agreement"] = {"episodes": n_l, "output_spikes_identical": same_sp,
+                                 "final_weights_identical": same_w,
+                                 "lava_seconds_per_episode": lres.seconds / n_l,
+                                 "fast_seconds_per_episode": (res.seconds + t_feats) / tasks}
+            lava["agreement"]["speedup"] = (lava["agreement"]["lava_seconds_per_episode"]
+                                            / max(1e-9, lava["agreement"]["fast_seconds_per_episode"]))
+        else:
+            summary["onchip"] = lava
+        summary["lava"] = lava
+    n_s = min(tasks, slayer_tasks if slayer_tasks is not None else tasks)
+    summary["slayer"] = slayer_columns(dep, sampler, n_s) if n_s > 0 else {"float": None, "fixed_sgd": None}
+    summary["package_versions"] = package_versions()
+    out = Path(out) if out is not None else Path(bundle) / f"emulate-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "emulate.json", summary)
+    from neuromaml.io import atomic_write_text
+
+    atomic_write_text(out / "emulate.md", format_markdown(summary))
+    summary["outputs"] = {"json": str(out / "emulate.json"), "markdown": str(out / "emulate.md")}
+    return summary
+
+
+def _cell(col) -> str:
+    if not col:
+        return "n/a"
+    return f"{100 * col['mean']:.1f} ± {100 * col['std']:.1f}% ({col['tasks']} tasks)"
+
+
+def format_markdown(s: dict) -> str:
+    sl = s.get("slayer") or {}
+    lines = [f"# One-shot emulation: {s['n_way']}-way {s['k_shot']}-shot, split `{s['split']}`", "",
+             "| stage | accuracy (mean ± std over tasks) |", "|---|---|",
+             f"| float slayer, inner loop as meta-trained | {_cell(sl.get('float'))} |",
+             f"| fixed-point weights, float SGD on the final layer | {_cell(sl.get('fixed_sgd'))} |",
+             f"| on-chip rule, fixed point ({s.get('onchip', {}).get('engine', 'n/a')}) | {_cell(s.get('onchip'))} |"]
+    if "lava" in s and "agreement" in s["lava"]:
+        a = s["lava"]["agreement"]
+        lines += ["", f"Lava vs fast engine on {a['episodes']} episodes: output spikes identical: "
+                  f"{a['output_spikes_identical']}, final weights identical: {a['final_weights_identical']}; "
+                  f"{a['lava_seconds_per_episode']:.2f} s vs {a['fast_seconds_per_episode']*1000:.1f} ms per "
+                  f"episode ({a['speedup']:.0f}x)."]
+    if s.get("onchip"):
+        o = s["onchip"]
+        lines += ["", f"Fraction of final-layer synapses updated per episode: "
+                  f"{100 * o.get('fraction_synapses_updated', 0):.1f}%."]
+    if sl.get("note"):
+        lines += ["", sl["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def emulate_cli(args) -> int:
+    s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
+                queries=args.queries, engine=args.engine, seed=args.seed, out=args.out)
+    if args.json:
+        write_json(args.json, s)
+    print(format_markdown(s))
+    print(f"wrote {s['outputs']['json']}")
+    lava = s.get("lava", {}).get("agreement")
+    if lava and not (lava["output_spikes_identical"] and lava["final_weights_identical"]):
+        print("error: Lava and the fast engine disagree", flush=True)
+        return 1
+    return 0

@@ -1,0 +1,152 @@
+"""Face 3: the rule in batched integer numpy (B episodes in parallel).
+
+Bit-exact to Face 1 (Lava 0.10 `LearningDense` + `Loihi3FLearningRule`,
+`PyLearningDenseModelBitApproximate`, with the `onchip.lavaprocs` error and
+post-neuron processes), including Lava's stochastic rounding streams (see
+`rule.lava_randoms`). Timing, with k = 0..T-1 the step index (Lava's
+time_step k+1) and W_k the weights after step k's learning phase::
+
+    a(k)     = shift(W_{k-2} . s(k-1), weight_exp)   (Dense sends last step's sum; a(0) = 0)
+    e(k)     = error_q(c(k-1), label)                (error process; c(-1) = 0)
+    s_out(k), v(k) = cuba_step_int(a(k))             (post neuron; c(k) = c(k-1) + s_out(k))
+    y2(k)    = third_factor_q(e(k), v(k))
+    x1(k)    = sdecay(x1(k-1), r_x[k]) + impulse * s(k)      (clipped to 0..127)
+    W_k      = weight_update(W_{k-1}, x1(k), sdecay_y(y2(k), r_y[k]), r_w[k])
+
+Initial weights are truncated as Lava truncates them on the first step
+(MIXED sign: the low 9 - num_weight_bits bits cleared).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from neuromaml.onchip.neuron import CubaParams, CubaState, cuba_step_int
+from neuromaml.onchip.rule import (TRACE_MAX, Y_DECAY_TAU, RuleError, RuleSpec,
+                                   check_labels, check_weight_exp, check_weights, eq6_gate,
+                                   error_q, lava_randoms, stochastic_decay, third_factor_q,
+                                   weight_update)
+
+
+@dataclass
+class FixedResult:
+    weights: np.ndarray      # (B, O, I) int64, weights after the presentation (Lava units)
+    spikes: np.ndarray       # (B, T, O) int8, output spikes during the presentation
+    n_updates: np.ndarray    # (B, O, I) int32, number of steps in which w_ij changed
+    initial: np.ndarray      # (B, O, I) int64, truncated initial weights
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.spikes.sum(axis=1)
+
+
+def truncate_initial(w: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
+    """Lava's first-step truncation of MIXED-sign weights (low 9-nwb bits cleared)."""
+    if not 1 <= int(num_weight_bits) <= 8:
+        raise RuleError(f"num_weight_bits={num_weight_bits} must be in 1..8; nearest "
+                        f"representable: {int(np.clip(num_weight_bits, 1, 8))}")
+    n = 8 - int(num_weight_bits) + 1
+    return (np.asarray(w, np.int64) >> n) << n
+
+
+def dense_shift(acc: np.ndarray, weight_exp: int) -> np.ndarray:
+    """Dense output scaling: acc << weight_exp (or arithmetic >> -weight_exp)."""
+    return acc << weight_exp if weight_exp > 0 else acc >> (-weight_exp)
+
+
+def _check_spikes(pre: np.ndarray) -> np.ndarray:
+    pre = np.asarray(pre)
+    if pre.ndim != 3:
+        raise RuleError(f"pre_spikes must be (B, T, I), got shape {pre.shape}")
+    if pre.size and not ((pre == 0) | (pre == 1)).all():
+        raise RuleError("pre_spikes must be binary (0/1): the final dense layer takes "
+                        "unary spikes (num_message_bits = 0)")
+    return pre.astype(np.int8, copy=False)
+
+
+def label_onehot(labels, B: int, T: int, O: int) -> np.ndarray:
+    """(B,) or (B, T) labels (-1 = no label at that step) -> (B, T, O) one-hot int64."""
+    lab = np.asarray(labels)
+    if lab.ndim == 1:
+        lab = np.broadcast_to(lab[:, None], (lab.shape[0], T))
+    if lab.shape != (B, T):
+        raise RuleError(f"labels shape {np.shape(labels)} does not fit {B} episodes of "
+                        f"{T} steps: expected ({B},) or ({B}, {T})")
+    flat = lab.reshape(-1)
+    check_labels(flat[flat != -1] if np.issubdtype(flat.dtype, np.integer) else flat, O)
+    onehot = np.zeros((B, T, O), np.int64)
+    b, t = np.nonzero(lab >= 0)
+    onehot[b, t, lab[b, t]] = 1
+    return onehot
+
+
+def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
+                labels: Optional[np.ndarray], neuron: CubaParams, weight_exp: int = 0,
+                num_weight_bits: int = 8, reset_interval: Optional[int] = None,
+                truncate: bool = True) -> FixedResult:
+    """Present `pre_spikes` (B, T, I) to the final layer; learn when labels are given.
+
+    weights: (O, I) or (B, O, I) integers in Lava weight units (the Dense
+    `weights` Var, range -256..255). labels: (B,) ints in 0..O-1, or (B, T)
+    per step with -1 = no label, or None for a presentation without label (no
+    error, hence no learning: query). reset_interval R: neuron state and error
+    counts are zeroed at steps k with k % R == 0 (several support samples
+    concatenated in time, presented one after the other, weights carried on).
+    truncate: apply Lava's first-step weight truncation (a fresh Dense process);
+    pass False to continue with weights already inside a running process (for
+    instance the query presentation after a support presentation).
+    """
+    pre = _check_spikes(pre_spikes)
+    B, T, I = pre.shape
+    weight_exp = check_weight_exp(weight_exp)
+    w = check_weights(weights)
+    if w.ndim == 2:
+        w = np.broadcast_to(w, (B,) + w.shape)
+    if w.ndim != 3 or w.shape[0] != B or w.shape[2] != I:
+        raise RuleError(f"weights shape {np.shape(weights)} does not fit pre_spikes "
+                        f"(B={B}, T={T}, I={I}): expected (O, {I}) or ({B}, O, {I})")
+    w = truncate_initial(w, num_weight_bits) if truncate else w.astype(np.int64).copy()
+    w0 = w.copy()
+    w = w.astype(np.int32)
+    O = w.shape[1]
+    learn = labels is not None
+    onehot = label_onehot(labels, B, T, O) if learn else None
+    if reset_interval is not None and int(reset_interval) < 1:
+        raise RuleError(f"reset_interval={reset_interval} must be >= 1 (or None)")
+    r_x, r_y, r_w = lava_randoms(spec, T)
+    x_decay = spec.x1_decay
+    y_decay = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])
+    theta = neuron.theta
+
+    state = CubaState(np.zeros((B, O), np.int64), np.zeros((B, O), np.int64))
+    a_prev = np.zeros((B, O), np.int64)
+    counts = np.zeros((B, O), np.int64)
+    x1 = np.zeros((B, I), np.int64)
+    spikes = np.zeros((B, T, O), np.int8)
+    n_upd = np.zeros(w.shape, np.int32)
+    for k in range(T):
+        s_k = pre[:, k].astype(np.int64)
+        if reset_interval and k % reset_interval == 0 and k > 0:
+            state = CubaState(np.zeros_like(state.u), np.zeros_like(state.v))
+            counts = np.zeros_like(counts)
+        # post neuron (input computed last step), error from counts through k-1
+        s_out, v_pre, state = cuba_step_int(a_prev, state, neuron)
+        spikes[:, k] = s_out
+        # dense accumulates with the weights before this step's learning
+        a_prev = dense_shift(np.einsum("boi,bi->bo", w, s_k), weight_exp)
+        if learn:
+            e = error_q(counts, onehot[:, k], spec)
+            y2 = third_factor_q(e, v_pre, theta, spec)
+            x1 = stochastic_decay(x1, x_decay, r_x[k])
+            x1 = np.clip(x1 + spec.x1_impulse * s_k, 0, TRACE_MAX)
+            y2 = stochastic_decay(y2, y_decay, r_y[k])
+            new = weight_update(w, x1, y2, spec, r_w[k])
+            n_upd += new != w
+            w = new
+        counts += s_out
+    w = w.astype(np.int64)
+    if learn:
+        w = eq6_gate(w, w0, spec.eq6_threshold)
+    return FixedResult(weights=w, spikes=spikes, n_updates=n_upd, initial=w0)

@@ -1,0 +1,91 @@
+"""The emulator's two engines run the same episodes and must agree bit for bit.
+
+An episode: weights reset to theta0*, support samples with labels (learning on),
+queries without (learning off), in one continuous stream (see emulator.deployed).
+"""
+import numpy as np
+import pytest
+import torch
+
+from neuromaml.deploy.bundle import export_bundle
+from neuromaml.emulator.deployed import DeployedNet
+from neuromaml.emulator.episodes import EpisodeBatch, run_fast, run_lava, step_labels
+from neuromaml.io import NeuromamlError
+from neuromaml.meta.models import ModelConfig, build_model
+
+T, BURN = 24, 8
+
+
+def _bundle(tmp_path, dirname, **cfg):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, **cfg), seed=1)
+    with torch.no_grad():
+        m(torch.zeros(1, 2, 16, 32, T))
+        for p in m.parameters():       # strong enough weights that every layer spikes
+            p.mul_(3.0)
+    export_bundle(m, tmp_path / dirname, input_shape=(2, 16, 32), time_steps=T, burn_in=BURN)
+    return DeployedNet.load(tmp_path / dirname)
+
+
+def _episodes(n_tasks, n_way=5, rate=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((12, T, 32, 16, 2)) < rate).astype(np.int8)
+    order = np.stack([rng.permutation(12)[:n_way + 4] for _ in range(n_tasks)])
+    labels = np.concatenate([np.tile(np.arange(n_way), (n_tasks, 1)),
+                             rng.integers(0, n_way, (n_tasks, 4))], axis=1)
+    return x, EpisodeBatch(order, labels, n_way)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("cfg", [dict(name="small", hidden=[24]),
+                                 dict(name="small", hidden=[32, 16])], ids=["mlp1", "mlp2"])
+def test_fast_engine_equals_lava(tmp_path, cfg):
+    dep = _bundle(tmp_path, "b", **cfg)
+    x, batch = _episodes(2)
+    fast = run_fast(dep, dep.frozen_features(x), batch)
+    lava = run_lava(dep, x, batch)
+    assert fast.spikes.sum() > 0 and (fast.weights != fast.initial).any(), "test is vacuous"
+    np.testing.assert_array_equal(fast.spikes, lava.spikes)
+    np.testing.assert_array_equal(fast.weights, lava.weights)
+    np.testing.assert_array_equal(fast.predictions, lava.predictions)
+
+
+def test_learning_only_in_support_windows(tmp_path):
+    dep = _bundle(tmp_path, "b", name="small", hidden=[24])
+    x, batch = _episodes(3)
+    lab = step_labels(dep, batch)
+    # labels exactly in each support sample's plastic-layer window, nowhere else
+    for s in range(batch.n_support):
+        a = dep.sample_start(s) + dep.depth
+        assert (lab[:, a:a + T] == batch.labels[:, s:s + 1]).all()
+    assert (lab[:, dep.sample_start(batch.n_support) + dep.depth:] == -1).all()
+    assert (lab[:, :dep.prefix + dep.depth] == -1).all()
+    # the plastic windows start where the onchip processes reset (k % T == 0)
+    assert (dep.prefix + dep.depth) % T == 0
+    feats = dep.frozen_features(x)
+    no_support = EpisodeBatch(batch.order, batch.labels, 0)
+    r = run_fast(dep, feats, no_support)
+    assert (r.weights == r.initial).all()      # no label, no error, no update
+
+
+def test_features_are_per_sample(tmp_path):
+    """Frozen features of a sample do not depend on which other samples are computed with it."""
+    dep = _bundle(tmp_path, "b", name="small", hidden=[32, 16])
+    x, _ = _episodes(1)
+    all_f = dep.frozen_features(x, batch=5)
+    one = dep.frozen_features(x[7:8])
+    np.testing.assert_array_equal(all_f[7:8], one)
+
+
+def test_bad_burn_in_is_a_clear_error(tmp_path):
+    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, hidden=[16]), seed=1)
+    m(torch.zeros(1, 2, 16, 32, T))
+    export_bundle(m, tmp_path / "b", input_shape=(2, 16, 32), time_steps=T, burn_in=1)
+    with pytest.raises(NeuromamlError, match=r"burn_in.*pipeline depth 2"):
+        DeployedNet.load(tmp_path / "b")
+
+
+def test_frames_of_wrong_shape_are_refused(tmp_path):
+    dep = _bundle(tmp_path, "b", name="small", hidden=[16])
+    with pytest.raises(NeuromamlError, match=r"\(C,H,W\) = \(2, 30, 80\).*expects \(2, 16, 32\)"):
+        dep.check_frames(np.zeros((1, 2, 30, 80, T)), "asl.h5")
