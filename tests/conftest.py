@@ -21,3 +21,10 @@ def tiny_metadataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_metadataset") / "tiny.h5"
     build_metadataset("synthetic", out, per_class=TINY_PER_CLASS, seed=0)
     return out
+
+
+def pytest_configure(config):
+    # Lava sets the multiprocessing start method at import; import it before any tqdm bar does
+    from neuromaml.lavacompat import prepare_lava
+
+    prepare_lava()

@@ -1,0 +1,304 @@
+"""`neuromaml demo`: the whole path on the embedded default data.
+
+Stages (each writes its outputs and JSON summary under OUT/, and is skipped
+when a complete result is already there, so a second run reuses the first;
+an interrupted meta-training resumes from its checkpoint):
+
+1. data      OUT/data.h5            synthetic Double-digits meta-dataset
+2. train     OUT/run/               second-order MAML of the default network
+3. evaluate  OUT/run/eval/          Table 2 / Fig. 3 / Fig. 5 of the paper
+4. export    OUT/bundle/            netx + NIR + manifest, the rule calibrated on meta-val
+5. verify    OUT/bundle/verify.json Lava vs fixed engine vs slayer, bit for bit
+6. emulate   OUT/emulate/           one-shot learning on meta-test tasks: fast engine on
+                                    many tasks, Lava on a few, agreement checked
+7. report    OUT/report.md          the accuracy table, timings and plots
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versions, read_json, write_json
+
+STAGES = ("data", "train", "evaluate", "export", "verify", "emulate", "report")
+
+
+def _stage_data(out: Path, quick: bool, seed: int) -> dict:
+    from neuromaml.meta.metadataset import MetaDataset, build_metadataset
+
+    path = out / "data.h5"
+    if path.exists():
+        try:
+            return {"path": str(path), "reused": True, **MetaDataset(path).summary()}
+        except NeuromamlError:
+            path.unlink()           # a damaged file from an earlier run: rebuild it
+    s = build_metadataset("synthetic", path, per_class=8 if quick else 20, seed=seed, progress=True)
+    return {"path": str(path), "reused": False, **s}
+
+
+def demo_config(config: Path | None, quick: bool):
+    from neuromaml.meta.config import load_config
+
+    cfg = load_config(config or "small")
+    if quick:
+        cfg.outer.steps = 2
+        cfg.outer.meta_batch = 1
+        cfg.outer.val_every = 2
+        cfg.outer.val_tasks = 2
+        cfg.outer.checkpoint_every = 1
+        cfg.task.n_query = 2
+    return cfg
+
+
+def _stage_train(out: Path, data: Path, cfg, seed: int) -> dict:
+    from neuromaml.meta.train import meta_train
+
+    run = out / "run"
+    summ = run / "summary.json"
+    if summ.exists():
+        s = read_json(summ)
+        if s.get("steps") == cfg.outer.steps:
+            return {**s, "reused": True, "run": str(run)}
+    resume = (run / "ckpt.pt").exists()
+    s = meta_train(data, cfg, run, resume=resume, seed=seed)
+    return {**s, "reused": False, "resumed": resume, "run": str(run)}
+
+
+def _stage_evaluate(out: Path, quick: bool) -> dict:
+    run = out / "run"
+    res = run / "eval" / "evaluate.json"
+    if res.exists():
+        return {**read_json(res), "reused": True}
+    try:
+        from neuromaml.meta.evaluate import evaluate_run
+    except ImportError:
+        return {"skipped": "neuromaml.meta.evaluate is not available"}
+    return evaluate_run(run, out=run / "eval", quick=quick)
+
+
+def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[object, list[dict]]:
+    """Pick the rule's learning rate (eta exponent) on meta-VALIDATION tasks with the fast engine.
+
+    Meta-test tasks are never looked at. Returns (best RuleSpec, the sweep).
+    """
+    from neuromaml.emulator.deployed import DeployedNet
+    from neuromaml.emulator.emulate import build_batch, pool_inputs
+    from neuromaml.emulator.episodes import run_fast
+    from neuromaml.meta.metadataset import MetaDataset
+    from neuromaml.meta.tasks import TaskSampler
+    from neuromaml.onchip.rule import RuleError
+
+    dep = DeployedNet.load(bundle)
+    ds = MetaDataset(data)
+    sampler = TaskSampler(ds, "val", dep.n_out, 1, 5, seed=seed + 1000, disjoint_parts=True)
+    batch, pool = build_batch(sampler, tasks)
+    feats = dep.frozen_features(pool_inputs(ds, pool))
+    sweep, best = [], None
+    for eta in range(-10, 1):
+        try:
+            spec = dataclasses.replace(dep.rule, eta_exp=eta)
+        except RuleError:
+            continue
+        acc = float(run_fast(dep, feats, batch, spec).accuracy.mean())
+        sweep.append({"eta_exp": eta, "val_accuracy": acc})
+        if best is None or acc > best[0]:
+            best = (acc, spec)
+    return best[1], sweep
+
+
+def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
+    from neuromaml.deploy.bundle import export_bundle, load_bundle
+    from neuromaml.deploy.cli import load_run
+
+    bundle = out / "bundle"
+    if (bundle / "manifest.json").exists():
+        try:
+            man, _ = load_bundle(bundle)
+            if man.get("calibration"):
+                return {"bundle": str(bundle), "reused": True, "calibration": man["calibration"]}
+        except NeuromamlError:
+            pass
+    model, mcfg, classes = load_run(out / "run")
+    kw = dict(input_shape=tuple(mcfg.input_shape), time_steps=mcfg.time_steps, burn_in=mcfg.burn_in,
+              classes=classes, source_run=str((out / "run").resolve()), overwrite=True,
+              extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(mcfg).items()}})
+    t0 = time.perf_counter()
+    staging = out / ".bundle-uncalibrated"
+    export_bundle(model, staging, **kw)
+    spec, sweep = calibrate_rule(staging, data, 8 if quick else 60, seed)
+    shutil.rmtree(staging, ignore_errors=True)
+    calib = {"split": "val", "sweep": sweep, "chosen_eta_exp": spec.eta_exp}
+    man = export_bundle(model, bundle, rule=spec, **{**kw, "extra": {**kw["extra"], "calibration": calib}})
+    return {"bundle": str(bundle), "reused": False, "seconds": time.perf_counter() - t0,
+            "layers": [r["type"] for r in man["layers"]], "calibration": calib}
+
+
+def _stage_verify(out: Path, quick: bool) -> dict:
+    from neuromaml.deploy.cli import reference_model
+    from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.deploy.verify import verify_netx
+
+    res = out / "bundle" / "verify.json"
+    if res.exists():
+        return {**read_json(res), "reused": True}
+    man, net = load_bundle(out / "bundle")
+    rep = verify_netx(net, samples=2 if quick else 4, steps=man["input"]["time_steps"],
+                      model=reference_model(man))
+    write_json(res, rep)
+    if not rep.get("ok"):
+        raise fail(res, "the exported network does not match slayer/Lava bit for bit",
+                   "see the report's first mismatch; file an issue with verify.json")
+    return rep
+
+
+def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
+    from neuromaml.emulator.emulate import emulate
+
+    res = out / "emulate" / "emulate.json"
+    if res.exists():
+        s = read_json(res)
+        if s.get("tasks") == tasks:
+            return {**s, "reused": True}
+    s = emulate(out / "bundle", out / "data.h5", split="test", tasks=tasks, shots=1,
+                queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
+                slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate")
+    agree = s.get("lava", {}).get("agreement", {})
+    if agree and not (agree["output_spikes_identical"] and agree["final_weights_identical"]):
+        raise fail(res, "Lava and the fast engine disagree", "file an issue with emulate.json")
+    return s
+
+
+def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks: int = 2,
+         fresh: bool = False, quick: bool = False, seed: int = 0) -> dict:
+    from tqdm import tqdm
+
+    out = Path(out)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if quick:
+        tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
+    cfg = demo_config(config, quick)
+    summary: dict = {"out": str(out), "quick": quick, "seed": seed, "stages": {}, "seconds": {}}
+    bar = tqdm(STAGES, desc="demo", unit="stage")
+    t_all = time.perf_counter()
+    for name in bar:
+        bar.set_postfix_str(name)
+        t0 = time.perf_counter()
+        if name == "data":
+            r = _stage_data(out, quick, seed)
+        elif name == "train":
+            r = _stage_train(out, out / "data.h5", cfg, seed)
+        elif name == "evaluate":
+            r = _stage_evaluate(out, quick)
+        elif name == "export":
+            r = _stage_export(out, out / "data.h5", quick, seed)
+        elif name == "verify":
+            r = _stage_verify(out, quick)
+        elif name == "emulate":
+            r = _stage_emulate(out, tasks, lava_tasks, quick, seed)
+        else:
+            summary["seconds"]["total"] = time.perf_counter() - t_all
+            r = write_report(out, summary)
+        summary["stages"][name] = r
+        summary["seconds"][name] = time.perf_counter() - t0
+        write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
+    bar.close()
+    summary["seconds"]["total"] = time.perf_counter() - t_all
+    write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
+    return summary
+
+
+def _pct(col) -> str:
+    if not col:
+        return "n/a"
+    return f"{100 * col['mean']:.1f} ± {100 * col['std']:.1f}%"
+
+
+def _plot_gap(out: Path, em: dict) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sl = em.get("slayer") or {}
+    cols = [("float\n(slayer)", sl.get("float")), ("fixed point\n+ float SGD", sl.get("fixed_sgd")),
+            ("on-chip rule\n(fixed point)", em.get("onchip"))]
+    cols = [(n, c) for n, c in cols if c]
+    if not cols:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar([n for n, _ in cols], [100 * c["mean"] for _, c in cols],
+           yerr=[100 * c["std"] for _, c in cols], color=["#4c72b0", "#55a868", "#c44e52"][:len(cols)], capsize=4)
+    ax.axhline(100 / em["n_way"], ls="--", c="gray", lw=1, label="chance")
+    ax.set_ylabel("query accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"{em['n_way']}-way {em['k_shot']}-shot, meta-test classes")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = out / "deployment_gap.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def write_report(out: Path, summary: dict) -> dict:
+    st = summary["stages"]
+    em, tr, ver, ex = st.get("emulate", {}), st.get("train", {}), st.get("verify", {}), st.get("export", {})
+    ev = st.get("evaluate", {})
+    sl = em.get("slayer") or {}
+    gap_png = _plot_gap(out, em)
+    lines = ["# neuromaml demo report", "",
+             f"Synthetic Double-digits meta-dataset, default network, seed {summary['seed']}"
+             + (" (--quick: tiny settings, accuracy not meaningful)" if summary["quick"] else "") + ".", "",
+             f"## One-shot accuracy on meta-test classes ({em.get('n_way')}-way {em.get('k_shot')}-shot, "
+             f"{em.get('tasks')} tasks)", "",
+             "| stage of the deployment path | accuracy (mean ± std over tasks) |", "|---|---|",
+             f"| float slayer, inner loop as meta-trained | {_pct(sl.get('float'))} |",
+             f"| fixed-point weights, float SGD on the final layer | {_pct(sl.get('fixed_sgd'))} |",
+             f"| on-chip three-factor rule, fixed point | {_pct(em.get('onchip'))} |", ""]
+    if gap_png:
+        lines += [f"![deployment gap]({gap_png})", ""]
+    agree = em.get("lava", {}).get("agreement")
+    if agree:
+        lines += [f"Lava ran {agree['episodes']} of these episodes: output spikes identical to the fast "
+                  f"engine: **{agree['output_spikes_identical']}**, final weights identical: "
+                  f"**{agree['final_weights_identical']}** ({agree['lava_seconds_per_episode']:.1f} s vs "
+                  f"{1000 * agree['fast_seconds_per_episode']:.0f} ms per episode).", ""]
+    if ver:
+        lines += [f"Export verified bit for bit: **{ver.get('ok')}** "
+                  f"({ver.get('samples')} samples x {ver.get('steps')} steps; Lava vs fixed engine"
+                  + (", slayer vs fixed engine" if ver.get("slayer_vs_fixed") else "") + ").", ""]
+    if ex.get("calibration"):
+        c = ex["calibration"]
+        sweep = ", ".join(f"2^{r['eta_exp']}: {100 * r['val_accuracy']:.0f}%" for r in c["sweep"])
+        lines += [f"On-chip rule: eta = 2^{c['chosen_eta_exp']}, chosen on meta-validation tasks "
+                  f"({sweep}).", ""]
+    if tr:
+        lines += [f"Meta-training: {tr.get('steps')} meta-steps, best meta-val accuracy "
+                  f"{100 * float(tr.get('best_val_acc', float('nan'))):.1f}% at step {tr.get('best_step')}.", ""]
+    for key, png in (ev.get("plots") or {}).items():
+        rel = Path(png)
+        try:
+            rel = rel.relative_to(out)
+        except ValueError:
+            pass
+        lines += [f"![{key}]({rel})", ""]
+    secs = summary["seconds"]
+    lines += ["## Time (2-core CPU budget: 20 min)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in secs.items()]
+    lines += ["", f"Machine-readable: `demo.json`, `emulate/emulate.json`, `bundle/verify.json`, "
+              f"`run/summary.json`.", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    return {"report": str(out / "report.md"), "plot": gap_png}
+
+
+def demo_cli(args) -> int:
+    s = demo(args.out, config=args.config, tasks=args.tasks, lava_tasks=args.lava_tasks,
+             fresh=args.fresh, quick=args.quick, seed=args.seed)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'demo.json'} "
+          f"in {s['seconds']['total']:.0f} s")
+    return 0
