@@ -46,8 +46,10 @@ def register(sub) -> None:
                    help="input shape in slayer order C,H,W (e.g. 2,16,32), as the data's frames")
     p.add_argument("--classes", type=int, required=True, help="number of output classes (N-way)")
     p.add_argument("--time-steps", type=int, default=100)
-    p.add_argument("--burn-in", type=int, default=0, help="readout window starts at this step")
+    p.add_argument("--burn-in", type=int, default=None,
+                   help="readout window starts at this step (default: the network's pipeline depth)")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
     _add_json(p)
     p.set_defaults(func=_import)
 
@@ -65,8 +67,8 @@ def register(sub) -> None:
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--bits", default="8,6,4,3,2", help="weight precisions to sweep")
-    p.add_argument("--eta-exp", default=None, help="eta exponents to sweep (default: around the bundle's)")
-    p.add_argument("--thresholds", default=None, help="error thresholds to sweep (default: around the bundle's)")
+    p.add_argument("--eta-exp", default=None, help="eta exponents to sweep, e.g. --eta-exp=-9,-7 (with '=': the values start with '-'; default: around the bundle's)")
+    p.add_argument("--thresholds", default=None, help="error thresholds to sweep, e.g. --thresholds 0,8,16 (default: around the bundle's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/rule-check)")
     _add_json(p)

@@ -81,7 +81,7 @@ def readout(dep: DeployedNet, spikes: np.ndarray, n_samples: int) -> np.ndarray:
     return np.stack(wins, axis=1).astype(np.int64)
 
 
-def _finish(dep, batch, weights, initial, spikes, n_upd, seconds) -> EpisodeResult:
+def episode_result(dep, batch, weights, initial, spikes, n_upd, seconds) -> EpisodeResult:
     counts = readout(dep, spikes, batch.order.shape[1])
     pred = counts[:, batch.n_support:].argmax(axis=2)
     acc = (pred == batch.labels[:, batch.n_support:]).mean(axis=1)
@@ -112,7 +112,7 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
             raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
     cat = lambda name: np.concatenate([getattr(r, name) for r in parts])  # noqa: E731
     n_upd = (cat("weights") != cat("initial")).reshape(len(batch.order), -1).sum(axis=1)
-    return _finish(dep, batch, cat("weights"), cat("initial"), cat("spikes"), n_upd,
+    return episode_result(dep, batch, cat("weights"), cat("initial"), cat("spikes"), n_upd,
                    time.perf_counter() - t0)
 
 
@@ -210,4 +210,4 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
 
     initial = np.broadcast_to(truncate_initial(dep.w0[None], dep.num_weight_bits), weights.shape)
     n_upd = (weights != initial).reshape(len(weights), -1).sum(axis=1)
-    return _finish(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)
+    return episode_result(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)

@@ -85,7 +85,7 @@ def label_onehot(labels, B: int, T: int, O: int) -> np.ndarray:
 def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
                 labels: Optional[np.ndarray], neuron: CubaParams, weight_exp: int = 0,
                 num_weight_bits: int = 8, reset_interval: Optional[int] = None,
-                truncate: bool = True) -> FixedResult:
+                truncate: bool = True, update=None) -> FixedResult:
     """Present `pre_spikes` (B, T, I) to the final layer; learn when labels are given.
 
     weights: (O, I) or (B, O, I) integers in Lava weight units (the Dense
@@ -97,6 +97,9 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
     truncate: apply Lava's first-step weight truncation (a fresh Dense process);
     pass False to continue with weights already inside a running process (for
     instance the query presentation after a support presentation).
+    update: replaces `rule.weight_update` (same signature `(w, x1, y2, spec, r_w)`,
+    returns int32 weights), e.g. a coarser weight grid for precision sweeps
+    (`neuromaml.emulator.rulecheck`); None (default) is the Lava engine's update.
     """
     pre = _check_spikes(pre_spikes)
     B, T, I = pre.shape
@@ -142,7 +145,7 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
             x1 = stochastic_decay(x1, x_decay, r_x[k])
             x1 = np.clip(x1 + spec.x1_impulse * s_k, 0, TRACE_MAX)
             y2 = stochastic_decay(y2, y_decay, r_y[k])
-            new = weight_update(w, x1, y2, spec, r_w[k])
+            new = (update or weight_update)(w, x1, y2, spec, r_w[k])
             n_upd += new != w
             w = new
         counts += s_out
