@@ -156,6 +156,9 @@ class DeployedNet:
         of layer ``L - 1`` over relative indices ``[0, T + D_{L-1})``, with every layer ``j``
         reset before relative index ``D_j`` as in the episode stream.
         """
+        from neuromaml.deploy.fixed import to_net_input
+
+        x_xyf = to_net_input(x_xyf, tuple(self.net.input_shape), self.path)   # netx's flatten order
         n, T = x_xyf.shape[:2]
         D_last = self.delay_depth(self.plastic - 1) if self.plastic > 0 else 0
         span = T + D_last

@@ -1,0 +1,174 @@
+"""Deployment bundles: ``network.net`` + ``network.nir`` + ``manifest.json``, written atomically.
+
+A bundle is a directory::
+
+    BUNDLE/network.net     netx HDF5 (what lava.lib.dl.netx.hdf5.Network loads)
+    BUNDLE/network.nir     the same network as a NIR graph
+    BUNDLE/manifest.json   format, input shape and order, steps, classes, adapting
+                           layer + rule, quantization, source, versions, sha256 of files
+
+It is built in a temporary directory beside ``BUNDLE`` and renamed into place
+only when complete, so a failed export never leaves a half-written bundle.
+``load_bundle`` checks the format and every checksum.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from neuromaml.io import fail, package_versions, read_json, write_json
+
+FORMAT = "neuromaml-bundle"
+FORMAT_VERSION = 1
+NET, NIR, MANIFEST = "network.net", "network.nir", "manifest.json"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_rule() -> dict[str, Any] | None:
+    """onchip's default ``RuleSpec().to_dict()`` when onchip provides it."""
+    try:
+        from neuromaml.onchip.rule import RuleSpec
+    except ImportError:
+        return None
+    return RuleSpec().to_dict()
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
+    """Yield a temp dir beside ``out``; on success it replaces ``out`` (rename), else it is removed."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise fail(out, "already exists", "choose another --out or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise fail(out, "exists and is not a directory", "choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int, int, int], time_steps: int,
+                  burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
+                  adapt_layer: int | None = None, source_run: str | None = None, allow_clip: bool = False,
+                  overwrite: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Quantize + lower + write a bundle for ``model`` (slayer blocks). Returns the manifest."""
+    from neuromaml.deploy.quantize import netx_layers
+
+    layers, lowered, qreport = netx_layers(model, tuple(input_shape), allow_clip=allow_clip, source=out)
+    return write_bundle(layers, out, input_shape=input_shape, time_steps=time_steps, burn_in=burn_in,
+                        classes=classes, rule=rule, adapt_layer=adapt_layer, source_run=source_run,
+                        overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport)
+
+
+def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int, int, int], time_steps: int,
+                 burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
+                 adapt_layer: int | None = None, source_run: str | None = None, overwrite: bool = False,
+                 extra: dict[str, Any] | None = None, lowered: list | None = None,
+                 quantization: list | None = None) -> dict[str, Any]:
+    """Write a bundle for netx ``layers`` (``NetxLayer`` list, written as read). Returns the manifest."""
+    from neuromaml.deploy.netxfile import describe, write_layers
+    from neuromaml.deploy.nir_export import write_nir
+    from neuromaml.meta.quant import DECAY_BITS, MANTISSA_BITS, W_SCALE
+
+    out = Path(out)
+    lowered = lowered or []
+    qreport = quantization or []
+    computing = [L for L in layers if L.type in ("dense", "conv")]
+    if not computing:
+        raise fail(out, "the network has no dense or conv layer", "export a network with at least one layer")
+    n_out = int(computing[-1].shape[0]) if computing[-1].type == "dense" else None
+    if adapt_layer is None:
+        adapt_layer = computing[-1].index
+    if rule is not None and hasattr(rule, "to_dict"):
+        rule = rule.to_dict()
+    elif rule is None:
+        rule = default_rule()
+    C, H, W = (int(v) for v in input_shape)
+    with atomic_dir(out, overwrite) as tmp:
+        write_layers(layers, tmp / NET)
+        write_nir(layers, tmp / NIR)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "input": {"shape_xyf": [W, H, C], "order": "xyf", "shape_chw": [C, H, W],
+                      "slayer_frames": "(N, C, H, W, T)", "lava_input": "(x, y, f, T) spikes",
+                      "time_steps": int(time_steps), "dt_ms": 1},
+            "output": {"neurons": n_out, "classes": list(classes) if classes is not None else None,
+                       "readout": f"spike count over steps [{int(burn_in)}, {int(time_steps)}), argmax",
+                       "burn_in": int(burn_in)},
+            "adapt": {"layer": int(adapt_layer), "kind": "dense", "rule": rule,
+                      "engine_layer": [L.index for L in computing].index(int(adapt_layer))
+                      if int(adapt_layer) in [L.index for L in computing] else None,
+                      "note": "layer = index in network.net; engine_layer = index in "
+                              "deploy.fixed.FixedPointNet.layers"},
+            "quantization": {"weight_mantissa_bits": MANTISSA_BITS, "w_scale": W_SCALE,
+                             "stored_weight_range": [-256, 254], "decay_bits": DECAY_BITS,
+                             "threshold": "vThMant = int(theta * 64), spike if v > vThMant << 6",
+                             "layers": qreport},
+            "lowered": lowered,
+            "layers": describe(layers),
+            "source_run": source_run,
+            "package_versions": package_versions(),
+            **(extra or {}),
+        }
+        manifest["files"] = {name: sha256(tmp / name) for name in (NET, NIR)}
+        write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """Check a bundle (format, files, sha256) -> (manifest, path of network.net)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
+    man_path = path / MANIFEST
+    if not man_path.exists():
+        raise fail(man_path, "missing", "re-export the bundle with neuromaml export")
+    manifest = read_json(man_path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise fail(man_path, f"field 'format' is {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
+                   f"not {FORMAT!r}", "re-export the bundle")
+    if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
+        raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, this neuromaml "
+                   f"reads <= {FORMAT_VERSION}", "upgrade neuromaml")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or NET not in files:
+        raise fail(man_path, "field 'files' lacks network.net", "re-export the bundle")
+    for name, digest in files.items():
+        f = path / name
+        if not f.exists():
+            raise fail(f, "listed in manifest.json 'files' but missing", "re-export the bundle")
+        got = sha256(f)
+        if got != digest:
+            raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
+                       "(the file changed after export)", "re-export the bundle")
+    return manifest, path / NET

@@ -1,0 +1,222 @@
+"""``neuromaml export | inspect | verify``: the deploy stage's command line.
+
+* ``export RUN_DIR --out BUNDLE`` (or ``export --model NAME --out BUNDLE`` for a
+  freshly initialised network): quantize, lower, write the bundle atomically.
+* ``inspect FILE.net|BUNDLE``: the layers as netx builds them; flags what cannot deploy
+  (exit 1 if anything).
+* ``verify BUNDLE|FILE.net [--samples N] [--all-layers] [--json PATH]``: Lava vs the
+  fixed engine bit for bit (exit 1 on mismatch, with the first differing layer,
+  neuron and step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from neuromaml.io import fail, read_json, write_json
+
+CHECKPOINT_NAMES = ("theta.pt", "model.pt", "checkpoint.pt", "final.pt", "best.pt")
+CONFIG_NAMES = ("config.json", "run.json", "config.yaml", "config.yml")
+
+
+def register(sub) -> None:
+    e = sub.add_parser("export", help="quantize a meta-trained network and write a deployment bundle",
+                       description="Quantize to Loihi fixed point, lower pool layers, write network.net, "
+                       "network.nir and manifest.json into BUNDLE (atomically).")
+    e.add_argument("run_dir", nargs="?", type=Path, help="meta-train output directory (config + checkpoint)")
+    e.add_argument("--model", default=None, help="export a freshly initialised model: small|paper_cnn|lava_mlp")
+    e.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    e.add_argument("--input-shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
+    e.add_argument("--n-way", type=int, default=None)
+    e.add_argument("--steps", type=int, default=None, help="time steps per sample (default: model config)")
+    e.add_argument("--seed", type=int, default=0, help="init seed for --model")
+    e.add_argument("--allow-clip", action="store_true", help="clip weights that overflow 8 bits instead of failing")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    e.add_argument("--json", type=Path, default=None, help="JSON summary (default: BUNDLE/manifest.json only)")
+    e.set_defaults(func=_export)
+
+    i = sub.add_parser("inspect", help="print the layers of a netx file as netx builds them")
+    i.add_argument("file", type=Path, help="FILE.net or BUNDLE directory")
+    i.add_argument("--json", type=Path, default=None)
+    i.set_defaults(func=_inspect)
+
+    v = sub.add_parser("verify", help="run a bundle on Lava and the fixed engine; compare spikes bit for bit")
+    v.add_argument("target", type=Path, help="BUNDLE directory or FILE.net")
+    v.add_argument("--samples", type=int, default=4)
+    v.add_argument("--steps", type=int, default=None, help="steps per sample (default: manifest, else 50)")
+    v.add_argument("--rate", type=float, default=0.2, help="input spike probability per step")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--all-layers", action="store_true", help="compare every layer, not only the output")
+    v.add_argument("--no-lava", action="store_true", help="skip Lava (fixed engine only; for quick checks)")
+    v.add_argument("--no-slayer", action="store_true", help="skip the slayer comparison (needs the source run)")
+    v.add_argument("--json", type=Path, default=None, help="JSON summary (default: BUNDLE/verify.json)")
+    v.set_defaults(func=_verify)
+
+
+def _read_config(run_dir: Path) -> tuple[dict, Path]:
+    for name in CONFIG_NAMES:
+        p = run_dir / name
+        if p.exists():
+            if p.suffix == ".json":
+                return read_json(p), p
+            import yaml
+            return yaml.safe_load(p.read_text()) or {}, p
+    raise fail(run_dir, f"no run config ({', '.join(CONFIG_NAMES)})",
+               "give the output directory of neuromaml meta-train, or use --model NAME")
+
+
+def _state_dict(obj: Any) -> dict | None:
+    if isinstance(obj, dict):
+        for key in ("theta", "state_dict", "model", "model_state"):
+            if key in obj and isinstance(obj[key], dict):
+                return obj[key]
+        if all(hasattr(v, "shape") for v in obj.values()) and obj:
+            return obj
+    return None
+
+
+def load_run(run_dir: Path):
+    """A meta-train RUN_DIR -> (model with trained weights, model config, classes or None).
+
+    ``neuromaml meta-train`` runs (``best.pt`` / ``ckpt.pt``) load through
+    ``neuromaml.meta.train.load_run``; other directories need a config (``config.json``
+    with a ``model`` section) and a checkpoint (``theta.pt``, ``model.pt``, ... holding a
+    state dict, or a dict with ``theta`` / ``state_dict`` / ``model``).
+    """
+    import torch
+
+    from neuromaml.meta.models import build_model, config_from_dict
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise fail(run_dir, "not a directory", "give the output directory of neuromaml meta-train")
+    if (run_dir / "best.pt").exists() or (run_dir / "ckpt.pt").exists():
+        from neuromaml.meta.train import load_run as meta_load_run
+
+        model, _params, _lrs, cfg = meta_load_run(run_dir)
+        return model, cfg.model, None
+    cfg_dict, cfg_path = _read_config(run_dir)
+    mcfg = config_from_dict(cfg_dict.get("model", cfg_dict))
+    if "n_way" not in cfg_dict.get("model", {}) and "task" in cfg_dict:
+        mcfg.n_way = int(cfg_dict["task"].get("n_way", mcfg.n_way))
+    ckpts = [run_dir / n for n in CHECKPOINT_NAMES if (run_dir / n).exists()] or sorted(run_dir.glob("*.pt"))
+    if not ckpts:
+        raise fail(run_dir, "no checkpoint (*.pt)", "finish meta-training, or use --model NAME")
+    try:
+        obj = torch.load(ckpts[0], map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
+        raise fail(ckpts[0], f"cannot read checkpoint ({exc.__class__.__name__})", "re-run meta-training") from None
+    sd = _state_dict(obj)
+    if sd is None:
+        raise fail(ckpts[0], "no state dict (keys theta/state_dict/model)", "re-run meta-training")
+    model = build_model(mcfg)
+    own = model.state_dict()
+    sd = {k: v for k, v in sd.items() if k in own}
+    missing = [k for k in model.param_names() if k not in sd]
+    if missing:
+        raise fail(ckpts[0], f"checkpoint lacks {missing[:3]}", f"check that {cfg_path.name} matches the checkpoint")
+    try:
+        model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:
+        raise fail(ckpts[0], f"weights do not fit model {mcfg.name!r} ({str(exc).splitlines()[-1].strip()})",
+                   f"check {cfg_path.name}") from None
+    classes = cfg_dict.get("classes")
+    return model, mcfg, classes
+
+
+def _export(args: argparse.Namespace) -> int:
+    from neuromaml.deploy.bundle import export_bundle
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    if (args.run_dir is None) == (args.model is None):
+        raise fail(None, "give exactly one of RUN_DIR or --model NAME", "e.g. neuromaml export runs/x --out bundle")
+    if args.run_dir is not None:
+        model, mcfg, classes = load_run(args.run_dir)
+        source = str(args.run_dir.resolve())
+    else:
+        kw: dict[str, Any] = {"name": args.model}
+        if args.input_shape:
+            kw["input_shape"] = tuple(args.input_shape)
+        if args.n_way:
+            kw["n_way"] = args.n_way
+        mcfg = ModelConfig(**kw)
+        try:
+            model = build_model(mcfg, seed=args.seed)
+        except ValueError as exc:
+            raise fail(None, f"--model: {exc}", "use small, paper_cnn or lava_mlp") from None
+        classes, source = None, None
+    if args.input_shape and tuple(args.input_shape) != tuple(mcfg.input_shape):
+        raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
+                   f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
+    steps = args.steps or mcfg.time_steps
+    man = export_bundle(model, args.out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
+                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source,
+                        allow_clip=args.allow_clip, overwrite=args.overwrite,
+                        extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v)
+                                                for k, v in vars(mcfg).items()},
+                               "fresh_init_seed": None if args.run_dir is not None else args.seed})
+    print(f"wrote {args.out}: layers {[r['type'] for r in man['layers']]}, lowered "
+          f"{[r['to'] for r in man['lowered'] if r['from'] == 'pool']}")
+    if args.json:
+        write_json(args.json, {"bundle": str(args.out), "manifest": man})
+    return 0
+
+
+def _net_path(target: Path) -> tuple[Path, dict | None]:
+    from neuromaml.deploy.bundle import load_bundle
+
+    if target.is_dir():
+        man, net = load_bundle(target)
+        return net, man
+    return target, None
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from neuromaml.deploy.netxfile import describe, format_table, read_layers
+
+    net, _ = _net_path(args.file)
+    rows = describe(read_layers(net))
+    print(format_table(rows))
+    bad = [r for r in rows if not r["deployable"]]
+    print(f"{len(rows)} layers; " + ("all deployable" if not bad else f"{len(bad)} not deployable as is"))
+    if args.json:
+        write_json(args.json, {"file": str(net), "layers": rows, "deployable": not bad})
+    return 1 if bad else 0
+
+
+def reference_model(man: dict | None):
+    """The slayer network a bundle came from: its source RUN_DIR, or a fresh init re-built by seed."""
+    if not man:
+        return None
+    src = man.get("source_run")
+    if src and Path(src).is_dir():
+        return load_run(Path(src))[0]
+    if man.get("fresh_init_seed") is not None and man.get("model_config"):
+        from neuromaml.meta.models import build_model, config_from_dict
+
+        return build_model(config_from_dict(man["model_config"]), seed=int(man["fresh_init_seed"]))
+    return None
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from neuromaml.deploy.verify import format_report, verify_netx
+
+    net, man = _net_path(args.target)
+    model = None if args.no_slayer else reference_model(man)
+    steps = args.steps or (man["input"]["time_steps"] if man else 50)
+    if args.samples < 1 or steps < 1:
+        raise fail(None, "--samples and --steps must be >= 1", "e.g. --samples 4 --steps 50")
+    rep = verify_netx(net, samples=args.samples, steps=steps, all_layers=args.all_layers, seed=args.seed,
+                      rate=args.rate, lava=not args.no_lava, model=model)
+    if model is None:
+        rep["slayer_vs_fixed"] = None
+        rep["slayer_note"] = "no source network (FILE.net, or the bundle's source run is gone): Lava vs fixed only"
+    print(format_report(rep))
+    out = args.json or (args.target / "verify.json" if args.target.is_dir() else None)
+    if out:
+        write_json(out, rep)
+    else:
+        print(json.dumps({k: rep[k] for k in ("ok", "samples", "steps", "seconds")}))
+    return 0 if rep["ok"] else 1

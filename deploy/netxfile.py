@@ -1,0 +1,234 @@
+"""Read, write and inspect netx HDF5 network files (``network.net``).
+
+A netx file (lava-dl's exchange format) holds ``/layer/<i>/`` groups with
+``type`` (``input | dense | conv | pool | flatten | ...``), ``shape`` (neuron
+shape, slayer order ``(C, H, W)`` or ``(N,)``), ``weight`` (integers stored
+as floats: conv ``(out, in, kh, kw[, 1])``, dense ``(out, in)``), conv
+``stride/padding/dilation/groups``, optional ``bias`` and ``neuron/``
+(``type``, ``iDecay``, ``vDecay``, ``vThMant``, ...).
+
+Two views of one file:
+
+* the lossless *tree*: ``{"layer/0/weight": np.ndarray, ...}`` with each
+  dataset's dtype and shape kept (``read_tree`` / ``write_tree``) - reading
+  and re-writing a file gives identical datasets;
+* ``NetxLayer`` objects for computation (``read_layers`` / ``layers_to_tree``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuromaml.io import atomic_path, fail
+
+LOADABLE = ("input", "dense", "conv", "flatten")          # what netx.hdf5.Network builds
+LOWERABLE = ("pool",)                                      # what deploy.lower rewrites
+KNOWN = LOADABLE + LOWERABLE + ("average", "convT", "unpool", "concat", "dense_rec", "dense_comp")
+NEURON_TYPES = ("CUBA", "LOIHI")
+
+
+@dataclasses.dataclass
+class NetxLayer:
+    """One ``/layer/<i>`` group. ``raw`` maps dataset paths (relative) to arrays."""
+
+    index: int
+    type: str
+    raw: dict[str, np.ndarray]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Neuron shape as stored: ``(C, H, W)`` or ``(N,)``."""
+        return tuple(int(v) for v in np.atleast_1d(self.raw["shape"])) if "shape" in self.raw else ()
+
+    @property
+    def shape_xyf(self) -> tuple[int, ...]:
+        """Neuron shape in netx/Lava order ``(x, y, f) = (W, H, C)``."""
+        return self.shape[::-1]
+
+    @property
+    def weight(self) -> np.ndarray | None:
+        return None if "weight" not in self.raw else np.asarray(self.raw["weight"])
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        return None if "bias" not in self.raw else np.asarray(self.raw["bias"])
+
+    @property
+    def neuron(self) -> dict[str, Any] | None:
+        out = {k.split("/", 1)[1]: _scalar(v) for k, v in self.raw.items() if k.startswith("neuron/")}
+        return out or None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+
+def _scalar(v: np.ndarray) -> Any:
+    a = np.asarray(v)
+    if a.dtype.kind in "SO":
+        x = a.reshape(-1)[0] if a.ndim else a[()]
+        return x.decode("ascii") if isinstance(x, bytes) else str(x)
+    return a[()] if a.ndim == 0 else a
+
+
+def _decode_type(v: np.ndarray) -> str:
+    return str(_scalar(v))
+
+
+def read_tree(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All datasets of an HDF5 file as ``{path: array}`` (dtype and shape kept)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "file not found", "give the path of a netx .net file or a bundle directory")
+    if not path.is_file():
+        raise fail(path, "not a file", "give the path of a netx .net file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise fail(path, f"not a readable HDF5 file ({exc.__class__.__name__}: {str(exc).split(';')[0]})",
+                   "re-export the network (the file is truncated or not HDF5)") from None
+    tree: dict[str, np.ndarray] = {}
+    try:
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                tree[name] = obj[()] if obj.shape == () else obj[...]
+                if obj.dtype.kind == "O":
+                    tree[name] = np.asarray(tree[name], dtype=object)
+        f.visititems(visit)
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise fail(path, f"HDF5 file is damaged ({exc})", "re-export the network") from None
+    finally:
+        f.close()
+    return tree
+
+
+def write_tree(tree: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``{path: array}`` as an HDF5 file, atomically. Inverse of ``read_tree``."""
+    import h5py
+
+    path = Path(path)
+    with atomic_path(path, suffix=".h5tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name in sorted(tree):
+                v = tree[name]
+                a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+                if a.dtype.kind == "O" or a.dtype.kind == "U":
+                    a = np.asarray(a, dtype=object)
+                    f.create_dataset(name, data=a, dtype=h5py.string_dtype())
+                else:
+                    f.create_dataset(name, data=a)
+    return path
+
+
+def layers_from_tree(tree: dict[str, np.ndarray], path: Any = None) -> list[NetxLayer]:
+    groups: dict[int, dict[str, np.ndarray]] = {}
+    for name, v in tree.items():
+        parts = name.split("/", 2)
+        if len(parts) < 3 or parts[0] != "layer":
+            continue
+        if not parts[1].isdigit():
+            raise fail(path, f"dataset {name!r}: layer group name is not an integer", "re-export the network")
+        groups.setdefault(int(parts[1]), {})[parts[2]] = v
+    if not groups:
+        raise fail(path, "no /layer/<i> groups: not a netx network file", "export the network with neuromaml export")
+    idx = sorted(groups)
+    if idx != list(range(len(idx))):
+        raise fail(path, f"layer groups are not numbered 0..{len(idx) - 1} (found {idx})", "re-export the network")
+    layers = []
+    for i in idx:
+        g = groups[i]
+        if "type" not in g:
+            raise fail(path, f"layer/{i}/type missing", "re-export the network")
+        layers.append(NetxLayer(i, _decode_type(g["type"]), g))
+    return layers
+
+
+def read_layers(path: str | os.PathLike) -> list[NetxLayer]:
+    """Parse a netx file into ``NetxLayer`` objects (clear errors on bad files)."""
+    return layers_from_tree(read_tree(path), path)
+
+
+def layers_to_tree(layers: list[NetxLayer], extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Renumber ``layers`` 0..n-1 and build the tree ``write_tree`` writes."""
+    tree = dict(extra or {})
+    for i, layer in enumerate(layers):
+        for k, v in layer.raw.items():
+            tree[f"layer/{i}/{k}"] = v
+    return tree
+
+
+def write_layers(layers: list[NetxLayer], path: str | os.PathLike, extra: dict | None = None) -> Path:
+    return write_tree(layers_to_tree(layers, extra), path)
+
+
+def type_array(name: str) -> np.ndarray:
+    """``type`` dataset as slayer writes it: ``S10`` array of shape (1,)."""
+    return np.array([name.encode("ascii")], dtype="S10")
+
+
+def neuron_raw(device_params: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in device_params.items():
+        if isinstance(v, str):
+            out[f"neuron/{k}"] = np.array(v.encode("ascii"), dtype=object)
+        else:
+            out[f"neuron/{k}"] = np.asarray(v)
+    return out
+
+
+def describe(layers: list[NetxLayer]) -> list[dict[str, Any]]:
+    """One JSON-able row per layer: what netx builds, and what blocks deployment."""
+    rows = []
+    for layer in layers:
+        row: dict[str, Any] = {"index": layer.index, "type": layer.type, "shape_xyf": list(layer.shape_xyf)}
+        nrn = layer.neuron
+        if layer.type == "conv":
+            w = layer.weight
+            row.update(kernel=list(w.shape[2:4]) if w is not None else None,
+                       stride=np.atleast_1d(layer.get("stride", 1)).tolist(),
+                       padding=np.atleast_1d(layer.get("padding", 0)).tolist(),
+                       groups=int(np.asarray(layer.get("groups", 1))))
+        if layer.weight is not None:
+            w = layer.weight
+            row["weight_range"] = [float(w.min()), float(w.max())] if w.size else [0.0, 0.0]
+        if nrn:
+            row["neuron"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in nrn.items()
+                             if k in ("type", "iDecay", "vDecay", "vThMant")}
+        problems = []
+        if layer.type not in KNOWN:
+            problems.append(f"unknown layer type {layer.type!r}")
+        elif layer.type in LOWERABLE:
+            problems.append("netx cannot load it; `neuromaml export` lowers it (deploy.lower)")
+        elif layer.type not in LOADABLE:
+            problems.append("netx cannot load it and nothing lowers it")
+        if nrn and str(nrn.get("type")) not in NEURON_TYPES:
+            problems.append(f"neuron type {nrn.get('type')!r} is not CUBA/LOIHI (not supported by deploy.fixed)")
+        if layer.type == "conv" and int(np.asarray(layer.get("groups", 1))) > 127:
+            problems.append("groups > 127 overflow Lava's int8 conv 'groups' variable (all zeros/crash)")
+        if layer.weight is not None and layer.weight.size and layer.type in ("dense", "conv"):
+            w = layer.weight
+            if w.max() > 254 or w.min() < -256:
+                problems.append(f"weights [{w.min():g}, {w.max():g}] overflow the 8-bit mantissa range [-256, 254]")
+        row["deployable"] = not problems
+        row["problems"] = problems
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'#':>3} {'type':8} {'shape (x,y,f)':16} {'details':44} status"]
+    for r in rows:
+        det = []
+        if "kernel" in r:
+            det.append(f"k={r['kernel']} s={r['stride']} p={r['padding']} g={r['groups']}")
+        if "neuron" in r:
+            n = r["neuron"]
+            det.append(f"iD={n.get('iDecay')} vD={n.get('vDecay')} th={n.get('vThMant')}")
+        status = "ok" if r["deployable"] else "; ".join(r["problems"])
+        lines.append(f"{r['index']:>3} {r['type']:8} {str(tuple(r['shape_xyf'])):16} {' '.join(det):44} {status}")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""`neuromaml import`: wrap any lava-dl netx file into a bundle so it can be emulated.
+
+The file is read as netx builds it (``deploy.netxfile.read_layers``), checked
+against what the emulator needs (netx-loadable layers, a final dense layer with
+``--classes`` outputs that becomes the plastic layer, an input of
+``--input-shape``, a readout window after the pipeline depth), and written as a
+bundle with the same manifest as ``neuromaml export`` (``deploy.bundle.write_bundle``),
+with the default on-chip rule. The network file itself is copied unchanged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from neuromaml.io import fail, write_json
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in str(text).replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise fail(None, f"--input-shape {text!r} is not C,H,W", "e.g. --input-shape 2,16,32")
+    return shape  # type: ignore[return-value]
+
+
+def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 100, burn_in: int | None = None,
+                overwrite: bool = False) -> dict:
+    """Write a bundle for ``netfile``; returns the manifest."""
+    from neuromaml.deploy.bundle import write_bundle
+    from neuromaml.deploy.fixed import FixedPointNet
+    from neuromaml.deploy.netxfile import read_layers
+
+    netfile = Path(netfile)
+    layers = read_layers(netfile)
+    net = FixedPointNet.from_layers(layers, netfile)       # refuses what netx cannot load
+    C, H, W = (int(v) for v in input_shape)
+    last = net.layers[-1]
+    if last.kind != "dense":
+        raise fail(netfile, f"the last layer is {last.kind}, not dense", "only a final dense layer adapts on chip")
+    if int(last.shape[0]) != int(classes):
+        raise fail(netfile, f"the last layer has {last.shape[0]} neurons, --classes is {classes}",
+                   f"pass --classes {last.shape[0]}")
+    n_in = int(np.prod(net.input_shape))
+    if n_in != C * H * W or (len(net.input_shape) == 3 and tuple(net.input_shape) != (W, H, C)):
+        raise fail(netfile, f"the first layer takes {tuple(net.input_shape)} (x, y, f) inputs, --input-shape "
+                   f"{C},{H},{W} (C,H,W) gives {(W, H, C)}", "pass the C,H,W the network was trained on")
+    depth = len(net.layers)
+    if burn_in is None:
+        burn_in = depth
+    if not depth <= burn_in < time_steps:
+        raise fail(None, f"--burn-in {burn_in} must be in [{depth}, {time_steps}) for this {depth}-layer network",
+                   f"pass --burn-in {depth} or more")
+    return write_bundle(layers, out, input_shape=(C, H, W), time_steps=time_steps, burn_in=burn_in,
+                        classes=[str(i) for i in range(int(classes))], source_run=None,
+                        overwrite=overwrite, extra={"imported_from": str(netfile.resolve())})
+
+
+def import_cli(args) -> int:
+    man = import_netx(args.netfile, args.out, input_shape=parse_shape(args.input_shape), classes=args.classes,
+                      time_steps=args.time_steps, burn_in=args.burn_in, overwrite=args.overwrite)
+    print(f"wrote bundle {args.out}: {[r['type'] for r in man['layers']]}, adapting layer "
+          f"{man['adapt']['layer']} with the default rule")
+    write_json(args.json or Path(args.out) / "import.json", {"bundle": str(args.out), "manifest": man})
+    return 0

@@ -1,0 +1,275 @@
+"""Quantizer, fixed-point neuron, lowering, bad input, bundle and CLI of deploy/."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuromaml.deploy import fixed
+from neuromaml.deploy.fixed import CubaParams, FixedPointNet, cuba_run
+from neuromaml.deploy.lower import LAVA_CONV_GROUPS_MAX, lower, pool_matrix
+from neuromaml.deploy.netxfile import NetxLayer, read_layers, type_array, write_layers
+from neuromaml.io import NeuromamlError
+from neuromaml.meta import quant
+
+MAML = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "snn-maml" / "network_test.net"
+P = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}
+
+
+def cuba():
+    from lava.lib.dl import slayer
+
+    return slayer.block.cuba
+
+
+# -- quantizer ----------------------------------------------------------------
+def test_quantize_weight_matches_slayer_and_is_straight_through():
+    c = cuba()
+    blk = c.Dense(P, 7, 3, weight_scale=6)
+    w = blk.synapse.weight.detach().clone().requires_grad_(True)
+    q = quant.quantize_weight(w)
+    assert torch.equal(q, blk.neuron.quantize_8bit(w))
+    q.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))
+    W = quant.weight_to_int(w)
+    assert np.array_equal(W, (blk.neuron.quantize_8bit(w, descale=True)).detach().numpy().astype(np.int32))
+    assert np.all(W % 2 == 0) and W.max() <= 254 and W.min() >= -256
+
+
+def test_mantissa_exponent_round_trip():
+    W = np.array([-256, -2, 0, 2, 254])
+    m, e = quant.mantissa_exponent(W)
+    assert m.dtype == np.int8 and e == 0 and np.array_equal(quant.from_mantissa_exponent(m, e), W)
+    m, e = quant.mantissa_exponent(np.array([-1024, 512]))
+    assert e == 2 and np.array_equal(quant.from_mantissa_exponent(m, e), [-1024, 512])
+    assert quant.check_weight_range(np.array([5.0]), 64) > 1 >= quant.check_weight_range(np.array([3.9]), 64)
+    assert quant.decay_to_int(0.03) == 123 and quant.quantize_threshold(1.3) == 83 / 64
+
+
+# -- fixed-point CUBA neuron: golden trace worked out by hand ---------------------
+def test_cuba_golden_trace():
+    # iDecay 1024 (u keeps 3/4, truncated toward zero), vDecay 0, vThMant 2 (v > 128 spikes)
+    # a = 3 at step 0: u = 192, 144, 108, 81, 60, 45, 33; v = 192|0, 144|0, 108, 189|0, 60, 105, 138|0
+    a = np.zeros((1, 7, 1), np.int64)
+    a[0, 0, 0] = 3
+    s = cuba_run(a, CubaParams(1024, 0, 2))
+    assert s[0, :, 0].tolist() == [1, 1, 0, 1, 0, 0, 1]
+    # negative input never spikes; the delay helper shifts by exactly one step
+    assert cuba_run(-a, CubaParams(1024, 0, 2)).sum() == 0
+    assert fixed.delay(np.arange(4).reshape(1, 4))[0].tolist() == [0, 0, 1, 2]
+    # reset protocol: zero after step index 0 kills the carried current
+    assert cuba_run(a, CubaParams(1024, 0, 2), fixed.reset_steps(7, 7, 0))[0, :, 0].tolist() == [1] + [0] * 6
+
+
+# -- the 128-channel pool bug ---------------------------------------------------
+def test_lava_conv_groups_is_int8_cause_of_128_channel_zeros():
+    from lava.proc.conv.models import PyConvModelFixed
+
+    assert PyConvModelFixed.groups.d_type == np.int8
+    v = np.zeros(1, np.int8)
+    v[:] = np.array([128]).astype(np.int64).astype(np.int8)
+    assert v[0] == -128 and list(range(v[0])) == []          # conv_scipy loops over range(groups)
+    assert LAVA_CONV_GROUPS_MAX == 127
+
+
+def _conv_layer(groups, ch=128):
+    raw = {"type": type_array("conv"), "shape": np.array([ch, 2, 2]), "weight": np.ones((ch, ch // groups, 1, 1)),
+           "stride": np.array([1, 1]), "padding": np.array([0, 0]), "dilation": np.array([1, 1]),
+           "groups": np.array(groups), "neuron/type": np.array(b"CUBA", dtype=object),
+           "neuron/iDecay": np.array(0), "neuron/vDecay": np.array(0), "neuron/vThMant": np.array(1)}
+    return [NetxLayer(0, "input", {"type": type_array("input"), "shape": np.array([ch, 2, 2])}),
+            NetxLayer(1, "conv", raw)]
+
+
+def test_fixed_engine_refuses_128_groups_but_takes_127(tmp_path):
+    write_layers(_conv_layer(128), tmp_path / "g128.net")
+    with pytest.raises(NeuromamlError, match="int8"):
+        FixedPointNet.from_netx(tmp_path / "g128.net")
+    write_layers(_conv_layer(127, 127), tmp_path / "g127.net")
+    assert len(FixedPointNet.from_netx(tmp_path / "g127.net")) == 1
+
+
+def test_pool_matrix_sums_windows():
+    k = np.array([[1.0, 2.0], [3.0, 4.0]])
+    M = pool_matrix(k, (1, 2, 4), (1, 1, 2), (2, 2), (0, 0), (1, 1))
+    assert M.tolist() == [[1, 2, 0, 0, 3, 4, 0, 0], [0, 0, 1, 2, 0, 0, 3, 4]]
+
+
+# -- bad input ------------------------------------------------------------------
+def test_truncated_and_non_hdf5_files(tmp_path):
+    bad = tmp_path / "trunc.net"
+    bad.write_bytes(MAML.read_bytes()[:5000])
+    with pytest.raises(NeuromamlError, match="trunc.net"):
+        read_layers(bad)
+    txt = tmp_path / "x.net"
+    txt.write_text("not hdf5")
+    with pytest.raises(NeuromamlError, match="not a readable HDF5"):
+        FixedPointNet.from_netx(txt)
+    with pytest.raises(NeuromamlError, match="not found"):
+        read_layers(tmp_path / "missing.net")
+
+
+def test_unlowerable_layer_is_a_clear_error():
+    layers = [NetxLayer(0, "input", {"type": type_array("input"), "shape": np.array([2, 4, 4])}),
+              NetxLayer(1, "average", {"type": type_array("average"), "shape": np.array([2, 2, 2])})]
+    with pytest.raises(NeuromamlError, match="average.*nothing lowers"):
+        lower(layers, (2, 4, 4), "net")
+
+
+def test_weight_overflow_is_an_error_unless_clipping(tmp_path):
+    from neuromaml.deploy.quantize import export_network
+
+    c = cuba()
+    blocks = torch.nn.ModuleList([c.Flatten(), c.Dense(P, 8, 3)])
+    with torch.no_grad():
+        blocks[1].synapse.weight.fill_(0.5)
+        blocks[1].synapse.weight[0, 0] = 9.0      # 9 * 64 = 576 > 254
+    with pytest.raises(NeuromamlError, match="overflow the 8-bit mantissa"):
+        export_network(blocks, tmp_path / "n.net", (2, 2, 2))
+    assert not (tmp_path / "n.net").exists()
+    s = export_network(blocks, tmp_path / "n.net", (2, 2, 2), allow_clip=True)
+    assert s["quantization"][1]["clipped"] == 1
+
+
+def test_input_shape_mismatch(tmp_path):
+    write_layers(_conv_layer(127, 127), tmp_path / "g.net")
+    net = FixedPointNet.from_netx(tmp_path / "g.net")
+    with pytest.raises(NeuromamlError, match="input shape"):
+        net.run(np.zeros((1, 3, 2, 2, 5)))
+
+
+# -- bundle + CLI ---------------------------------------------------------------
+def test_cli_export_inspect_verify_and_checksums(tmp_path, capsys):
+    import nir
+
+    from neuromaml.cli import main
+
+    out = tmp_path / "bundle"
+    assert main(["export", "--model", "small", "--out", str(out), "--steps", "12"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["input"]["shape_xyf"] == [32, 16, 2] and man["input"]["order"] == "xyf"
+    assert set(man["files"]) == {"network.net", "network.nir"} and man["adapt"]["engine_layer"] == 1
+    assert len(nir.read(out / "network.nir").nodes) == 7       # input, flatten, 2 x (syn, lif), output
+    assert main(["inspect", str(out)]) == 0
+    assert main(["verify", str(out), "--samples", "2", "--no-lava", "--all-layers"]) == 0
+    vj = json.loads((out / "verify.json").read_text())
+    assert vj["ok"] is True and vj["slayer_vs_fixed"]["equal"]       # re-built from the manifest's seed
+    assert main(["export", "--model", "small", "--out", str(out)]) == 2          # exists
+    data = bytearray((out / "network.net").read_bytes())
+    data[-10] ^= 0xFF
+    (out / "network.net").write_bytes(bytes(data))
+    assert main(["verify", str(out), "--no-lava"]) == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_failed_export_leaves_no_bundle(tmp_path, monkeypatch):
+    from neuromaml.deploy import bundle, nir_export
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(nir_export, "write_nir", boom)
+    with pytest.raises(RuntimeError):
+        bundle.export_bundle(build_model(ModelConfig(name="small")), tmp_path / "b", input_shape=(2, 16, 32),
+                             time_steps=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_from_run_dir(tmp_path):
+    from neuromaml.cli import main
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16]), seed=3)
+    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 3, "hidden": [16]}}))
+    torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
+    net = FixedPointNet.from_netx(tmp_path / "b" / "network.net")
+    L = net.layers[-1]
+    effective = L.weight * 2.0 ** L.weight_exp             # what Lava adds per input spike
+    want = quant.weight_to_int(m.blocks[-1].synapse.weight).reshape(3, 16)
+    assert np.array_equal(effective, want)
+
+
+def test_inspect_flags_pool(tmp_path, capsys):
+    from neuromaml.cli import main
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    build_model(ModelConfig(name="paper_cnn")).export_hdf5(tmp_path / "raw.net")
+    assert main(["inspect", str(tmp_path / "raw.net")]) == 1
+    assert "lowers it" in capsys.readouterr().out
+
+
+def test_verify_reports_first_mismatch(tmp_path, monkeypatch):
+    from neuromaml.cli import main
+    from neuromaml.deploy import lava_run
+    from neuromaml.deploy.quantize import export_network
+    from neuromaml.deploy.verify import verify_netx
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    m = build_model(ModelConfig(name="small", hidden=[32], weight_scale=3.0), seed=0)
+    export_network(m, tmp_path / "n.net", (2, 16, 32))
+    ok = verify_netx(tmp_path / "n.net", samples=2, steps=15, all_layers=True, model=m, lava=False, rate=0.3)
+    assert ok["ok"] and ok["slayer_vs_fixed"]["layers"][0]["spikes_fixed"] > 0
+    with torch.no_grad():                      # the network drifts from its export
+        m.blocks[1].synapse.weight.mul_(-1)
+    bad = verify_netx(tmp_path / "n.net", samples=2, steps=15, all_layers=True, model=m, lava=False, rate=0.3)
+    first = bad["slayer_vs_fixed"]["first_mismatch"]
+    assert not bad["ok"] and first["layer"] == 0 and first["step"] >= 1 and len(first["neuron"]) == 1
+
+    def fake(path, xs, record="output", biased=False):       # a Lava that flips one spike
+        net = FixedPointNet.from_netx(path)
+        outs = net.run(xs, return_all=True)
+        outs = outs if record == "all" else outs[-1:]
+        outs[-1][1, 3, 2] ^= 1
+        return {"spikes": outs, "layers": [], "seconds": 0.0}
+    monkeypatch.setattr(lava_run, "run_lava_samples", fake)
+    assert main(["verify", str(tmp_path / "n.net"), "--samples", "2", "--steps", "6",
+                 "--json", str(tmp_path / "v.json")]) == 1
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["lava_vs_fixed"]["first_mismatch"]["sample"] == 1
+    assert rep["lava_vs_fixed"]["first_mismatch"]["step"] == 3
+    assert rep["lava_vs_fixed"]["first_mismatch"]["neuron"] == [2]
+
+
+def test_run_until_and_resume_equal_full_run(tmp_path):
+    from neuromaml.deploy.quantize import export_network
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    m = build_model(ModelConfig(name="small", hidden=[32, 16], weight_scale=3.0), seed=0)
+    export_network(m, tmp_path / "n.net", (2, 16, 32))
+    net = FixedPointNet.from_netx(tmp_path / "n.net")
+    x = (np.random.default_rng(1).random((3, 20, 32, 16, 2)) < 0.3).astype(np.int8)
+    full = net.run(x, return_all=True)
+    pre = net.run_until(x, 2)
+    assert np.array_equal(pre, full[1])
+    assert np.array_equal(net.run(pre, start=2), full[2])
+    assert np.array_equal(net.layers[2].effective_weight, quant.weight_to_int(m.blocks[3].synapse.weight).reshape(5, 16))
+
+
+@pytest.mark.lava
+def test_cli_verify_on_lava(tmp_path):
+    from neuromaml.cli import main
+
+    out = tmp_path / "b"
+    assert main(["export", "--model", "small", "--out", str(out), "--steps", "10"]) == 0
+    assert main(["verify", str(out), "--samples", "2", "--all-layers", "--rate", "0.4"]) == 0
+    rep = json.loads((out / "verify.json").read_text())
+    assert rep["ok"] and rep["lava_vs_fixed"]["equal"] and rep["lava_seconds"] > 0
+    assert rep["slayer_vs_fixed"]["equal"]
+
+
+@pytest.mark.lava
+def test_lava_grouped_conv_with_128_groups_is_silent(tmp_path):
+    """The FIELD-NOTES symptom, reproduced: same layer, 127 groups spike, 128 groups give zeros."""
+    from neuromaml.deploy.lava_run import run_lava
+
+    spikes = {}
+    for g in (127, 128):
+        write_layers(_conv_layer(g, g), tmp_path / f"g{g}.net")
+        spikes[g] = int(run_lava(tmp_path / f"g{g}.net", np.ones((4, 2, 2, g), np.int8))["spikes"][0].sum())
+    assert spikes[127] > 0 and spikes[128] == 0
