@@ -2,7 +2,7 @@
 
 For each network (the default `small` MLP and the paper CNN, freshly initialised
 with weights scaled so every layer spikes: speed does not depend on training),
-the same 5-way 1-shot episodes (5 queries per class, T = 100) run
+the same 5-way 1-shot episodes (Q queries per class, T steps per sample) run
 
 * on Lava's CPU backend (`run_lava`: one graph per episode, fixed_pt models), and
 * on the fast engine (`run_fast` over a batch of episodes, frozen-layer features
@@ -11,6 +11,11 @@ the same 5-way 1-shot episodes (5 queries per class, T = 100) run
 and the two must agree bit for bit (asserted). Prints one JSON object.
 
     .venv/bin/python benchmarks/bench_emulator.py [--lava-episodes 1] [--fast-episodes 100]
+        [--networks small,paper_cnn] [--time-steps 100] [--queries 5]
+
+Lava runs the paper CNN at about 1 s per step on 2 cores (scipy convolutions per
+channel triple), so a full T=100, 5-query episode (3,100 steps) takes ~50 min there:
+measure it with shorter settings (e.g. --time-steps 20 --queries 1) and say so.
 """
 from __future__ import annotations
 
@@ -29,16 +34,20 @@ from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast, run_lava
 from neuromaml.meta.models import ModelConfig, build_model
 
-T, N, Q = 100, 5, 5
+N = 5
+T, Q = 100, 5          # set from the command line
 
 
 def make_bundle(name: str, out: Path, gain: float) -> DeployedNet:
-    m = build_model(ModelConfig(name=name, time_steps=T, burn_in=70), seed=0)
+    burn = max(10, int(0.7 * T))
+    m = build_model(ModelConfig(name=name, time_steps=T, burn_in=burn), seed=0)
     with torch.no_grad():
         m(torch.zeros(1, 2, 16, 32, T))
-        for p in m.parameters():
-            p.mul_(gain)
-    export_bundle(m, out, input_shape=(2, 16, 32), time_steps=T, burn_in=70, overwrite=True)
+        for block in m.blocks:
+            if type(block).__name__ != "Pool":     # pool weights are fixed; keep them in range
+                for p in block.parameters():
+                    p.mul_(gain)
+    export_bundle(m, out, input_shape=(2, 16, 32), time_steps=T, burn_in=burn, overwrite=True)
     return DeployedNet.load(out)
 
 
@@ -66,7 +75,8 @@ def bench(name: str, gain: float, lava_eps: int, fast_eps: int, pool: int, tmp: 
     assert np.array_equal(lava.weights, fast.weights[:lava_eps]), "Lava and fast engine disagree (weights)"
     lava_per = lava.seconds / lava_eps
     fast_per = fast_total / fast_eps
-    return {"network": name, "layers": [L.kind for L in dep.net.layers], "episode_steps":
+    return {"network": name, "time_steps": T, "n_way": N, "k_shot": 1, "queries_per_class": Q,
+            "layers": [L.kind for L in dep.net.layers], "episode_steps":
             dep.stream_length(N + N * Q), "distinct_samples": pool,
             "lava_episodes": lava_eps, "lava_seconds_per_episode": round(lava_per, 3),
             "fast_episodes": fast_eps, "fast_seconds_total": round(fast_total, 2),
@@ -82,7 +92,11 @@ def main() -> None:
     ap.add_argument("--fast-episodes", type=int, default=100)
     ap.add_argument("--pool", type=int, default=200, help="distinct samples the episodes draw from")
     ap.add_argument("--networks", default="small,paper_cnn")
+    ap.add_argument("--time-steps", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=5)
     a = ap.parse_args()
+    global T, Q
+    T, Q = a.time_steps, a.queries
     torch.set_num_threads(2)
     gains = {"small": 3.0, "paper_cnn": 3.0, "lava_mlp": 3.0}
     with tempfile.TemporaryDirectory() as tmp:
