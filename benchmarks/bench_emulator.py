@@ -40,7 +40,7 @@ T, Q = 100, 5          # set from the command line
 
 def make_bundle(name: str, out: Path, gain: float) -> DeployedNet:
     burn = max(10, int(0.7 * T))
-    m = build_model(ModelConfig(name=name, time_steps=T, burn_in=burn), seed=0)
+    m = build_model(ModelConfig(name=name, time_steps=T, burn_in=burn, zero_head=False), seed=0)
     with torch.no_grad():
         m(torch.zeros(1, 2, 16, 32, T))
         for block in m.blocks:

@@ -28,7 +28,7 @@ def main() -> int:
     from neuromaml.io import package_versions, write_json
     from neuromaml.meta.models import ModelConfig, build_model
 
-    cfg = ModelConfig(name=args.model, n_way=5, input_shape=(2, 16, 32), weight_scale=3.0)
+    cfg = ModelConfig(name=args.model, n_way=5, input_shape=(2, 16, 32), weight_scale=3.0, zero_head=False)
     model = build_model(cfg, seed=0)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

@@ -141,7 +141,9 @@ def _export(args: argparse.Namespace) -> int:
             kw["input_shape"] = tuple(args.input_shape)
         if args.n_way:
             kw["n_way"] = args.n_way
-        mcfg = ModelConfig(**kw)
+        # a fresh network for deployment checks: random final layer (a zero head, the meta-training
+        # default, computes nothing and netx cannot load an all-zero layer)
+        mcfg = ModelConfig(**kw, zero_head=False)
         try:
             model = build_model(mcfg, seed=args.seed)
         except ValueError as exc:

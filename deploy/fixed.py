@@ -239,6 +239,10 @@ def _dense_weight(w: np.ndarray, out: int) -> tuple[np.ndarray, int]:
     w = np.asarray(w).astype(int)
     if w.ndim == 1:
         w = w.reshape(out, -1)
+    if not w.any():
+        # netx's optimize_weight_bits divides by the largest weight (lava-dl 0.6) and crashes on an
+        # all-zero matrix, so Lava cannot load such a layer; it computes nothing either way.
+        return w.astype(np.int64), 0
     with contextlib.redirect_stdout(io.StringIO()):
         w, nbits, wexp, _ = optimize_weight_bits(w)
     w = w.astype(np.int32)

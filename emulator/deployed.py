@@ -19,6 +19,13 @@ plastic layer's windows start at multiples of ``T``, which is where the
 ``onchip`` processes reset (``k % T == 0``). The readout of sample ``s`` is the
 plastic layer's spike count over stream indices ``P + s T + [burn_in, T)``,
 the same steps as the slayer readout of an isolated sample (``burn_in >= D``).
+
+Learning window: a support sample's label is presented (so the error neuron
+fires and the rule updates) only during its steps ``label_window`` =
+``[start, end)`` relative to the sample's start, by default the readout window
+``[burn_in, T)``: the steps over which meta-training took its gradients and
+over which the class is read out. Outside it the error is zero and nothing
+is learned, on Lava and on the fast engine alike.
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ class DeployedNet:
     time_steps: int                 # T
     burn_in: int
     input_chw: tuple                # (C, H, W) of the frames
+    label_window: tuple = (0, 0)    # [start, end) steps of a support sample during which its label
+                                    # is presented (learning on); default: the readout window
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -93,8 +102,12 @@ class DeployedNet:
         out = manifest.get("output", {})
         T = int(inp.get("time_steps", 0))
         burn_in = int(out.get("burn_in", 0))
+        window = tuple(int(v) for v in adapt.get("label_window") or (burn_in, T))
         dep = cls(Path(bundle), manifest, net, L, w0, int(wexp), int(nbits), neuron, spec, T, burn_in,
-                  tuple(int(v) for v in inp.get("shape_chw", ())))
+                  tuple(int(v) for v in inp.get("shape_chw", ())), window)
+        if not (len(window) == 2 and 0 <= window[0] < window[1] <= T):
+            raise fail(man_path, f"field 'adapt.label_window' = {list(window)} is not a [start, end) "
+                       f"inside [0, {T}]", f"use [{burn_in}, {T}] (the readout window)")
         if not 0 <= burn_in < T:
             raise fail(man_path, f"field 'output.burn_in' = {burn_in} not in [0, time_steps={T})",
                        "re-export with a valid burn-in")

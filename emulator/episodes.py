@@ -64,13 +64,15 @@ class EpisodeResult:
 
 def step_labels(dep: DeployedNet, batch: EpisodeBatch) -> np.ndarray:
     """(B, P + S T) per-step labels for the rule: a support sample's label during its
-    plastic-layer window, -1 (no label, no learning) elsewhere."""
+    learning window (``dep.label_window``, relative to the sample's start), -1 (no label,
+    no learning) elsewhere."""
     B, S = batch.order.shape
-    T, P, D = dep.time_steps, dep.prefix, dep.depth
+    T, P = dep.time_steps, dep.prefix
+    start, end = dep.label_window
     out = np.full((B, dep.stream_length(S)), -1, np.int64)
     for s in range(batch.n_support):
-        a = P + s * T + D
-        out[:, a:min(a + T, out.shape[1])] = batch.labels[:, s:s + 1]
+        a = P + s * T
+        out[:, a + start:a + end] = batch.labels[:, s:s + 1]
     return out
 
 

@@ -66,16 +66,28 @@ def _param(value, default):
     return default if value is None else value
 
 
-def sequential_support(pre_spikes: torch.Tensor, labels: torch.Tensor):
+def sequential_support(pre_spikes: torch.Tensor, labels: torch.Tensor,
+                       label_window: Optional[tuple] = None):
     """(S, T, I) support samples + (S,) labels -> one (S*T, I) presentation and (S*T,)
-    per-step labels; use with reset_interval=T."""
+    per-step labels; use with reset_interval=T. ``label_window=(start, end)``: each
+    sample's label only on its steps [start, end), -1 (no label, no learning) elsewhere,
+    as the emulator presents labels (its ``adapt.label_window``)."""
     S, T, I = pre_spikes.shape
-    return pre_spikes.reshape(S * T, I), labels.repeat_interleave(T)
+    lab = labels.reshape(S, 1).repeat(1, T)
+    if label_window is not None:
+        start, end = (int(v) for v in label_window)
+        if not 0 <= start < end <= T:
+            raise RuleError(f"label_window {label_window} is not a [start, end) inside [0, {T}]")
+        keep = torch.zeros(T, dtype=torch.bool)
+        keep[start:end] = True
+        lab = torch.where(keep, lab, torch.full_like(lab, -1))
+    return pre_spikes.reshape(S * T, I), lab.reshape(S * T)
 
 
 def update(weight: torch.Tensor, pre_spikes: torch.Tensor, labels: torch.Tensor,
            n_way: Optional[int] = None, spec: Optional[RuleSpec] = None,
-           neuron: Optional[CubaParams] = None, weight_scale: float = 64.0, **kwargs):
+           neuron: Optional[CubaParams] = None, weight_scale: float = 64.0,
+           label_window: Optional[tuple] = None, **kwargs):
     """MAML inner step: present the N support samples one after the other.
 
     weight (O, I) slayer units; pre_spikes (N, T, I) final-layer input spikes
@@ -83,7 +95,8 @@ def update(weight: torch.Tensor, pre_spikes: torch.Tensor, labels: torch.Tensor,
     (neuron state and error counts reset between samples, weights carried on,
     as on the chip) and the rule adapts online. neuron defaults to
     `CubaParams.from_slayer(1.25, 0.25, 0.03)` (meta/ModelConfig defaults),
-    weight_scale to slayer's 64. Extra kwargs go to `adapt_final_layer`.
+    weight_scale to slayer's 64. label_window: see `sequential_support`. Extra kwargs go
+    to `adapt_final_layer`.
     Returns the new weight (O, I).
     """
     if n_way is not None and weight.shape[0] != n_way:
@@ -93,7 +106,7 @@ def update(weight: torch.Tensor, pre_spikes: torch.Tensor, labels: torch.Tensor,
     if pre_spikes.dim() != 3:
         raise RuleError(f"pre_spikes must be (N, T, I), got {tuple(pre_spikes.shape)}")
     T = pre_spikes.shape[1]
-    seq, seq_lab = sequential_support(pre_spikes, torch.as_tensor(labels).long())
+    seq, seq_lab = sequential_support(pre_spikes, torch.as_tensor(labels).long(), label_window)
     return adapt_final_layer(spec, weight, seq, seq_lab, neuron, weight_scale=weight_scale,
                              reset_interval=T, **kwargs)
 

@@ -93,7 +93,7 @@ def test_pool_129_channels_before_conv_lowered_to_diagonal_conv(tmp_path):
 def test_lava_mlp(tmp_path):
     from neuromaml.meta.models import ModelConfig, build_model
 
-    cfg = ModelConfig(name="lava_mlp", n_way=5, input_shape=(2, 16, 32), weight_scale=3.0)
+    cfg = ModelConfig(name="lava_mlp", n_way=5, input_shape=(2, 16, 32), weight_scale=3.0, zero_head=False)
     rep, summary = roundtrip(tmp_path, build_model(cfg, seed=0), cfg.input_shape, steps=12, samples=2)
     assert summary["layers"] == ["input", "flatten", "dense", "dense", "dense"]
 
@@ -102,7 +102,7 @@ def test_lava_mlp(tmp_path):
 def test_paper_cnn_few_steps(tmp_path):
     from neuromaml.meta.models import ModelConfig, build_model
 
-    cfg = ModelConfig(name="paper_cnn", n_way=5, input_shape=(2, 16, 32), weight_scale=3.0)
+    cfg = ModelConfig(name="paper_cnn", n_way=5, input_shape=(2, 16, 32), weight_scale=3.0, zero_head=False)
     rep, summary = roundtrip(tmp_path, build_model(cfg, seed=0), cfg.input_shape, steps=7, samples=1,
                              rate=0.4)
     assert [r["to"] for r in summary["lowered"]][:3] == ["conv groups=32", "conv groups=64",

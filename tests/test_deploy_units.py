@@ -173,7 +173,7 @@ def test_failed_export_leaves_no_bundle(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
     monkeypatch.setattr(nir_export, "write_nir", boom)
     with pytest.raises(RuntimeError):
-        bundle.export_bundle(build_model(ModelConfig(name="small")), tmp_path / "b", input_shape=(2, 16, 32),
+        bundle.export_bundle(build_model(ModelConfig(name="small", zero_head=False)), tmp_path / "b", input_shape=(2, 16, 32),
                              time_steps=10)
     assert list(tmp_path.iterdir()) == []
 
@@ -184,7 +184,7 @@ def test_export_from_run_dir(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16]), seed=3)
+    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16], zero_head=False), seed=3)
     (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 3, "hidden": [16]}}))
     torch.save({"theta": m.state_dict()}, run / "theta.pt")
     assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
@@ -211,7 +211,7 @@ def test_verify_reports_first_mismatch(tmp_path, monkeypatch):
     from neuromaml.deploy.verify import verify_netx
     from neuromaml.meta.models import ModelConfig, build_model
 
-    m = build_model(ModelConfig(name="small", hidden=[32], weight_scale=3.0), seed=0)
+    m = build_model(ModelConfig(name="small", hidden=[32], weight_scale=3.0, zero_head=False), seed=0)
     export_network(m, tmp_path / "n.net", (2, 16, 32))
     ok = verify_netx(tmp_path / "n.net", samples=2, steps=15, all_layers=True, model=m, lava=False, rate=0.3)
     assert ok["ok"] and ok["slayer_vs_fixed"]["layers"][0]["spikes_fixed"] > 0
@@ -240,7 +240,7 @@ def test_run_until_and_resume_equal_full_run(tmp_path):
     from neuromaml.deploy.quantize import export_network
     from neuromaml.meta.models import ModelConfig, build_model
 
-    m = build_model(ModelConfig(name="small", hidden=[32, 16], weight_scale=3.0), seed=0)
+    m = build_model(ModelConfig(name="small", hidden=[32, 16], weight_scale=3.0, zero_head=False), seed=0)
     export_network(m, tmp_path / "n.net", (2, 16, 32))
     net = FixedPointNet.from_netx(tmp_path / "n.net")
     x = (np.random.default_rng(1).random((3, 20, 32, 16, 2)) < 0.3).astype(np.int8)

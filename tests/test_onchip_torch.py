@@ -109,3 +109,16 @@ def test_update_is_sequential_support_with_slayer_units():
     assert np.array_equal(new.numpy() * 64, seq.weights[0])
     with pytest.raises(RuleError, match="n_way"):
         update(w, pre, torch.tensor([0, 1, 2]), n_way=5)
+
+
+def test_label_window_limits_learning_to_its_steps():
+    import torch
+
+    from neuromaml.onchip.torch_rule import sequential_support
+
+    pre = torch.ones(2, 6, 3)
+    seq, lab = sequential_support(pre, torch.tensor([1, 0]), label_window=(4, 6))
+    assert seq.shape == (12, 3)
+    assert lab.tolist() == [-1, -1, -1, -1, 1, 1, -1, -1, -1, -1, 0, 0]
+    _, full = sequential_support(pre, torch.tensor([1, 0]))
+    assert full.tolist() == [1] * 6 + [0] * 6

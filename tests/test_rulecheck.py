@@ -31,7 +31,7 @@ T, BURN, TASKS = 100, 4, 4
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     torch.manual_seed(0)
-    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, name="small", hidden=[24]), seed=1)
+    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, name="small", hidden=[24], zero_head=False), seed=1)
     with torch.no_grad():
         m(torch.zeros(1, 2, 16, 32, T))
         for p in m.parameters():       # strong enough weights that every layer spikes
