@@ -1,0 +1,178 @@
+"""Meta-training configuration: YAML or TOML files mapped onto nested dataclasses.
+
+A file holds any subset of the sections below; missing keys keep their
+defaults. An unknown key or an impossible value raises ``NeuromamlError``
+naming the file and the dotted key. Named defaults ship in ``meta/configs/``
+(``load_config("small")`` finds ``configs/small.yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neuromaml.io import fail
+
+from .maml import RULES, InnerConfig
+from .models import MODEL_NAMES, ModelConfig
+from .surrogate import KINDS
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TaskConfig:
+    """Episodes: N-way K-shot with Q queries per class."""
+
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 10
+
+
+@dataclass
+class OuterConfig:
+    """Outer loop: Adam with cosine decay from ``lr`` to ``lr * lr_min_ratio``."""
+
+    steps: int = 300            # meta-steps
+    meta_batch: int = 4         # tasks per meta-step
+    lr: float = 2e-3
+    lr_min_ratio: float = 0.05
+    val_every: int = 50         # meta-validation period (steps)
+    val_tasks: int = 40
+    checkpoint_every: int = 25
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _merge(obj, data: dict, path, prefix: str):
+    if not isinstance(data, dict):
+        raise fail(path, f"{prefix or 'top level'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise fail(path, f"unknown key '{dotted}'", f"valid keys here: {', '.join(sorted(fields))}")
+        cur = getattr(obj, key)
+        if dataclasses.is_dataclass(cur):
+            _merge(cur, value, path, dotted)
+            continue
+        if isinstance(cur, bool):
+            if not isinstance(value, bool):
+                raise fail(path, f"'{dotted}' must be true or false, got {value!r}")
+        elif isinstance(cur, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise fail(path, f"'{dotted}' must be an integer, got {value!r}")
+        elif isinstance(cur, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fail(path, f"'{dotted}' must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(cur, (tuple, list)):
+            if not isinstance(value, (list, tuple)):
+                raise fail(path, f"'{dotted}' must be a list, got {value!r}")
+            value = type(cur)(value)
+        elif isinstance(cur, str) and not isinstance(value, str):
+            raise fail(path, f"'{dotted}' must be a string, got {value!r}")
+        setattr(obj, key, value)
+
+
+def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunConfig:
+    """Check values; ``n_classes`` (split -> number of classes) checks n_way."""
+    m, i, o, t = cfg.model, cfg.inner, cfg.outer, cfg.task
+
+    def need(cond: bool, key: str, what: str, fix: str):
+        if not cond:
+            raise fail(path, f"'{key}' {what}", fix)
+
+    need(m.name in MODEL_NAMES, "model.name", f"is {m.name!r}", f"use one of {', '.join(MODEL_NAMES)}")
+    need(m.surrogate in KINDS, "model.surrogate", f"is {m.surrogate!r}", f"use one of {', '.join(KINDS)}")
+    need(len(m.input_shape) == 3 and all(int(v) > 0 for v in m.input_shape), "model.input_shape",
+         f"is {m.input_shape}", "give [C, H, W] with positive sizes")
+    need(m.time_steps > 0, "model.time_steps", f"is {m.time_steps}", "use a positive number of steps")
+    need(0 <= m.burn_in < m.time_steps, "model.burn_in", f"is {m.burn_in}, not in [0, time_steps={m.time_steps})",
+         "use a burn-in shorter than the sample")
+    need(m.threshold > 0 and (m.threshold * 64) == int(m.threshold * 64), "model.threshold",
+         f"is {m.threshold}", "use a positive multiple of 1/64 (Loihi threshold mantissa)")
+    for k in ("current_decay", "voltage_decay"):
+        v = getattr(m, k)
+        need(0 <= v <= 1, f"model.{k}", f"is {v}", "use a fraction in [0, 1]")
+    for k in ("logit_scale", "surrogate_scale", "surrogate_width", "weight_scale"):
+        need(getattr(m, k) > 0 and math.isfinite(getattr(m, k)), f"model.{k}", f"is {getattr(m, k)}", "use a positive number")
+    need(all(int(h) > 0 for h in m.hidden), "model.hidden", f"is {m.hidden}", "use positive layer widths")
+    need(i.steps >= 1, "inner.steps", f"is {i.steps}", "use at least 1 inner step")
+    need(i.lr >= 0 and math.isfinite(i.lr), "inner.lr", f"is {i.lr}", "use a learning rate >= 0")
+    need(i.learn_lr is False or i.lr > 0, "inner.lr", "must be > 0 when inner.learn_lr is true", "set inner.lr > 0")
+    need(0 <= i.threshold < 1, "inner.threshold", f"is {i.threshold}", "use a fraction in [0, 1) of the update range")
+    need(i.rule in RULES, "inner.rule", f"is {i.rule!r}", f"use one of {', '.join(RULES)}")
+    need(i.frozen >= -1, "inner.frozen", f"is {i.frozen}", "use -1 (all but the last layer) or a count >= 0")
+    need(o.steps >= 0, "outer.steps", f"is {o.steps}", "use a count >= 0")
+    need(o.meta_batch >= 1, "outer.meta_batch", f"is {o.meta_batch}", "use at least 1 task")
+    need(o.lr > 0, "outer.lr", f"is {o.lr}", "use a learning rate > 0")
+    need(0 <= o.lr_min_ratio <= 1, "outer.lr_min_ratio", f"is {o.lr_min_ratio}", "use a fraction in [0, 1]")
+    for k in ("val_every", "val_tasks", "checkpoint_every"):
+        need(getattr(o, k) >= 1, f"outer.{k}", f"is {getattr(o, k)}", "use a count >= 1")
+    need(t.n_way >= 2, "task.n_way", f"is {t.n_way}", "use at least 2 classes")
+    need(t.k_shot >= 1, "task.k_shot", f"is {t.k_shot}", "use at least 1 shot")
+    need(t.n_query >= 1, "task.n_query", f"is {t.n_query}", "use at least 1 query per class")
+    need(m.n_way == t.n_way, "model.n_way", f"is {m.n_way} but task.n_way is {t.n_way}",
+         "leave model.n_way out (it follows task.n_way) or make them equal")
+    for split, n in (n_classes or {}).items():
+        need(t.n_way <= n, "task.n_way", f"is {t.n_way} but split '{split}' has only {n} classes",
+             f"use n_way <= {n}")
+    return cfg
+
+
+def from_dict(data: dict, path=None) -> RunConfig:
+    cfg = RunConfig()
+    data = dict(data or {})
+    if "task" in data and isinstance(data["task"], dict) and "n_way" in data["task"]:
+        model = dict(data.get("model") or {})
+        model.setdefault("n_way", data["task"]["n_way"])
+        data["model"] = model
+    _merge(cfg, data, path, "")
+    cfg.model.input_shape = tuple(int(v) for v in cfg.model.input_shape)
+    return validate(cfg, path)
+
+
+def read_file(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "config file not found", "give a YAML/TOML file or a name in " + str(CONFIG_DIR))
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib  # type: ignore[import-not-found]
+            except ModuleNotFoundError:
+                import tomli as tomllib
+            return tomllib.loads(text)
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    except Exception as exc:  # parse errors of either format
+        raise fail(path, f"cannot parse config ({exc.__class__.__name__}: {exc})", "fix the syntax") from None
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
+    """Load a config file, or a named default (``small``, ``paper_cnn``, ``lava_mlp``)."""
+    p = Path(name_or_path)
+    if not p.exists() and (CONFIG_DIR / f"{name_or_path}.yaml").exists():
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    data = read_file(p)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *head, last = dotted.split(".")
+        for k in head:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return from_dict(data, p)

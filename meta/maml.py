@@ -1,0 +1,189 @@
+"""Second-order MAML for CUBA SNNs with ``torch.func`` (no learn2learn/higher).
+
+For a task with support set S and query set Q, the inner loop adapts the
+adapted subset of the meta-parameters theta (the last ``n - frozen`` weight
+layers) by N steps of
+
+    theta_{k+1} = theta_k + M_k * U_k,    U_k = -alpha_l * grad L_S(theta_k)
+
+where ``M_k = [|U_k| > tau * max|U_k|]`` (paper Eq. 6, ``threshold = tau``;
+``tau = 0`` keeps every element) and ``alpha_l`` is the inner learning rate,
+optionally learned per layer (``InnerLR``, stored as log alpha). The meta-loss
+is ``L_Q(theta_N)``; its gradient w.r.t. theta flows through the inner updates
+(second order, ``create_graph=True``) or not (``first_order=True``: the
+inner gradients are treated as constants, FOMAML).
+
+Frozen layers see the same weights in every inner step, so their features of
+S and Q are computed once per task and reused ("cached frozen features"),
+with their graph kept for the outer gradient.
+
+``rule="three_factor"`` replaces the SGD inner step of the final layer by the
+on-chip rule's torch twin (``neuromaml.onchip.torch_rule.update``), given the
+final layer's pre-synaptic spikes, its output spikes and the labels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+RULES = ("sgd", "three_factor")
+
+
+@dataclass
+class InnerConfig:
+    """Inner loop (adaptation). ``lr`` in weight units per unit gradient."""
+
+    steps: int = 1              # N inner steps
+    lr: float = 1.0             # alpha (initial value when learned)
+    learn_lr: bool = False      # per-layer learned alpha (meta-SGD-lite)
+    first_order: bool = False   # FOMAML
+    frozen: int = -1            # weight layers not adapted, from the input; -1 = all but the last
+    threshold: float = 0.0      # Eq. 6: keep |update| > threshold * max|update| (0 = off)
+    rule: str = "sgd"           # sgd | three_factor
+
+
+class InnerLR(torch.nn.Module):
+    """Per-layer inner learning rates alpha_l = exp(log_alpha_l) (learned when asked)."""
+
+    def __init__(self, names: list[str], lr: float, learn: bool):
+        super().__init__()
+        self.names = list(names)
+        self.log_lr = torch.nn.Parameter(torch.full((len(names),), math.log(lr)), requires_grad=learn)
+
+    def lr(self, name: str) -> torch.Tensor:
+        return self.log_lr[self.names.index(name)].exp()
+
+
+def adapted_names(model, cfg: InnerConfig) -> list[str]:
+    names = model.param_names()
+    frozen = len(names) - 1 if cfg.frozen < 0 else min(cfg.frozen, len(names) - 1)
+    return names[frozen:]
+
+
+def task_loss(model, logits_fn_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of count * logit_scale; out_win: output spikes over [burn_in, T)."""
+    logits = logits_fn_out.sum(-1) * model.cfg.logit_scale
+    return F.cross_entropy(logits, y)
+
+
+def threshold_update(update: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Eq. 6: zero the elements with |u| <= threshold * max|u| (mask carries no gradient)."""
+    if threshold <= 0:
+        return update
+    mag = update.detach().abs()
+    mask = (mag > threshold * mag.max()).to(update.dtype)
+    return update * mask
+
+
+def _features(model, params: dict, x: torch.Tensor, start_block: int):
+    """Exact + windowed activations entering block ``start_block``."""
+    return model.run(params, x, 0, start_block)
+
+
+def _head(model, params: dict, feats, start_block: int, return_pre: bool = False):
+    """Run blocks [start_block, end); return output spikes over [burn_in, T)."""
+    full, win = feats
+    if not return_pre:
+        return model.run(params, full, start_block, None, x_win=win)[1]
+    last = len(model.blocks) - 1
+    pre = model.run(params, full, start_block, last, x_win=win)
+    out = model.run(params, pre[0], last, None, x_win=pre[1])[1]
+    return out, pre
+
+
+def _rule_update(model, params, name, feats_s, y, n_way):
+    """One support presentation of the on-chip rule's torch twin on the final
+    layer; returns the weight change. ``feats_s``: the final layer's input."""
+    from neuromaml.onchip import torch_rule  # optional stage
+    from neuromaml.onchip.neuron import CubaParams
+
+    full, win = feats_s
+    b = model.cfg.burn_in
+    pre = torch.cat([full[..., :b], win], -1)            # (N, I, T)
+    pre = pre.reshape(pre.shape[0], -1, pre.shape[-1]).transpose(1, 2)
+    c = model.cfg
+    neuron = CubaParams.from_slayer(c.threshold, c.current_decay, c.voltage_decay)
+    w = params[name]
+    new = torch_rule.update(w.reshape(w.shape[0], -1), pre, y, n_way=n_way, neuron=neuron)
+    return new.reshape(w.shape) - w
+
+
+def adapt(model, params: dict, x: torch.Tensor, y: torch.Tensor, cfg: InnerConfig,
+          lrs: InnerLR | None = None, create_graph: bool | None = None, feats=None,
+          record: list | None = None) -> dict:
+    """Inner loop on the support set ``(x, y)``; returns the adapted parameter dict.
+
+    ``record``: if given, each step's applied updates {name: tensor} are appended
+    (for update-magnitude statistics).
+    """
+    if cfg.rule not in RULES:
+        raise ValueError(f"inner rule {cfg.rule!r} not in {RULES}")
+    names = adapted_names(model, cfg)
+    start = model.block_of(names[0])
+    if feats is None:
+        feats = _features(model, params, x, start)
+    create_graph = (not cfg.first_order) if create_graph is None else create_graph
+    fast = dict(params)
+    for _ in range(cfg.steps):
+        if cfg.rule == "three_factor":
+            if len(names) != 1:
+                raise ValueError("inner rule three_factor adapts the final layer only: set inner.frozen = -1")
+            updates = {names[0]: _rule_update(model, fast, names[0], feats, y, model.cfg.n_way)}
+        else:
+            out = _head(model, fast, feats, start)
+            loss = task_loss(model, out, y)
+            grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=create_graph)
+            updates = {}
+            for n, g in zip(names, grads):
+                lr = lrs.lr(n) if lrs is not None else cfg.lr
+                updates[n] = -lr * g
+        updates = {n: threshold_update(u, cfg.threshold) for n, u in updates.items()}
+        if record is not None:
+            record.append({n: u.detach().clone() for n, u in updates.items()})
+        fast = {**fast, **{n: fast[n] + u for n, u in updates.items()}}
+    return fast
+
+
+def task_forward(model, params: dict, task, cfg: InnerConfig, lrs: InnerLR | None = None,
+                 create_graph: bool | None = None):
+    """Adapt on the task's support set, evaluate on its query set.
+
+    Returns (query loss, query accuracy as float). Frozen-layer features of
+    support and query are computed once.
+    """
+    names = adapted_names(model, cfg)
+    start = model.block_of(names[0])
+    feats_s = _features(model, params, task.support_x, start)
+    fast = adapt(model, params, task.support_x, task.support_y, cfg, lrs, create_graph, feats=feats_s)
+    feats_q = _features(model, params, task.query_x, start)
+    out = _head(model, fast, feats_q, start)
+    loss = task_loss(model, out, task.query_y)
+    acc = (out.sum(-1).argmax(-1) == task.query_y).float().mean().item()
+    return loss, acc
+
+
+def meta_gradient(model, params: dict, tasks, cfg: InnerConfig, lrs: InnerLR | None = None,
+                  weight: float | None = None):
+    """Accumulate d(mean query loss)/d(params, lrs) into ``.grad``; returns
+    (mean loss, mean acc). ``weight`` scales each task's loss (default 1/len)."""
+    weight = 1.0 / len(tasks) if weight is None else weight
+    tot_loss, tot_acc = 0.0, 0.0
+    for task in tasks:  # one graph at a time keeps peak memory at one task
+        loss, acc = task_forward(model, params, task, cfg, lrs)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("meta-loss is not finite")
+        (loss * weight).backward()
+        tot_loss += loss.item()
+        tot_acc += acc
+    return tot_loss / len(tasks), tot_acc / len(tasks)
+
+
+def evaluate_task(model, params: dict, task, cfg: InnerConfig, lrs: InnerLR | None = None) -> float:
+    """Query accuracy after adaptation, no outer graph kept."""
+    names = set(adapted_names(model, cfg))
+    params = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
+    loss, acc = task_forward(model, params, task, cfg, lrs, create_graph=False)
+    return acc

@@ -1,0 +1,304 @@
+"""Spiking networks of lava-dl slayer CUBA blocks, with a fast MAML-ready forward.
+
+The network is a ``torch.nn.ModuleList`` of ``slayer.block.cuba`` blocks
+(``model.blocks``), so ``model.export_hdf5(path)`` writes slayer's netx file
+and the weights are the ones Loihi receives (slayer's 8-bit ``quantize_8bit``
+pre-hook is kept on every synapse).
+
+Forward ("fast" path, ``SNN.run``): each block's synapse is slayer's own
+module (called through ``torch.func.functional_call`` with the weights given),
+its CUBA neuron is recomputed here:
+
+* exact integer dynamics, bit for bit slayer's CPU neuron (s_scale = 2^12)::
+
+      i[t] = rshift0(i[t-1] * (4096 - d_i), 12) + trunc(4096 * z[t])
+      v[t] = rshift0(v[t-1] * (4096 - d_v), 12) + i[t]
+      s[t] = v[t] > 4096 * theta ;  v[t] <- 0 where s[t]
+
+  (``d_i``, ``d_v``: decays in 1/4096 per step, ``theta``: threshold in weight
+  units; ``rshift0`` rounds toward zero), run under ``no_grad``;
+* gradients as slayer defines them (reset ignored, ``(1 - d/4096)`` leak),
+  expressed as one linear filter ``v_soft = z @ H^T`` with the T x T kernel
+  ``H[t, s] = sum_{j=0}^{t-s} a_i^j a_v^{t-s-j}``, joined to the exact value by
+  a straight-through ``v = v_soft + stopgrad(v_exact - v_soft)``; spikes use a
+  twice-differentiable surrogate (``neuromaml.meta.surrogate``).
+
+Steps ``[0, burn_in)`` are computed exactly but carry no gradient (the paper
+took gradients over the last 30 ms only): the graph holds ``T - burn_in``
+steps. Each block shifts its output by one step (slayer's ``delay_shift``,
+Loihi's one-step synaptic delay).
+
+Readout: spike count of each output neuron over steps ``[burn_in, T)``;
+logits = count * logit_scale; class = argmax.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .surrogate import Surrogate, spike
+
+S_SCALE = 1 << 12  # slayer CUBA state scale (w_scale 64 * 64)
+W_SCALE = 1 << 6   # slayer CUBA weight scale
+
+MODEL_NAMES = ("small", "paper_cnn", "lava_mlp")
+
+
+@dataclass
+class ModelConfig:
+    """Network and readout. Units: decays are fractions per 1 ms step, threshold
+    in weight units (Loihi vThMant / 64), time in steps of 1 ms."""
+
+    name: str = "small"                 # small | paper_cnn | lava_mlp
+    n_way: int = 5                      # output neurons
+    input_shape: tuple = (2, 16, 32)    # (C, H, W) of the frames
+    time_steps: int = 100               # T
+    burn_in: int = 70                   # readout and gradients over [burn_in, T)
+    logit_scale: float = 0.5            # loss = CE(count * logit_scale)
+    hidden: list = field(default_factory=lambda: [128])  # dense widths (small, lava_mlp)
+    threshold: float = 1.25
+    current_decay: float = 0.25
+    voltage_decay: float = 0.03
+    weight_scale: float = 2.0           # init scale of slayer synapses
+    pool_weight: float = 1.5            # sum-pool weight (paper_cnn)
+    surrogate: str = "fast_sigmoid"     # fast_sigmoid | exponential
+    surrogate_scale: float = 1.0
+    surrogate_width: float = 0.5        # 1/beta (fast_sigmoid) or tau (exponential), voltage units
+    quantize: bool = True               # slayer's 8-bit weight pre-hook (as Loihi)
+    zero_head: bool = True              # final layer starts at 0: one inner step is then
+                                        # prototype-like and the outputs cannot start saturated
+
+    def surrogate_fn(self) -> Surrogate:
+        return Surrogate(self.surrogate, self.surrogate_scale, self.surrogate_width)
+
+
+def _neuron_params(cfg: ModelConfig) -> dict:
+    return {"threshold": cfg.threshold, "current_decay": cfg.current_decay,
+            "voltage_decay": cfg.voltage_decay, "tau_grad": 1.0, "scale_grad": 1.0,
+            "requires_grad": False}
+
+
+def _blocks(cfg: ModelConfig) -> list:
+    from lava.lib.dl import slayer
+
+    cuba = slayer.block.cuba
+    npar = _neuron_params
+    c, h, w = cfg.input_shape
+    if cfg.name == "paper_cnn":
+        # Table 1: 32c5 (same padding), 2a, 64c5, 2a, 128c5, 2a, dense N
+        blocks = [
+            cuba.Conv(npar(cfg), c, 32, 5, padding=2, weight_scale=cfg.weight_scale),
+            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
+            cuba.Conv(npar(cfg), 32, 64, 5, padding=2, weight_scale=cfg.weight_scale),
+            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
+            cuba.Conv(npar(cfg), 64, 128, 5, padding=2, weight_scale=cfg.weight_scale),
+            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
+            cuba.Flatten(),
+        ]
+        for _ in range(3):  # slayer pools pad odd sizes up
+            h, w = (h + 1) // 2, (w + 1) // 2
+        blocks.append(cuba.Dense(npar(cfg), 128 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+        return blocks
+    if cfg.name in ("small", "lava_mlp"):
+        # lava_mlp is input-512-512-N unless hidden is given explicitly
+        widths = [512, 512] if cfg.name == "lava_mlp" and list(cfg.hidden) == [128] else list(cfg.hidden)
+        blocks = [cuba.Flatten()]
+        n_in = c * h * w
+        for n_out in widths + [cfg.n_way]:
+            blocks.append(cuba.Dense(npar(cfg), n_in, n_out, weight_scale=cfg.weight_scale))
+            n_in = n_out
+        return blocks
+    raise ValueError(f"unknown model name {cfg.name!r}; choose one of {MODEL_NAMES}")
+
+
+def rshift0(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Arithmetic right shift rounding toward zero (slayer's right_shift_to_zero)."""
+    sign = 2 * (x > 0) - 1
+    return sign * ((sign * x) >> bits)
+
+
+@torch.no_grad()
+def cuba_exact(z: torch.Tensor, d_i: int, d_v: int, theta_int: int):
+    """Exact integer CUBA dynamics of slayer's CPU neuron.
+
+    z: synaptic input (..., T) in weight units. Returns (voltage before reset
+    as float in weight units, spikes as float 0/1), both (..., T).
+    """
+    zi = (S_SCALE * z).to(torch.int64)  # trunc toward zero, as slayer
+    cur = torch.zeros(z.shape[:-1], dtype=torch.int64, device=z.device)
+    vol = torch.zeros_like(cur)
+    volt = torch.empty_like(zi)
+    a_i, a_v = S_SCALE - d_i, S_SCALE - d_v
+    for t in range(z.shape[-1]):
+        cur = rshift0(cur * a_i, 12) + zi[..., t]
+        vol = rshift0(vol * a_v, 12) + cur
+        volt[..., t] = vol
+        vol = vol * (vol <= theta_int)
+    return volt.to(z.dtype) / S_SCALE, (volt > theta_int).to(z.dtype)
+
+
+def leak_kernel(n: int, d_i: int, d_v: int, dtype=torch.float32) -> torch.Tensor:
+    """H (n x n): v_soft[t] = sum_s H[t, s] z[s] for the two cascaded leaks."""
+    a_i, a_v = 1.0 - d_i / S_SCALE, 1.0 - d_v / S_SCALE
+    k = torch.arange(n, dtype=torch.float64)
+    j = torch.arange(n, dtype=torch.float64)
+    # h[k] = sum_{j<=k} a_i^j a_v^(k-j)
+    terms = torch.where(j[None, :] <= k[:, None], a_i ** j[None, :] * a_v ** (k[:, None] - j[None, :]).clamp(min=0), 0.0)
+    h = terms.sum(1)
+    idx = k[:, None] - k[None, :]
+    mat = torch.where(idx >= 0, h[idx.clamp(min=0).long()], torch.zeros(()))
+    return mat.to(dtype)
+
+
+def _shift(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 0))[..., :-1]
+
+
+class SNN(torch.nn.Module):
+    """A feed-forward CUBA SNN. ``model(x)`` -> output spikes (N, n_way, T);
+    ``model(x, return_pre=True)`` -> (out_spikes, input spikes of the final
+    block (N, I, T), i.e. after the previous block's one-step delay)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = torch.nn.ModuleList(_blocks(cfg))
+        self.surrogate = cfg.surrogate_fn()
+        self._kernels: dict = {}
+        with torch.no_grad():  # shape the neurons (export needs it)
+            self.slayer_forward(torch.zeros(1, *cfg.input_shape, 2))
+            if cfg.zero_head:
+                self.blocks[-1].synapse.weight.zero_()
+
+    # -- parameters ---------------------------------------------------
+    def param_names(self) -> list[str]:
+        """Names of the learnable (synapse weight) parameters, in layer order."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def meta_params(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def block_of(self, name: str) -> int:
+        return int(name.split(".")[1])
+
+    @property
+    def n_layers(self) -> int:
+        """Number of blocks with learnable weights."""
+        return len(self.param_names())
+
+    # -- forward ------------------------------------------------------
+    def _kernel(self, n: int, block) -> torch.Tensor:
+        d_i = int(torch.round(block.neuron.current_decay).item())
+        d_v = int(torch.round(block.neuron.voltage_decay).item())
+        key = (n, d_i, d_v)
+        if key not in self._kernels:
+            self._kernels[key] = leak_kernel(n, d_i, d_v)
+        return self._kernels[key].to(block.synapse.weight.device)
+
+    def _synapse(self, i: int, block, params, x):
+        name = f"blocks.{i}.synapse.weight"
+        syn = block.synapse
+        if not self.cfg.quantize and syn._pre_hook_fx is not None and name in params:
+            w = params[name]
+            if x.dim() == 3:
+                n = x.shape[0]
+                return F.conv3d(x.reshape(n, -1, 1, 1, x.shape[-1]), w).reshape(n, -1, x.shape[-1])
+            return F.conv3d(x, w, None, syn.stride, syn.padding)
+        if name in params:
+            return torch.func.functional_call(syn, {"weight": params[name]}, (x,))
+        return syn(x)
+
+    def run(self, params: dict, x: torch.Tensor, start: int = 0, stop: int | None = None,
+            x_win: torch.Tensor | None = None, burn_in: int | None = None):
+        """Blocks ``[start, stop)`` on exact input ``x`` (N, ..., T).
+
+        ``x_win``: the same input over ``[burn_in, T)`` carrying gradients
+        (defaults to ``x[..., burn_in:]``). Returns ``(x_full, x_win)`` of the
+        last block run: exact spikes (no grad) and windowed spikes (grad).
+        """
+        b = self.cfg.burn_in if burn_in is None else burn_in
+        stop = len(self.blocks) if stop is None else stop
+        if x_win is None:
+            x_win = x[..., b:]
+        for i in range(start, stop):
+            block = self.blocks[i]
+            if not hasattr(block, "neuron"):  # Flatten
+                x = x.reshape(x.shape[0], -1, x.shape[-1])
+                x_win = x_win.reshape(x_win.shape[0], -1, x_win.shape[-1])
+                continue
+            with torch.no_grad():
+                z_full = self._synapse(i, block, params, x)
+            z_win = self._synapse(i, block, params, x_win)
+            nrn = block.neuron
+            d_i = int(torch.round(nrn.current_decay).item())
+            d_v = int(torch.round(nrn.voltage_decay).item())
+            theta_int = int(round(nrn.threshold * S_SCALE))
+            v_full, s_full = cuba_exact(z_full, d_i, d_v, theta_int)
+            ker = self._kernel(z_win.shape[-1], block)
+            v_soft = z_win @ ker.T
+            v = v_soft + (v_full[..., b:] - v_soft).detach()
+            s_win = spike(v - nrn.threshold, self.surrogate, s_full[..., b:])
+            if getattr(block, "delay_shift", False):
+                prev = s_full[..., b - 1:b] if b > 0 else torch.zeros_like(s_full[..., :1])
+                s_win = torch.cat([prev, s_win[..., :-1]], dim=-1)
+                s_full = _shift(s_full)
+            x, x_win = s_full, s_win
+        return x, x_win
+
+    def forward(self, x: torch.Tensor, return_pre: bool = False, params: dict | None = None):
+        params = dict(self.named_parameters()) if params is None else params
+        b = self.cfg.burn_in
+        last = len(self.blocks) - 1
+        pre_full, pre_win = self.run(params, x, 0, last)
+        out_full, out_win = self.run(params, pre_full, last, None, x_win=pre_win)
+        out = torch.cat([out_full[..., :b], out_win], dim=-1)
+        if return_pre:
+            pre = torch.cat([pre_full[..., :b], pre_win], dim=-1)
+            return out, pre
+        return out
+
+    def slayer_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain slayer forward (its own neuron and surrogate), for checks."""
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    # -- readout ------------------------------------------------------
+    def counts(self, out: torch.Tensor) -> torch.Tensor:
+        """Spike counts over [burn_in, T): (N, n_way)."""
+        return out[..., self.cfg.burn_in:].sum(-1)
+
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        return self.counts(out) * self.cfg.logit_scale
+
+    def export_hdf5(self, path) -> None:
+        """Write slayer's netx HDF5 description of the network (atomically)."""
+        import h5py
+
+        from neuromaml.io import atomic_path
+
+        with atomic_path(path, suffix=".net") as tmp:
+            with h5py.File(tmp, "w") as h:
+                layer = h.create_group("layer")
+                for i, block in enumerate(self.blocks):
+                    block.export_hdf5(layer.create_group(f"{i}"))
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None) -> SNN:
+    """Build the SNN named by ``cfg.name``; ``seed`` fixes the initial weights."""
+    if seed is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return SNN(cfg)
+    return SNN(cfg)
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    kw = {k: v for k, v in d.items() if k in known}
+    if "input_shape" in kw:
+        kw["input_shape"] = tuple(kw["input_shape"])
+    return ModelConfig(**kw)

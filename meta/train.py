@@ -1,0 +1,268 @@
+"""Meta-training loop: Adam + cosine decay over meta-batches of tasks, atomic
+checkpoints, resume, best-on-validation, optional torch.distributed scale-out.
+
+Meta-step ``s`` (0-based) uses the training tasks ``s*B .. s*B + B - 1`` of a
+``TaskSampler(train, seed)`` (tasks are pure functions of (seed, index)), so a
+resumed run sees exactly the tasks an uninterrupted one would. The outer
+learning rate at step ``s`` of ``S`` is
+
+    lr_s = lr * (r + (1 - r) * (1 + cos(pi * s / S)) / 2),   r = lr_min_ratio.
+
+Run directory::
+
+    config.yaml     resolved configuration      run.json   seed, data, versions
+    ckpt.pt         latest checkpoint           best.pt    best on meta-validation
+    history.jsonl   one line per validation     summary.json
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from neuromaml.io import NeuromamlError, atomic_path, fail, package_versions, write_json
+
+from .config import RunConfig, from_dict, validate
+from .maml import InnerLR, adapted_names, evaluate_task, meta_gradient
+from .models import build_model
+
+CKPT_FORMAT = "neuromaml-meta-ckpt"
+
+
+def _world():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def maybe_init_distributed() -> None:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def distributed_meta_gradient(model, params: dict, tasks, inner, lrs=None):
+    """Meta-gradient of the mean query loss over ``tasks``, the tasks split across
+    ranks (task j on rank j % world) and the gradients all-reduced (summed).
+    Returns (mean loss, mean acc) over all tasks."""
+    import torch.distributed as dist
+
+    rank, world = _world()
+    mine = [t for j, t in enumerate(tasks) if j % world == rank]
+    loss = acc = 0.0
+    if mine:
+        loss, acc = meta_gradient(model, params, mine, inner, lrs, weight=1.0 / len(tasks))
+        loss, acc = loss * len(mine), acc * len(mine)
+    if world > 1:
+        tensors = [p for p in list(params.values()) + (list(lrs.parameters()) if lrs is not None else [])
+                   if p.requires_grad]
+        for p in tensors:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+        stats = torch.tensor([loss, acc], dtype=torch.float64)
+        dist.all_reduce(stats)
+        loss, acc = stats.tolist()
+    return loss / len(tasks), acc / len(tasks)
+
+
+def cosine_lr(step: int, total: int, ratio: float) -> float:
+    """Multiplier of the outer lr at ``step`` (see module docstring)."""
+    if total <= 0:
+        return 1.0
+    return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+class Trainer:
+    """Holds model, inner learning rates, optimizer and the samplers of one run."""
+
+    def __init__(self, cfg: RunConfig, data_path, seed: int):
+        from .metadataset import MetaDataset
+        from .tasks import TaskSampler
+
+        self.cfg, self.seed, self.data_path = cfg, seed, Path(data_path)
+        self.ds = MetaDataset(data_path)
+        t = cfg.task
+        self.train_tasks = TaskSampler(self.ds, "train", t.n_way, t.k_shot, t.n_query, seed=seed)
+        self.val_tasks = TaskSampler(self.ds, "val", t.n_way, t.k_shot, t.n_query, seed=seed + 1)
+        self.model = build_model(cfg.model, seed=seed)
+        self.params = self.model.meta_params()
+        self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
+        train_list = list(self.params.values()) + [p for p in self.lrs.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(train_list, lr=cfg.outer.lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: cosine_lr(s, cfg.outer.steps, cfg.outer.lr_min_ratio))
+        self.step = 0
+        self.best_val = -1.0
+        self.best_step = -1
+
+    # -- checkpoints ----------------------------------------------------
+    def state(self) -> dict:
+        return {"format": CKPT_FORMAT, "version": 1, "step": self.step, "config": self.cfg.to_dict(),
+                "seed": self.seed, "model": self.model.state_dict(), "lrs": self.lrs.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "rng": torch.get_rng_state(), "best_val": self.best_val, "best_step": self.best_step}
+
+    def save(self, path) -> None:
+        for p in self.params.values():
+            if not torch.isfinite(p).all():
+                raise fail(path, f"parameters are not finite at step {self.step}; checkpoint not written",
+                           "lower outer.lr or inner.lr and resume from the last good checkpoint")
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load(self, path) -> None:
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.lrs.load_state_dict(state["lrs"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
+
+    # -- steps ------------------------------------------------------------
+    def train_step(self) -> tuple[float, float]:
+        b = self.cfg.outer.meta_batch
+        tasks = [self.train_tasks.sample(self.step * b + j) for j in range(b)]
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            loss, acc = distributed_meta_gradient(self.model, self.params, tasks, self.cfg.inner, self.lrs)
+        except FloatingPointError:
+            loss = float("nan")
+        if not math.isfinite(loss):
+            raise NeuromamlError(
+                f"meta-loss is not finite at step {self.step} (fix: lower outer.lr / inner.lr or "
+                f"model.logit_scale; the last good checkpoint was kept)")
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return loss, acc
+
+    def validate(self, n_tasks: int | None = None) -> float:
+        n = n_tasks or self.cfg.outer.val_tasks
+        accs = [evaluate_task(self.model, self.params, self.val_tasks.sample(i), self.cfg.inner, self.lrs)
+                for i in range(n)]
+        return sum(accs) / len(accs)
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint; a missing, truncated or foreign file is a NeuromamlError."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "checkpoint not found", "start without --resume, or point --out at the run directory")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise fail(path, f"checkpoint is corrupt or unreadable ({exc.__class__.__name__})",
+                   "delete it and resume from best.pt, or start the run again") from None
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise fail(path, "not a neuromaml meta-training checkpoint (format field missing)",
+                   "point at a ckpt.pt/best.pt written by `neuromaml meta-train`")
+    return state
+
+
+def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
+    c, h, w, t = shape
+    m = cfg.model
+    if adopt:
+        m.input_shape, m.time_steps = (c, h, w), t
+        return
+    if tuple(m.input_shape) != (c, h, w) or m.time_steps != t:
+        raise fail(path, f"frames are (C,H,W,T)={tuple(shape)} but the model expects "
+                   f"{tuple(m.input_shape) + (m.time_steps,)}", "use the data file the run was trained on")
+
+
+def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int | None = None,
+               seed: int | None = None, progress: bool = True, on_step=None) -> dict:
+    """Meta-train (or resume) into ``out_dir``; returns the summary dict.
+
+    ``on_step(trainer)`` is called after each meta-step (tests use it to interrupt).
+    """
+    import yaml
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    rank, _ = _world()
+    ckpt = out / "ckpt.pt"
+    if resume:
+        if not (out / "config.yaml").exists():
+            raise fail(out / "config.yaml", "no run to resume here", "start without --resume")
+        state = load_checkpoint(ckpt)
+        cfg = from_dict(state["config"], out / "config.yaml")
+        seed = state["seed"]
+    else:
+        seed = cfg.seed if seed is None else seed
+        cfg.seed = seed
+        if ckpt.exists():
+            raise fail(ckpt, "a run already exists in this directory", "add --resume or choose a new --out")
+    if steps is not None:
+        if steps < 0:
+            raise fail(None, f"--steps is {steps}", "use a count >= 0")
+        cfg.outer.steps = steps
+    from .metadataset import MetaDataset
+
+    ds = MetaDataset(data)
+    _check_data(cfg, ds.shape, data, adopt=not resume)
+    validate(cfg, out / "config.yaml", {s: len(v) for s, v in ds.splits.items() if s in ("train", "val")})
+    tr = Trainer(cfg, data, seed)
+    if resume:
+        tr.load(ckpt)
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
+                                      "versions": package_versions(), "started": time.time()})
+    o = cfg.outer
+    t0 = time.perf_counter()
+    bar = tqdm(total=o.steps, initial=tr.step, disable=not progress or rank != 0, desc="meta-train")
+    loss = acc = float("nan")
+    while tr.step < o.steps:
+        loss, acc = tr.train_step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", val=f"{tr.best_val:.2f}")
+        if rank == 0:
+            if tr.step % o.val_every == 0 or tr.step == o.steps:
+                val = tr.validate()
+                with open(out / "history.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": tr.step, "loss": loss, "acc": acc, "val_acc": val}) + "\n")
+                if val > tr.best_val:
+                    tr.best_val, tr.best_step = val, tr.step
+                    tr.save(out / "best.pt")
+            if tr.step % o.checkpoint_every == 0 or tr.step == o.steps:
+                tr.save(ckpt)
+        if on_step is not None:
+            on_step(tr)
+    bar.close()
+    summary = {"steps": tr.step, "seed": seed, "final_loss": loss, "final_train_acc": acc,
+               "best_val_acc": tr.best_val, "best_step": tr.best_step,
+               "seconds_this_run": time.perf_counter() - t0, "config": cfg.to_dict(),
+               "checkpoint": str(ckpt), "best": str(out / "best.pt")}
+    if rank == 0:
+        if not ckpt.exists():
+            tr.save(ckpt)
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def load_run(run_dir, which: str = "best"):
+    """(model, params, lrs, cfg) of a finished run (``which``: best | ckpt)."""
+    run = Path(run_dir)
+    path = run / f"{which}.pt"
+    if which == "best" and not path.exists():
+        path = run / "ckpt.pt"
+    state = load_checkpoint(path)
+    cfg = from_dict(state["config"], run / "config.yaml")
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
+    lrs.load_state_dict(state["lrs"])
+    return model, model.meta_params(), lrs, cfg

@@ -1,0 +1,61 @@
+"""CLI: ``neuromaml meta-train`` and ``neuromaml evaluate`` (torch imported lazily)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _meta_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import maybe_init_distributed, meta_train
+
+    maybe_init_distributed()
+    cfg = None if args.resume else load_config(args.config)
+    if cfg is None:
+        from .config import RunConfig
+
+        cfg = RunConfig()  # replaced by the checkpoint's config
+    summary = meta_train(args.data, cfg, args.out, resume=args.resume, steps=args.steps, seed=args.seed,
+                         progress=not args.no_progress)
+    print(json.dumps({k: summary[k] for k in ("steps", "best_val_acc", "best_step", "seconds_this_run")}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from neuromaml.io import fail, read_json
+
+    from .evaluate import evaluate_run
+
+    run = Path(args.run_dir)
+    data = args.data
+    if data is None:
+        meta = read_json(run / "run.json")
+        data = meta.get("data")
+        if not data or not Path(data).exists():
+            raise fail(run / "run.json", f"data file {data!r} recorded for this run is missing", "pass --data FILE.h5")
+    report = evaluate_run(run, data, trials=args.trials, tasks_per_trial=args.tasks, out_dir=args.out,
+                          quick=args.quick)
+    print(json.dumps(report["table2"], indent=1))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("meta-train", help="meta-train an SNN with surrogate-gradient MAML")
+    p.add_argument("--data", required=True, help="meta-dataset .h5 (neuromaml data build)")
+    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, paper_cnn, lava_mlp")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, config, summary.json)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--steps", type=int, default=None, help="total meta-steps (overrides outer.steps)")
+    p.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_meta_train)
+
+    e = subparsers.add_parser("evaluate", help="paper-style evaluation of a meta-trained run")
+    e.add_argument("run_dir", help="run directory written by meta-train")
+    e.add_argument("--data", default=None, help="meta-dataset .h5 (default: the one the run used)")
+    e.add_argument("--trials", type=int, default=10, help="trials for mean +- std")
+    e.add_argument("--tasks", type=int, default=20, help="tasks per trial")
+    e.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
+    e.add_argument("--quick", action="store_true", help="skip the inner-steps / frozen-layers sweeps")
+    e.set_defaults(func=_evaluate)

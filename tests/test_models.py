@@ -1,0 +1,104 @@
+"""The fast CUBA forward is bit-exact to slayer's blocks and has slayer's gradients."""
+import h5py
+import pytest
+import torch
+
+from neuromaml.meta.models import ModelConfig, S_SCALE, build_model, cuba_exact, leak_kernel
+
+
+def _x(n, shape, t, seed=0, rate=0.15):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, *shape, t, generator=g) < rate).float()
+
+
+@pytest.mark.parametrize("name", ["small", "lava_mlp", "paper_cnn"])
+def test_every_layer_bit_exact_to_slayer(name):
+    cfg = ModelConfig(name=name, time_steps=30, burn_in=10, zero_head=False)
+    model = build_model(cfg, seed=1)
+    x = _x(2, cfg.input_shape, 30)
+    params = dict(model.named_parameters())
+    ref = x
+    total = 0
+    with torch.no_grad():
+        for i, block in enumerate(model.blocks):
+            ref = block(ref)
+            full, win = model.run(params, x, 0, i + 1)
+            assert torch.equal(full, ref), f"block {i}"
+            assert torch.equal(win, ref[..., cfg.burn_in:]), f"block {i} window"
+            total += ref.sum().item()
+    assert total > 0  # something spiked
+    out, pre = model(x, return_pre=True)
+    assert out.shape == (2, cfg.n_way, 30)
+    assert pre.shape[0] == 2 and pre.shape[-1] == 30
+    assert torch.equal(out, model.slayer_forward(x))
+
+
+def test_counts_in_window_and_readout():
+    cfg = ModelConfig(name="small", time_steps=20, burn_in=5, logit_scale=0.5)
+    m = build_model(cfg, seed=0)
+    out = torch.zeros(1, 5, 20)
+    out[0, 2, :5] = 1  # burn-in spikes do not count
+    out[0, 3, 5:8] = 1
+    assert m.counts(out).tolist() == [[0, 0, 0, 3, 0]]
+    assert m.logits(out)[0, 3].item() == 1.5
+
+
+@pytest.mark.parametrize("name", ["small", "paper_cnn"])
+def test_gradients_equal_slayer_with_its_surrogate(name):
+    # slayer's own surrogate: exponential, tau = 100 * threshold, scale 0.1; no burn-in
+    cfg = ModelConfig(name=name, time_steps=25, burn_in=0, surrogate="exponential",
+                      surrogate_scale=0.1, surrogate_width=125.0, zero_head=False)
+    m = build_model(cfg, seed=2)
+    x = _x(2, cfg.input_shape, 25, seed=3, rate=0.3)
+    p = list(m.meta_params().values())
+    c = torch.arange(cfg.n_way, dtype=torch.float32)
+    ga = torch.autograd.grad((m.slayer_forward(x).sum(-1) * c).sum(), p)
+    gb = torch.autograd.grad((m(x).sum(-1) * c).sum(), p)
+    for a, b in zip(ga, gb):
+        assert a.abs().max() > 0
+        assert (a - b).norm() <= 1e-4 * a.norm()
+
+
+def test_leak_kernel_matches_recurrence():
+    d_i, d_v, n = 1024, 123, 12
+    z = torch.randn(3, n, dtype=torch.float64)
+    h = leak_kernel(n, d_i, d_v, torch.float64)
+    cur = torch.zeros(3, dtype=torch.float64); vol = torch.zeros(3, dtype=torch.float64)
+    ref = []
+    for t in range(n):
+        cur = cur * (1 - d_i / S_SCALE) + z[:, t]
+        vol = vol * (1 - d_v / S_SCALE) + cur
+        ref.append(vol)
+    assert torch.allclose(z @ h.T, torch.stack(ref, -1))
+
+
+def test_cuba_exact_golden_trace():
+    # constant input 0.5: current 2048 per step in 1/4096, decay 1024 (0.25), no voltage leak
+    z = torch.full((1, 6), 0.5)
+    v, s = cuba_exact(z, 1024, 0, int(1.25 * S_SCALE))
+    # i: 2048, 3584, 4736, 5600, 6248, 6734; v resets to 0 after each step with v > 5120
+    assert (v * S_SCALE).long().tolist() == [[2048, 5632, 4736, 10336, 6248, 6734]]
+    assert s.tolist() == [[0, 1, 0, 1, 1, 1]]
+
+
+def test_export_hdf5(tmp_path):
+    m = build_model(ModelConfig(name="small", hidden=[16]), seed=0)
+    path = tmp_path / "net.net"
+    m.export_hdf5(path)
+    with h5py.File(path) as h:
+        assert sorted(h["layer"].keys()) == ["0", "1", "2"]
+        assert h["layer/1/type"][()] in (b"dense", "dense")
+
+
+def test_same_seed_same_weights_and_bad_name():
+    a = build_model(ModelConfig(), seed=5).meta_params()
+    b = build_model(ModelConfig(), seed=5).meta_params()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError):
+        build_model(ModelConfig(name="resnet"))
+
+
+def test_zero_head_starts_silent():
+    m = build_model(ModelConfig(name="small", hidden=[8]), seed=0)
+    assert m.blocks[-1].synapse.weight.abs().max() == 0
+    assert m(torch.ones(1, 2, 16, 32, 100)).sum() == 0

@@ -1,0 +1,214 @@
+"""Meta-training runs: checkpoints, bit-identical resume, errors, config, distributed."""
+import os
+import socket
+
+import pytest
+import torch
+
+from neuromaml.io import NeuromamlError, read_json
+from neuromaml.meta import train as train_mod
+from neuromaml.meta.config import from_dict, load_config
+from neuromaml.meta.train import load_checkpoint, meta_train
+
+TINY = {"model": {"name": "small", "hidden": [8], "burn_in": 90, "surrogate_scale": 0.05},
+        "inner": {"lr": 0.5, "learn_lr": True},
+        "outer": {"steps": 4, "meta_batch": 2, "lr": 0.003, "val_every": 2, "val_tasks": 2,
+                  "checkpoint_every": 1},
+        "task": {"n_way": 3, "k_shot": 1, "n_query": 1}, "seed": 3}
+
+
+def _cfg(**outer):
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    d["outer"].update(outer)
+    return from_dict(d)
+
+
+def _state_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_is_bit_identical(tiny_metadataset, tmp_path):
+    full = meta_train(tiny_metadataset, _cfg(), tmp_path / "full", progress=False)
+    assert full["steps"] == 4
+
+    def kill(tr):
+        if tr.step == 2:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        meta_train(tiny_metadataset, _cfg(), tmp_path / "cut", progress=False, on_step=kill)
+    assert load_checkpoint(tmp_path / "cut" / "ckpt.pt")["step"] == 2
+    meta_train(tiny_metadataset, _cfg(), tmp_path / "cut", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "ckpt.pt")
+    b = load_checkpoint(tmp_path / "cut" / "ckpt.pt")
+    assert a["step"] == b["step"] == 4
+    assert _state_equal(a["model"], b["model"]) and _state_equal(a["lrs"], b["lrs"])
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(_state_equal(sa[k], sb[k]) for k in sa)
+    # the run directory records what was run
+    run = tmp_path / "full"
+    for name in ("config.yaml", "run.json", "summary.json", "best.pt", "history.jsonl"):
+        assert (run / name).exists(), name
+    meta = read_json(run / "run.json")
+    assert meta["seed"] == 3 and "torch" in meta["versions"]
+    assert load_config(run / "config.yaml").model.time_steps == 100
+    with pytest.raises(NeuromamlError, match="already exists"):
+        meta_train(tiny_metadataset, _cfg(), run, progress=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_metadataset, tmp_path):
+    run = tmp_path / "run"
+    meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
+    (run / "ckpt.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(NeuromamlError, match="ckpt.pt.*corrupt"):
+        meta_train(tiny_metadataset, _cfg(), run, resume=True, progress=False)
+
+
+def test_nan_loss_keeps_last_good_checkpoint(tiny_metadataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real, calls = train_mod.meta_gradient, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            return float("nan"), 0.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "meta_gradient", flaky)
+    with pytest.raises(NeuromamlError, match="not finite at step 2"):
+        meta_train(tiny_metadataset, _cfg(), run, progress=False)
+    assert load_checkpoint(run / "ckpt.pt")["step"] == 2
+
+
+def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
+    run = tmp_path / "run"
+    meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
+    import yaml
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    state = load_checkpoint(run / "ckpt.pt")
+    state["config"]["model"]["time_steps"] = 120
+    torch.save(state, run / "ckpt.pt")
+    with pytest.raises(NeuromamlError, match="frames are"):
+        meta_train(tiny_metadataset, _cfg(steps=2), run, resume=True, progress=False)
+    assert cfg["model"]["time_steps"] == 100
+
+
+@pytest.mark.parametrize("patch,match", [
+    ({"inner": {"lrr": 1}}, "unknown key 'inner.lrr'"),
+    ({"inner": {"lr": -1.0}}, "'inner.lr'"),
+    ({"model": {"burn_in": 100}}, "'model.burn_in'"),
+    ({"model": {"time_steps": 50, "burn_in": 60}}, "'model.burn_in'"),
+    ({"task": {"n_way": "five"}}, "'task.n_way' must be an integer"),
+    ({"outer": {"meta_batch": 0}}, "'outer.meta_batch'"),
+])
+def test_config_errors_name_file_and_key(tmp_path, patch, match):
+    import yaml
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(patch))
+    with pytest.raises(NeuromamlError, match=match) as err:
+        load_config(path)
+    assert "bad.yaml" in str(err.value)
+
+
+def test_n_way_larger_than_split(tiny_metadataset, tmp_path):
+    d = dict(TINY, task={"n_way": 17, "k_shot": 1, "n_query": 1})
+    with pytest.raises(NeuromamlError, match="n_way"):
+        meta_train(tiny_metadataset, from_dict(d), tmp_path / "r", progress=False)
+
+
+def test_toml_and_named_defaults(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[inner]\nsteps = 3\n[task]\nn_way = 4\n')
+    cfg = load_config(p)
+    assert cfg.inner.steps == 3 and cfg.model.n_way == 4
+    for name in ("small", "paper_cnn", "lava_mlp"):
+        assert load_config(name).model.name == name
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+WORKER = r"""
+import sys, torch
+from types import SimpleNamespace
+from neuromaml.meta.maml import InnerConfig
+from neuromaml.meta.models import ModelConfig, build_model
+from neuromaml.meta.train import distributed_meta_gradient, maybe_init_distributed
+torch.set_num_threads(1)
+maybe_init_distributed()
+cfg = ModelConfig(name="small", n_way=2, input_shape=(2, 4, 4), hidden=[8], time_steps=16, burn_in=6,
+                  weight_scale=4.0, surrogate_scale=0.1, zero_head=False)
+model = build_model(cfg, seed=0)
+params = model.meta_params()
+tasks = []
+for s in range(3):
+    g = torch.Generator().manual_seed(s)
+    x = (torch.rand(6, 2, 4, 4, 16, generator=g) < 0.3).float()
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    tasks.append(SimpleNamespace(support_x=x[:2], support_y=y[:2], query_x=x[2:], query_y=y[2:]))
+stats = distributed_meta_gradient(model, params, tasks, InnerConfig(lr=1.0))
+import torch.distributed as dist
+rank = dist.get_rank() if dist.is_initialized() else 0
+if rank == 0:
+    torch.save(([p.grad.clone() for p in params.values()], stats), sys.argv[1])
+if dist.is_initialized():
+    dist.destroy_process_group()
+"""
+
+
+def test_two_process_gloo_meta_gradient_equals_one_process(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env, timeout=240)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                    f"--master_port={_free_port()}", str(script), str(tmp_path / "two.pt")],
+                   check=True, env=env, timeout=240)
+    one, stats1 = torch.load(tmp_path / "one.pt")
+    two, stats2 = torch.load(tmp_path / "two.pt")
+    for a, b in zip(one, two):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+    assert stats1 == pytest.approx(stats2)
+
+
+def test_cli_meta_train_and_evaluate_report(tiny_metadataset, tmp_path):
+    import json
+
+    import yaml
+
+    from neuromaml.cli import main
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(run),
+                 "--steps", "2", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(run),
+                 "--steps", "3", "--resume", "--no-progress"]) == 0
+    assert load_checkpoint(run / "ckpt.pt")["step"] == 3
+    assert main(["evaluate", str(run), "--trials", "2", "--tasks", "2"]) == 0
+    rep = json.loads((run / "eval" / "report.json").read_text())
+    assert set(rep["table2"]) == {"train", "test"}
+    assert 0 <= rep["table2"]["test"]["mean"] <= 1
+    assert [r["steps"] for r in rep["fig3_inner_steps"]] == [0, 1, 2, 3, 4, 5]
+    assert [r["frozen"] for r in rep["fig4_frozen_layers"]] == [0, 1]
+    t3 = rep["table3_update_magnitude"]
+    assert t3["meta_thresholded"]["fraction_nonzero"] <= t3["meta"]["fraction_nonzero"]
+    for png in ("fig3_inner_steps.png", "fig4_frozen.png", "fig5_updates.png"):
+        assert (run / "eval" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "meta-test" in (run / "eval" / "report.md").read_text()
+    # a bad config through the CLI is an error line, exit code 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inner: {lr: -1}\n")
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(bad), "--out",
+                 str(tmp_path / "r2")]) == 2
