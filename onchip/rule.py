@@ -83,7 +83,7 @@ class RuleSpec:
     factor_threshold: int = 0         # Eq. 6 (Lava form): |y2| > this (y2 units, 0..126)
     surrogate: str = "fast_sigmoid"   # "fast_sigmoid" | "none" (f = 1)
     surrogate_beta: float = 4.0       # fast-sigmoid slope, per threshold unit of v
-    softmax_gain_exp: int = 0         # softmax over 2^g * spike counts, g in [-6, 6]
+    softmax_gain_exp: int = 0         # softmax over 2^g * spike counts, g in [-12, 6]
     rng_seed: int = 0                 # Lava trace random seed (x: seed, y: seed + 2)
     eq6_threshold: int = 0            # exact Eq. 6: keep |W_T - W_0| > this (weight LSB) per
     #                                   synapse after the presentation; NOT expressible in the
@@ -96,7 +96,7 @@ class RuleSpec:
         _check_int("error_bits", self.error_bits, 2, 8)
         _check_int("error_threshold", self.error_threshold, 0, self.e_max - 1)
         _check_int("factor_threshold", self.factor_threshold, 0, 126)
-        _check_int("softmax_gain_exp", self.softmax_gain_exp, -6, 6)
+        _check_int("softmax_gain_exp", self.softmax_gain_exp, -12, 6)
         _check_int("rng_seed", self.rng_seed, 0, 2 ** 31 - 5)
         _check_int("eq6_threshold", self.eq6_threshold, 0, W_MAX - W_MIN)
         if self.surrogate not in SURROGATES:

@@ -36,14 +36,22 @@ def _episodes(n_tasks, n_way=5, rate=0.15, seed=0):
     return x, EpisodeBatch(order, labels, n_way)
 
 
+CALIBRATED = dict(eta_exp=-7, x1_impulse=4, surrogate="none", softmax_gain_exp=-8)   # the demo's rule form
+
+
 @pytest.mark.lava
-@pytest.mark.parametrize("cfg", [dict(name="small", hidden=[24]),
-                                 dict(name="small", hidden=[32, 16])], ids=["mlp1", "mlp2"])
-def test_fast_engine_equals_lava(tmp_path, cfg):
+@pytest.mark.parametrize("cfg,rule", [(dict(name="small", hidden=[24]), None),
+                                      (dict(name="small", hidden=[32, 16]), None),
+                                      (dict(name="small", hidden=[24]), CALIBRATED)],
+                         ids=["mlp1", "mlp2", "mlp1-calibrated-rule"])
+def test_fast_engine_equals_lava(tmp_path, cfg, rule):
+    import dataclasses
+
     dep = _bundle(tmp_path, "b", **cfg)
+    spec = dataclasses.replace(dep.rule, **rule) if rule else None
     x, batch = _episodes(2)
-    fast = run_fast(dep, dep.frozen_features(x), batch)
-    lava = run_lava(dep, x, batch)
+    fast = run_fast(dep, dep.frozen_features(x), batch, spec)
+    lava = run_lava(dep, x, batch, spec)
     assert fast.spikes.sum() > 0 and (fast.weights != fast.initial).any(), "test is vacuous"
     np.testing.assert_array_equal(fast.spikes, lava.spikes)
     np.testing.assert_array_equal(fast.weights, lava.weights)
