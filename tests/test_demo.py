@@ -1,0 +1,62 @@
+"""`neuromaml demo --quick`: the whole path end to end on tiny settings, and a second run reuses it."""
+import json
+
+import pytest
+
+from neuromaml import cli
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| on-chip three-factor rule, fixed point |" in report
+    s = json.loads((out / "demo.json").read_text())
+    assert list(s["stages"]) == ["data", "train", "evaluate", "export", "verify", "emulate", "report"]
+    assert s["stages"]["verify"]["ok"] is True
+    agree = s["stages"]["emulate"]["lava"]["agreement"]
+    assert agree["output_spikes_identical"] and agree["final_weights_identical"]
+    for f in ("data.h5", "run/summary.json", "bundle/manifest.json", "bundle/network.net",
+              "bundle/network.nir", "emulate/emulate.json", "deployment_gap.png"):
+        assert (out / f).exists(), f
+    man = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert man["calibration"]["split"] == "val" and man["adapt"]["rule"]["eta_exp"] == \
+        man["calibration"]["chosen_eta_exp"]
+
+    # second run: every stage reuses what the first built
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    s2 = json.loads((out / "demo.json").read_text())
+    for name in ("data", "train", "evaluate", "export", "verify", "emulate"):
+        assert s2["stages"][name].get("reused") is True, name
+    assert s2["stages"]["emulate"]["onchip"] == s["stages"]["emulate"]["onchip"]
+
+
+def test_interrupted_training_resumes(tmp_path, monkeypatch):
+    """A demo killed during meta-training continues from the checkpoint on the next run."""
+    from neuromaml.emulator import demo as demo_mod
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    cfg = demo_mod.demo_config(None, quick=True)
+    cfg.outer.steps = 3
+    demo_mod._stage_data(out, quick=True, seed=0)
+
+    calls = {"n": 0}
+
+    def stop_after_two(tr):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    from neuromaml.meta import train as train_mod
+
+    real = train_mod.meta_train
+    monkeypatch.setattr(train_mod, "meta_train",
+                        lambda *a, **k: real(*a, **{**k, "on_step": stop_after_two}))
+    with pytest.raises(KeyboardInterrupt):
+        demo_mod._stage_train(out, out / "data.h5", cfg, seed=0)
+    monkeypatch.setattr(train_mod, "meta_train", real)
+    r = demo_mod._stage_train(out, out / "data.h5", cfg, seed=0)
+    assert r["resumed"] is True and r["steps"] == 3
