@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--queries", type=int, default=5, help="query samples per class")
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
+    p.add_argument("--lava-tasks", type=int, default=2,
+                   help="with --engine both: how many of the tasks also run on Lava (agreement checked)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/emulate-<split>)")
     _add_json(p)

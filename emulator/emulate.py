@@ -185,7 +185,8 @@ def format_markdown(s: dict) -> str:
 
 def emulate_cli(args) -> int:
     s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
-                queries=args.queries, engine=args.engine, seed=args.seed, out=args.out)
+                queries=args.queries, engine=args.engine, lava_tasks=args.lava_tasks, seed=args.seed,
+                out=args.out)
     if args.json:
         write_json(args.json, s)
     print(format_markdown(s))
