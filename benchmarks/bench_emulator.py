@@ -98,7 +98,7 @@ def main() -> None:
     global T, Q
     T, Q = a.time_steps, a.queries
     torch.set_num_threads(2)
-    gains = {"small": 3.0, "paper_cnn": 3.0, "lava_mlp": 3.0}
+    gains = {"small": 3.0, "small_cnn": 3.0, "paper_cnn": 3.0, "lava_mlp": 3.0}
     with tempfile.TemporaryDirectory() as tmp:
         res = [bench(n, gains[n], a.lava_episodes, a.fast_episodes, a.pool, Path(tmp))
                for n in a.networks.split(",")]

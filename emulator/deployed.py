@@ -185,6 +185,9 @@ class DeployedNet:
                 k = self.delay_depth(j)             # reset before index k == after index k - 1
                 rst[k - 1::T] = True
                 s = cuba_run(delay(lay.synapse(s), 1), lay.neuron, rst).astype(np.int64)
+            if s.ndim > 3:
+                # netx's flatten before a dense layer: (x, y, f) -> transpose to (f, y, x) -> C order
+                s = s.transpose(0, 1, *range(s.ndim - 1, 1, -1))
             out[a:a + batch] = s.reshape(s.shape[0], span, -1)
         return out
 
