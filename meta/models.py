@@ -44,7 +44,7 @@ from .surrogate import Surrogate, spike
 S_SCALE = 1 << 12  # slayer CUBA state scale (w_scale 64 * 64)
 W_SCALE = 1 << 6   # slayer CUBA weight scale
 
-MODEL_NAMES = ("small", "paper_cnn", "lava_mlp")
+MODEL_NAMES = ("small", "small_cnn", "paper_cnn", "lava_mlp")
 
 
 @dataclass
@@ -101,6 +101,21 @@ def _blocks(cfg: ModelConfig) -> list:
         for _ in range(3):  # slayer pools pad odd sizes up
             h, w = (h + 1) // 2, (w + 1) // 2
         blocks.append(cuba.Dense(npar(cfg), 128 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+        return blocks
+    if cfg.name == "small_cnn":
+        # 2a, 16c5 (same padding), 2a, dense N: convolution shares features across positions,
+        # so features learned for a digit on one side transfer to the other side (with the
+        # authors' split the meta-test classes 80..99 put 8 and 9 on the left, which the
+        # meta-train classes 0..63 never do)
+        blocks = [
+            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
+            cuba.Conv(npar(cfg), c, 16, 5, padding=2, weight_scale=cfg.weight_scale),
+            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
+            cuba.Flatten(),
+        ]
+        for _ in range(2):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        blocks.append(cuba.Dense(npar(cfg), 16 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
         return blocks
     if cfg.name in ("small", "lava_mlp"):
         # lava_mlp is input-512-512-N unless hidden is given explicitly

@@ -11,7 +11,7 @@ def _x(n, shape, t, seed=0, rate=0.15):
     return (torch.rand(n, *shape, t, generator=g) < rate).float()
 
 
-@pytest.mark.parametrize("name", ["small", "lava_mlp", "paper_cnn"])
+@pytest.mark.parametrize("name", ["small", "small_cnn", "lava_mlp", "paper_cnn"])
 def test_every_layer_bit_exact_to_slayer(name):
     cfg = ModelConfig(name=name, time_steps=30, burn_in=10, zero_head=False)
     model = build_model(cfg, seed=1)
@@ -43,7 +43,7 @@ def test_counts_in_window_and_readout():
     assert m.logits(out)[0, 3].item() == 1.5
 
 
-@pytest.mark.parametrize("name", ["small", "paper_cnn"])
+@pytest.mark.parametrize("name", ["small", "small_cnn", "paper_cnn"])
 def test_gradients_equal_slayer_with_its_surrogate(name):
     # slayer's own surrogate: exponential, tau = 100 * threshold, scale 0.1; no burn-in
     cfg = ModelConfig(name=name, time_steps=25, burn_in=0, surrogate="exponential",
