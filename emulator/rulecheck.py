@@ -59,6 +59,7 @@ w_start| per synapse, log-log, rule with and without threshold vs SGD).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -69,8 +70,7 @@ from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.episodes import EpisodeBatch, EpisodeResult, episode_result, step_labels
 from neuromaml.io import NeuromamlError, atomic_path, atomic_write_text, fail, package_versions, write_json
 from neuromaml.onchip.fixed_rule import run_support, truncate_initial
-from neuromaml.onchip.rule import (ACC_HI, ACC_LO, ACC_SHIFT, PRODUCT_SHIFT, W_MAX, W_MIN,
-                                   RuleError, RuleSpec)
+from neuromaml.onchip.rule import W_MAX, W_MIN, RuleError, RuleSpec, weight_update
 
 DEFAULT_BITS = (8, 6, 4, 3, 2)
 DEFAULT_SGD_LRS = (4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
@@ -93,32 +93,9 @@ def grid_round(w: np.ndarray, bits: int) -> np.ndarray:
 
 
 def grid_weight_update(bits: int):
-    """The engine's weight update with stochastic rounding to G_b instead of 1 LSB.
-
-    Same signature as ``onchip.rule.weight_update(w, x1, y2, spec, r_w)``; at
-    bits = 8 it returns the same weights (pinned by tests).
-    """
-    q = grid_step(bits)
-    shift = ACC_SHIFT + (8 - int(bits))          # acc LSB is 2^-7 weight LSB
-    hi = (W_MAX + 1) - q
-
-    def update(w, x1, y2, spec: RuleSpec, r_w: float) -> np.ndarray:
-        x1c = np.clip(x1, -128, 127).astype(np.int32)
-        y2c = np.clip(y2, -128, 127).astype(np.int32)
-        prod = y2c[..., :, None] * x1c[..., None, :]
-        np.negative(prod, out=prod)
-        prod >>= PRODUCT_SHIFT
-        prod <<= spec.lava_scale_exp + 7
-        np.clip(prod, ACC_LO, ACC_HI, out=prod)
-        prod += np.asarray(w, np.int32) << ACC_SHIFT
-        np.clip(prod, ACC_LO, ACC_HI, out=prod)
-        bump = (prod & ((1 << shift) - 1)) > int(np.floor(r_w * (1 << shift)))
-        prod >>= shift
-        prod += bump
-        prod *= q
-        return np.clip(prod, W_MIN, hi, out=prod)
-
-    return update
+    """The engine's weight update with stochastic rounding to G_b instead of 1 LSB
+    (``onchip.rule.weight_update`` with ``bits``); at bits = 8 it is the engine's own update."""
+    return functools.partial(weight_update, bits=int(bits))
 
 
 def run_rule(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: RuleSpec,

@@ -223,15 +223,20 @@ def stochastic_decay(trace: np.ndarray, decay: float, r: float) -> np.ndarray:
 
 
 def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
-                  r_w: float) -> np.ndarray:
+                  r_w: float, bits: int = 8) -> np.ndarray:
     """One learning epoch of the engine: w (..., O, I), x1 (..., I), y2 (..., O).
 
     acc = clip(w*128 + clip(((-x1*y2) >> 3) << (eta_exp+10))), then
     stochastic rounding to a whole weight with the shared random r_w, then
     clipping to [-256, 255]. Lava computes floor(acc/128) + (r_w < frac(acc/128));
     here the same in integers: (acc >> 7) + ((acc & 127) > floor(128 r_w)).
-    Returns int32.
+    bits < 8 models b-bit synapses (what `neuromaml rule-check` sweeps): the
+    accumulator is stochastically rounded to the grid of step q = 2^(8 - bits)
+    weight LSB instead of to 1 LSB, and clipped to [-256, 256 - q]. Lava 0.10's
+    engine always keeps 8 bits (bits = 8, the default). Returns int32.
     """
+    q = 1 << (8 - int(bits))
+    shift = ACC_SHIFT + (8 - int(bits))
     x1c = np.clip(x1, -128, 127).astype(np.int32)
     y2c = np.clip(y2, -128, 127).astype(np.int32)
     prod = y2c[..., :, None] * x1c[..., None, :]
@@ -241,10 +246,12 @@ def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
     np.clip(prod, ACC_LO, ACC_HI, out=prod)
     prod += np.asarray(w, np.int32) << ACC_SHIFT
     np.clip(prod, ACC_LO, ACC_HI, out=prod)
-    bump = (prod & ((1 << ACC_SHIFT) - 1)) > int(np.floor(r_w * (1 << ACC_SHIFT)))
-    prod >>= ACC_SHIFT
+    bump = (prod & ((1 << shift) - 1)) > int(np.floor(r_w * (1 << shift)))
+    prod >>= shift
     prod += bump
-    return np.clip(prod, W_MIN, W_MAX, out=prod)
+    if q > 1:
+        prod *= q
+    return np.clip(prod, W_MIN, (W_MAX + 1) - q, out=prod)
 
 
 def eq6_gate(w_end: np.ndarray, w_start: np.ndarray, threshold: int) -> np.ndarray:
