@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -46,7 +47,27 @@ def maybe_init_distributed() -> None:
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Gloo picks its network interface from the machine's hostname. On a
+        # sandboxed or containerised host that name may not resolve at all
+        # (no /etc/hosts entry), and the ranks then hang instead of failing:
+        # seen on CI, reproduced by removing the hostname from /etc/hosts. A
+        # loopback MASTER_ADDR means every rank is on this machine, so bind
+        # gloo to the loopback interface unless the user chose one.
+        if os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost", "::1"):
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(seconds=int(os.environ.get("NEUROMAML_DIST_TIMEOUT", "300"))))
+
+
+def _loopback_interface() -> str:
+    """Name of the loopback network interface ('lo' on Linux, 'lo0' on macOS)."""
+    import socket
+
+    names = [name for _, name in socket.if_nameindex()] if hasattr(socket, "if_nameindex") else []
+    for name in ("lo", "lo0"):
+        if name in names:
+            return name
+    return "lo"
 
 
 def distributed_meta_gradient(model, params: dict, tasks, inner, lrs=None):
