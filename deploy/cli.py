@@ -77,6 +77,14 @@ def _state_dict(obj: Any) -> dict | None:
     return None
 
 
+def _check_spiking(path, name: str) -> None:
+    from neuromaml.meta.models import SPIKING
+
+    if name not in SPIKING:
+        raise fail(path, f"model.name is {name!r}, a non-spiking baseline: it has no Loihi neuron to export",
+                   f"export a run of a spiking model ({', '.join(SPIKING)})")
+
+
 def load_run(run_dir: Path):
     """A meta-train RUN_DIR -> (model with trained weights, model config, classes or None).
 
@@ -96,6 +104,7 @@ def load_run(run_dir: Path):
         from neuromaml.meta.train import load_run as meta_load_run
 
         model, _params, _lrs, cfg = meta_load_run(run_dir)
+        _check_spiking(run_dir, cfg.model.name)
         return model, cfg.model, None
     cfg_dict, cfg_path = _read_config(run_dir)
     mcfg = config_from_dict(cfg_dict.get("model", cfg_dict))
@@ -111,6 +120,7 @@ def load_run(run_dir: Path):
     sd = _state_dict(obj)
     if sd is None:
         raise fail(ckpts[0], "no state dict (keys theta/state_dict/model)", "re-run meta-training")
+    _check_spiking(cfg_path, mcfg.name)
     model = build_model(mcfg)
     own = model.state_dict()
     sd = {k: v for k, v in sd.items() if k in own}

@@ -114,6 +114,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     need(i.learn_lr is False or i.lr > 0, "inner.lr", "must be > 0 when inner.learn_lr is true", "set inner.lr > 0")
     need(0 <= i.threshold < 1, "inner.threshold", f"is {i.threshold}", "use a fraction in [0, 1) of the update range")
     need(i.rule in RULES, "inner.rule", f"is {i.rule!r}", f"use one of {', '.join(RULES)}")
+    need(m.name != "ann_cnn" or i.rule == "sgd", "inner.rule",
+         f"is {i.rule!r} but model.name 'ann_cnn' has no spiking layer for the on-chip rule", "use inner.rule: sgd")
     need(i.frozen >= -1, "inner.frozen", f"is {i.frozen}", "use -1 (all but the last layer) or a count >= 0")
     need(o.steps >= 0, "outer.steps", f"is {o.steps}", "use a count >= 0")
     need(o.meta_batch >= 1, "outer.meta_batch", f"is {o.meta_batch}", "use at least 1 task")

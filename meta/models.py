@@ -44,7 +44,8 @@ from .surrogate import Surrogate, spike
 S_SCALE = 1 << 12  # slayer CUBA state scale (w_scale 64 * 64)
 W_SCALE = 1 << 6   # slayer CUBA weight scale
 
-MODEL_NAMES = ("small", "small_cnn", "paper_cnn", "lava_mlp")
+MODEL_NAMES = ("small", "small_cnn", "paper_cnn", "lava_mlp", "ann_cnn")
+SPIKING = ("small", "small_cnn", "paper_cnn", "lava_mlp")
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ModelConfig:
     """Network and readout. Units: decays are fractions per 1 ms step, threshold
     in weight units (Loihi vThMant / 64), time in steps of 1 ms."""
 
-    name: str = "small"                 # small | paper_cnn | lava_mlp
+    name: str = "small"                 # small | small_cnn | paper_cnn | lava_mlp | ann_cnn (baseline)
     n_way: int = 5                      # output neurons
     input_shape: tuple = (2, 16, 32)    # (C, H, W) of the frames
     time_steps: int = 100               # T
@@ -302,13 +303,94 @@ class SNN(torch.nn.Module):
                     block.export_hdf5(layer.create_group(f"{i}"))
 
 
-def build_model(cfg: ModelConfig, seed: int | None = None) -> SNN:
-    """Build the SNN named by ``cfg.name``; ``seed`` fixes the initial weights."""
+class ANN(torch.nn.Module):
+    """The paper's non-spiking baseline: the same MAML on a conventional CNN over
+    summed event frames ("the input data is first converted from the address
+    event representation to static images by summing the events over the time
+    dimension", Stewart & Neftci 2022, Sec. 3.1).
+
+    Table 1's topology with ReLU units: 32c5, 2a, 64c5, 2a, 128c5, 2a, dense N
+    (average pools, as the SNN's sum pools; no biases, as the SNN's synapses).
+    It speaks the SNN's interface to ``meta.maml``: activations carry a time
+    axis of length 1, ``run`` returns the same tensor as "exact" and "windowed"
+    value, and the output is the logits (``logit_scale`` applies as for counts).
+    It is a baseline only: it has no neuron to export to Loihi.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        c, h, w = cfg.input_shape
+        convs = [torch.nn.Conv2d(c, 32, 5, padding=2, bias=False), torch.nn.AvgPool2d(2, ceil_mode=True),
+                 torch.nn.Conv2d(32, 64, 5, padding=2, bias=False), torch.nn.AvgPool2d(2, ceil_mode=True),
+                 torch.nn.Conv2d(64, 128, 5, padding=2, bias=False), torch.nn.AvgPool2d(2, ceil_mode=True),
+                 torch.nn.Flatten()]
+        for _ in range(3):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        self.blocks = torch.nn.ModuleList(convs + [torch.nn.Linear(128 * h * w, cfg.n_way, bias=False)])
+        if cfg.zero_head:
+            with torch.no_grad():
+                self.blocks[-1].weight.zero_()
+
+    def param_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def meta_params(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def block_of(self, name: str) -> int:
+        return int(name.split(".")[1])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.param_names())
+
+    def run(self, params: dict, x: torch.Tensor, start: int = 0, stop: int | None = None,
+            x_win: torch.Tensor | None = None, burn_in: int | None = None):
+        """Blocks ``[start, stop)``; at block 0 the frames (N, C, H, W, T) become one
+        image: events summed over T, divided by the sample's largest pixel count.
+        Returns (y, y): one value, with gradients."""
+        stop = len(self.blocks) if stop is None else stop
+        if start == 0:  # summed events, scaled to [0, 1] per sample
+            x = x.sum(-1, keepdim=True)
+            x = x / x.flatten(1).amax(1).clamp(min=1).reshape(-1, *([1] * (x.dim() - 1)))
+        elif x_win is not None:
+            x = x_win
+        y = x[..., 0]
+        for i in range(start, stop):
+            block = self.blocks[i]
+            name = f"blocks.{i}.weight"
+            if name in params:
+                y = torch.func.functional_call(block, {"weight": params[name]}, (y,))
+            else:
+                y = block(y)
+            if isinstance(block, torch.nn.Conv2d):
+                y = F.relu(y)
+        y = y[..., None]
+        return y, y
+
+    def forward(self, x: torch.Tensor, return_pre: bool = False, params: dict | None = None):
+        if return_pre:
+            raise ValueError("ann_cnn has no spiking final layer (return_pre is for the on-chip rule)")
+        params = dict(self.named_parameters()) if params is None else params
+        return self.run(params, x)[0]
+
+    def counts(self, out: torch.Tensor) -> torch.Tensor:
+        return out.sum(-1)
+
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        return self.counts(out) * self.cfg.logit_scale
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None):
+    """Build the network named by ``cfg.name`` (an ``SNN``, or the ``ANN`` baseline
+    for ``ann_cnn``); ``seed`` fixes the initial weights."""
+    cls = ANN if cfg.name == "ann_cnn" else SNN
     if seed is not None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return SNN(cfg)
-    return SNN(cfg)
+            return cls(cfg)
+    return cls(cfg)
 
 
 def config_from_dict(d: dict) -> ModelConfig:

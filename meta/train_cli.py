@@ -34,8 +34,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = meta.get("data")
         if not data or not Path(data).exists():
             raise fail(run / "run.json", f"data file {data!r} recorded for this run is missing", "pass --data FILE.h5")
+    baselines = {}
+    for item in args.baseline or []:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise fail(None, f"--baseline {item!r} is not LABEL=RUN_DIR", "write e.g. --baseline fomaml=runs/fomaml")
+        if not Path(path).is_dir():
+            raise fail(Path(path), "baseline run directory not found", "train it with `neuromaml meta-train` first")
+        baselines[label] = path
+    transfer = None
+    if args.no_transfer:
+        transfer = False
+    elif args.transfer_epochs is not None:
+        from .transfer import TransferConfig
+
+        transfer = TransferConfig(epochs=args.transfer_epochs)
     report = evaluate_run(run, data, trials=args.trials, tasks_per_trial=args.tasks, out_dir=args.out,
-                          quick=args.quick)
+                          quick=args.quick, baselines=baselines, transfer=transfer,
+                          transfer_tasks=args.transfer_tasks)
     print(json.dumps(report["table2"], indent=1))
     return 0
 
@@ -57,5 +73,11 @@ def register(subparsers) -> None:
     e.add_argument("--trials", type=int, default=10, help="trials for mean +- std")
     e.add_argument("--tasks", type=int, default=20, help="tasks per trial")
     e.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
-    e.add_argument("--quick", action="store_true", help="skip the inner-steps / frozen-layers sweeps")
+    e.add_argument("--quick", action="store_true",
+                   help="skip the inner-steps / frozen-layers sweeps and the transfer-learning baseline")
+    e.add_argument("--baseline", action="append", metavar="LABEL=RUN_DIR",
+                   help="another run to evaluate on the same tasks (first-order MAML, ann_cnn); repeatable")
+    e.add_argument("--no-transfer", action="store_true", help="skip the transfer-learning baseline (Fig. 6)")
+    e.add_argument("--transfer-epochs", type=int, default=None, help="pre-training epochs of the transfer baseline (8)")
+    e.add_argument("--transfer-tasks", type=int, default=20, help="meta-test tasks of the Fig. 6 curves")
     e.set_defaults(func=_evaluate)

@@ -10,6 +10,8 @@ from neuromaml.meta import train as train_mod
 from neuromaml.meta.config import from_dict, load_config
 from neuromaml.meta.train import load_checkpoint, meta_train
 
+from conftest import TINY_PER_CLASS
+
 TINY = {"model": {"name": "small", "hidden": [8], "burn_in": 90, "surrogate_scale": 0.05},
         "inner": {"lr": 0.5, "learn_lr": True},
         "outer": {"steps": 4, "meta_batch": 2, "lr": 0.003, "val_every": 2, "val_tasks": 2,
@@ -196,9 +198,28 @@ def test_cli_meta_train_and_evaluate_report(tiny_metadataset, tmp_path):
     assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(run),
                  "--steps", "3", "--resume", "--no-progress"]) == 0
     assert load_checkpoint(run / "ckpt.pt")["step"] == 3
-    assert main(["evaluate", str(run), "--trials", "2", "--tasks", "2"]) == 0
+    # baselines: first-order MAML and the non-spiking CNN, runs of their own
+    fo = tmp_path / "fo"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(fo),
+                 "--steps", "1", "--no-progress"]) == 0
+    ann_cfg = tmp_path / "ann.yaml"
+    ann_cfg.write_text(yaml.safe_dump({**TINY, "model": {"name": "ann_cnn", "logit_scale": 1.0}}))
+    ann = tmp_path / "ann"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(ann_cfg), "--out", str(ann),
+                 "--steps", "1", "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--trials", "2", "--tasks", "2", "--baseline", f"fo={fo}",
+                 "--baseline", f"ann={ann}", "--transfer-epochs", "1", "--transfer-tasks", "2"]) == 0
     rep = json.loads((run / "eval" / "report.json").read_text())
     assert set(rep["table2"]) == {"train", "test"}
+    assert set(rep["baselines"]) == {"fo", "ann"} and rep["baselines"]["ann"]["model"] == "ann_cnn"
+    assert 0 <= rep["baselines"]["ann"]["test"]["mean"] <= 1
+    f6 = rep["fig6_transfer"]
+    shots = TINY_PER_CLASS - TINY["task"]["n_query"]
+    assert [r["shots"] for r in f6["transfer"]] == [r["shots"] for r in f6["maml"]] == list(range(1, shots + 1))
+    assert len(f6["pretrain_history"]) == 1 and f6["head"]["head_lr"] > 0
+    assert "transfer" in (run / "eval" / "report.md").read_text()
+    assert (run / "eval" / "fig6_shots.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["evaluate", str(run), "--quick", "--baseline", "nolabel"]) == 2
     assert 0 <= rep["table2"]["test"]["mean"] <= 1
     assert [r["steps"] for r in rep["fig3_inner_steps"]] == [0, 1, 2, 3, 4, 5]
     assert [r["frozen"] for r in rep["fig4_frozen_layers"]] == [0, 1]
