@@ -6,7 +6,8 @@ an interrupted meta-training resumes from its checkpoint):
 
 1. data      OUT/data.h5            synthetic Double-digits meta-dataset
 2. train     OUT/run/               second-order MAML of the default network
-3. evaluate  OUT/run/eval/          Table 2 / Fig. 3 / Fig. 5 of the paper
+   baselines OUT/baselines/         first-order MAML of it, MAML of the non-spiking CNN
+3. evaluate  OUT/run/eval/          Table 2 (with the baselines) / Figs. 3-6 of the paper
 4. export    OUT/bundle/            netx + NIR + manifest, the rule calibrated on meta-val
 5. verify    OUT/bundle/verify.json Lava vs fixed engine vs slayer, bit for bit
 6. emulate   OUT/emulate/           one-shot learning on meta-test tasks: fast engine on
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versions, read_json, write_json
 
-STAGES = ("data", "train", "evaluate", "export", "verify", "emulate", "report")
+STAGES = ("data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report")
 
 
 def _stage_data(out: Path, quick: bool, seed: int) -> dict:
@@ -55,10 +56,10 @@ def demo_config(config: Path | None, quick: bool):
     return cfg
 
 
-def _stage_train(out: Path, data: Path, cfg, seed: int) -> dict:
+def _stage_train(out: Path, data: Path, cfg, seed: int, run: Path | None = None) -> dict:
     from neuromaml.meta.train import meta_train
 
-    run = out / "run"
+    run = out / "run" if run is None else run
     summ = run / "summary.json"
     if summ.exists():
         s = read_json(summ)
@@ -69,6 +70,26 @@ def _stage_train(out: Path, data: Path, cfg, seed: int) -> dict:
     return {**s, "reused": False, "resumed": resume, "run": str(run)}
 
 
+def baseline_configs(cfg) -> dict:
+    """The paper's Table 2 baselines, trained like the main run (same task, steps,
+    meta-batch, seed): first-order MAML of the same SNN, and the same MAML on the
+    non-spiking CNN over summed frames (``ann_cnn``)."""
+    from neuromaml.meta.config import load_config
+
+    fo = dataclasses.replace(cfg, inner=dataclasses.replace(cfg.inner, first_order=True))
+    ann = load_config("ann_cnn")
+    ann = dataclasses.replace(ann, seed=cfg.seed, outer=dataclasses.replace(cfg.outer),
+                              task=dataclasses.replace(cfg.task),
+                              model=dataclasses.replace(ann.model, n_way=cfg.model.n_way,
+                                                        zero_head=cfg.model.zero_head))
+    return {"fomaml": fo, "ann_cnn": ann}
+
+
+def _stage_baselines(out: Path, data: Path, cfg, seed: int) -> dict:
+    return {name: _stage_train(out, data, c, seed, run=out / "baselines" / name)
+            for name, c in baseline_configs(cfg).items()}
+
+
 def _stage_evaluate(out: Path, quick: bool) -> dict:
     from neuromaml.meta.evaluate import evaluate_run
 
@@ -76,8 +97,10 @@ def _stage_evaluate(out: Path, quick: bool) -> dict:
     res = run / "eval" / "report.json"
     if res.exists():
         return {**read_json(res), "reused": True}
+    base = {name: out / "baselines" / name for name in ("fomaml", "ann_cnn")
+            if (out / "baselines" / name / "summary.json").exists()}
     return evaluate_run(run, out / "data.h5", trials=2 if quick else 10, tasks_per_trial=3 if quick else 10,
-                        out_dir=run / "eval", quick=quick)
+                        out_dir=run / "eval", quick=quick, baselines=base)
 
 
 def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[object, list[dict]]:
@@ -203,6 +226,8 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
             r = _stage_data(out, quick, seed)
         elif name == "train":
             r = _stage_train(out, out / "data.h5", cfg, seed)
+        elif name == "baselines":
+            r = _stage_baselines(out, out / "data.h5", cfg, seed)
         elif name == "evaluate":
             r = _stage_evaluate(out, quick)
         elif name == "export":
@@ -303,6 +328,23 @@ def write_report(out: Path, summary: dict) -> dict:
                 lines += [f"| {name} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f}% "
                           f"({r['trials']} trials x {r['tasks_per_trial']} tasks) |"]
         lines += [""]
+    if ev.get("baselines"):
+        lines += ["Baselines trained the same way (steps, meta-batch, seed) and evaluated on the same tasks:", "",
+                  "| model | meta-train classes | meta-test classes |", "|---|---|---|",
+                  f"| {ev.get('describe', 'default SNN')} (the run above) | {_pct(t2.get('train'))} | {_pct(t2.get('test'))} |"]
+        for label, b in ev["baselines"].items():
+            lines.append(f"| {b['describe']} | {_pct(b.get('train'))} | {_pct(b.get('test'))} |")
+        lines += [""]
+    f6 = ev.get("fig6_transfer") or {}
+    if "transfer" in f6:
+        lines += [f"Transfer learning (Fig. 6): the same SNN pre-trained on the meta-train classes "
+                  f"({100 * f6['pretrain_history'][-1]['train_acc']:.1f}% train accuracy), final layer learned "
+                  f"from k shots per class, against the meta-trained run given the same shots "
+                  f"({f6['tasks']} meta-test tasks):", "",
+                  "| shots | " + " | ".join(str(x["shots"]) for x in f6["maml"]) + " |",
+                  "|---|" + "---|" * len(f6["maml"]),
+                  "| meta-trained | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["maml"]) + " |",
+                  "| transfer learning | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["transfer"]) + " |", ""]
     for png in sorted((out / "run" / "eval").glob("*.png")):
         lines += [f"![{png.stem}]({png.relative_to(out)})", ""]
     secs = summary["seconds"]

@@ -245,9 +245,14 @@ class SNN(torch.nn.Module):
                 x = x.reshape(x.shape[0], -1, x.shape[-1])
                 x_win = x_win.reshape(x_win.shape[0], -1, x_win.shape[-1])
                 continue
-            with torch.no_grad():
-                z_full = self._synapse(i, block, params, x)
             z_win = self._synapse(i, block, params, x_win)
+            if x_win.shape[-1] == x.shape[-1]:
+                # no burn-in: the window is the whole input (its values are the exact
+                # spikes), so the exact synaptic input is the windowed one, not computed twice
+                z_full = z_win.detach()
+            else:
+                with torch.no_grad():
+                    z_full = self._synapse(i, block, params, x)
             nrn = block.neuron
             d_i = int(torch.round(nrn.current_decay).item())
             d_v = int(torch.round(nrn.voltage_decay).item())

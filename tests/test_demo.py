@@ -14,7 +14,10 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| on-chip three-factor rule, fixed point |" in report
     s = json.loads((out / "demo.json").read_text())
-    assert list(s["stages"]) == ["data", "train", "evaluate", "export", "verify", "emulate", "report"]
+    assert list(s["stages"]) == ["data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report"]
+    ev = json.loads((out / "run" / "eval" / "report.json").read_text())
+    assert set(ev["baselines"]) == {"fomaml", "ann_cnn"} and ev["baselines"]["fomaml"]["first_order"] is True
+    assert "ann_cnn" not in json.dumps(man_of(out)) and "| non-spiking CNN" in report
     assert s["stages"]["verify"]["ok"] is True
     agree = s["stages"]["emulate"]["lava"]["agreement"]
     assert agree["output_spikes_identical"] and agree["final_weights_identical"]
@@ -30,7 +33,12 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     s2 = json.loads((out / "demo.json").read_text())
     for name in ("data", "train", "evaluate", "export", "verify", "emulate"):
         assert s2["stages"][name].get("reused") is True, name
+    assert all(r["reused"] for r in s2["stages"]["baselines"].values())
     assert s2["stages"]["emulate"]["onchip"] == s["stages"]["emulate"]["onchip"]
+
+
+def man_of(out):
+    return json.loads((out / "bundle" / "manifest.json").read_text())
 
 
 def test_interrupted_training_resumes(tmp_path, monkeypatch):

@@ -11,9 +11,11 @@ def _x(n, shape, t, seed=0, rate=0.15):
     return (torch.rand(n, *shape, t, generator=g) < rate).float()
 
 
-@pytest.mark.parametrize("name", ["small", "small_cnn", "lava_mlp", "paper_cnn"])
-def test_every_layer_bit_exact_to_slayer(name):
-    cfg = ModelConfig(name=name, time_steps=30, burn_in=10, zero_head=False)
+@pytest.mark.parametrize("name,burn_in", [("small", 10), ("small_cnn", 10), ("lava_mlp", 10), ("paper_cnn", 10),
+                                          ("small", 0), ("paper_cnn", 0)])
+def test_every_layer_bit_exact_to_slayer(name, burn_in):
+    # burn_in 0 takes the path where the exact synaptic input is the windowed one
+    cfg = ModelConfig(name=name, time_steps=30, burn_in=burn_in, zero_head=False)
     model = build_model(cfg, seed=1)
     x = _x(2, cfg.input_shape, 30)
     params = dict(model.named_parameters())
