@@ -136,6 +136,25 @@ def load_run(run_dir: Path):
     return model, mcfg, classes
 
 
+def _trained_rule(run_dir: Path):
+    """The rule a run was meta-trained through (``inner.rule: three_factor``): the
+    deployed rule must be that one. None for SGD-trained runs (default rule)."""
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.exists():
+        return None
+    import yaml
+
+    inner = (yaml.safe_load(cfg_path.read_text()) or {}).get("inner") or {}
+    if inner.get("rule") != "three_factor":
+        return None
+    if inner.get("label_window"):
+        raise fail(cfg_path, f"'inner.label_window' is {inner['label_window']}; the deployed network presents "
+                   "labels during [burn_in, T)", "meta-train with inner.label_window: [] to deploy the run")
+    from neuromaml.onchip.rule import RuleSpec
+
+    return RuleSpec(**(inner.get("rule_spec") or {}))
+
+
 def _export(args: argparse.Namespace) -> int:
     from neuromaml.deploy.bundle import export_bundle
     from neuromaml.meta.models import ModelConfig, build_model
@@ -163,8 +182,9 @@ def _export(args: argparse.Namespace) -> int:
         raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
                    f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
     steps = args.steps or mcfg.time_steps
+    rule = _trained_rule(args.run_dir) if args.run_dir is not None else None
     man = export_bundle(model, args.out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
-                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source,
+                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source, rule=rule,
                         allow_clip=args.allow_clip, overwrite=args.overwrite,
                         extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v)
                                                 for k, v in vars(mcfg).items()},

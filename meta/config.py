@@ -77,6 +77,10 @@ def _merge(obj, data: dict, path, prefix: str):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise fail(path, f"'{dotted}' must be a number, got {value!r}")
             value = float(value)
+        elif isinstance(cur, dict):
+            if not isinstance(value, dict):
+                raise fail(path, f"'{dotted}' must be a mapping, got {value!r}")
+            value = dict(value)
         elif isinstance(cur, (tuple, list)):
             if not isinstance(value, (list, tuple)):
                 raise fail(path, f"'{dotted}' must be a list, got {value!r}")
@@ -116,6 +120,19 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     need(i.rule in RULES, "inner.rule", f"is {i.rule!r}", f"use one of {', '.join(RULES)}")
     need(m.name != "ann_cnn" or i.rule == "sgd", "inner.rule",
          f"is {i.rule!r} but model.name 'ann_cnn' has no spiking layer for the on-chip rule", "use inner.rule: sgd")
+    if i.rule_spec:
+        from neuromaml.onchip.rule import RuleError, RuleSpec
+
+        try:
+            RuleSpec(**i.rule_spec)
+        except TypeError as exc:
+            raise fail(path, f"'inner.rule_spec' {exc}".replace("__init__() ", ""),
+                       "use the fields of neuromaml.onchip.rule.RuleSpec") from None
+        except RuleError as exc:
+            raise fail(path, f"'inner.rule_spec' {exc}", "use a value the rule can represent") from None
+    need(not i.label_window or (len(i.label_window) == 2 and 0 <= int(i.label_window[0]) < int(i.label_window[1])
+                                <= m.time_steps), "inner.label_window", f"is {i.label_window}",
+         f"use [start, stop) with 0 <= start < stop <= time_steps ({m.time_steps}), or [] for [burn_in, T)")
     need(i.frozen >= -1, "inner.frozen", f"is {i.frozen}", "use -1 (all but the last layer) or a count >= 0")
     need(o.steps >= 0, "outer.steps", f"is {o.steps}", "use a count >= 0")
     need(o.meta_batch >= 1, "outer.meta_batch", f"is {o.meta_batch}", "use at least 1 task")

@@ -24,7 +24,7 @@ final layer's pre-synaptic spikes, its output spikes and the labels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,10 @@ class InnerConfig:
     frozen: int = -1            # weight layers not adapted, from the input; -1 = all but the last
     threshold: float = 0.0      # Eq. 6: keep |update| > threshold * max|update| (0 = off)
     rule: str = "sgd"           # sgd | three_factor
+    rule_spec: dict = field(default_factory=dict)   # three_factor: RuleSpec fields (onchip.rule), e.g. the
+                                                    # deployed, calibrated form; {} = RuleSpec defaults
+    label_window: list = field(default_factory=list)  # three_factor: [start, stop) steps of each support
+                                                      # sample with the label on; [] = [burn_in, T), as deployed
 
 
 class InnerLR(torch.nn.Module):
@@ -94,11 +98,14 @@ def _head(model, params: dict, feats, start_block: int, return_pre: bool = False
     return out, pre
 
 
-def _rule_update(model, params, name, feats_s, y, n_way):
+def _rule_update(model, params, name, feats_s, y, n_way, cfg: InnerConfig | None = None):
     """One support presentation of the on-chip rule's torch twin on the final
-    layer; returns the weight change. ``feats_s``: the final layer's input."""
+    layer; returns the weight change. ``feats_s``: the final layer's input.
+    The rule's form is ``cfg.rule_spec`` with the label on during ``cfg.label_window``
+    (default: the readout window [burn_in, T), as the deployed network gets it)."""
     from neuromaml.onchip import torch_rule  # optional stage
     from neuromaml.onchip.neuron import CubaParams
+    from neuromaml.onchip.rule import RuleSpec
 
     full, win = feats_s
     b = model.cfg.burn_in
@@ -107,7 +114,10 @@ def _rule_update(model, params, name, feats_s, y, n_way):
     c = model.cfg
     neuron = CubaParams.from_slayer(c.threshold, c.current_decay, c.voltage_decay)
     w = params[name]
-    new = torch_rule.update(w.reshape(w.shape[0], -1), pre, y, n_way=n_way, neuron=neuron)
+    cfg = cfg or InnerConfig(rule="three_factor")
+    window = tuple(cfg.label_window) if cfg.label_window else (b, pre.shape[1])
+    new = torch_rule.update(w.reshape(w.shape[0], -1), pre, y, n_way=n_way, neuron=neuron,
+                            spec=RuleSpec(**cfg.rule_spec), label_window=window)
     return new.reshape(w.shape) - w
 
 
@@ -131,7 +141,7 @@ def adapt(model, params: dict, x: torch.Tensor, y: torch.Tensor, cfg: InnerConfi
         if cfg.rule == "three_factor":
             if len(names) != 1:
                 raise ValueError("inner rule three_factor adapts the final layer only: set inner.frozen = -1")
-            updates = {names[0]: _rule_update(model, fast, names[0], feats, y, model.cfg.n_way)}
+            updates = {names[0]: _rule_update(model, fast, names[0], feats, y, model.cfg.n_way, cfg)}
         else:
             out = _head(model, fast, feats, start)
             loss = task_loss(model, out, y)

@@ -202,8 +202,12 @@ def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
 
 
 def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int | None = None,
-               seed: int | None = None, progress: bool = True, on_step=None) -> dict:
+               seed: int | None = None, progress: bool = True, on_step=None, init=None) -> dict:
     """Meta-train (or resume) into ``out_dir``; returns the summary dict.
+
+    ``init``: a finished run directory whose best initialization (weights and inner
+    learning rates) this run starts from instead of a random one, e.g. to continue
+    meta-training an SGD-trained theta0* through the on-chip rule.
 
     ``on_step(trainer)`` is called after each meta-step (tests use it to interrupt).
     """
@@ -236,12 +240,15 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
     tr = Trainer(cfg, data, seed)
     if resume:
         tr.load(ckpt)
-    elif rank == 0:
+    elif init is not None:
+        _init_from(tr, Path(init))
+    if not resume and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
-                                      "versions": package_versions(), "started": time.time()})
+                                      "versions": package_versions(), "started": time.time(),
+                                      "init": str(Path(init).resolve()) if init is not None else None})
     o = cfg.outer
     t0 = time.perf_counter()
     bar = tqdm(total=o.steps, initial=tr.step, disable=not progress or rank != 0, desc="meta-train")
@@ -272,6 +279,20 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
             tr.save(ckpt)
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _init_from(tr: Trainer, run: Path) -> None:
+    """Load another run's best weights and inner rates into a fresh trainer."""
+    path = run / "best.pt" if (run / "best.pt").exists() else run / "ckpt.pt"
+    state = load_checkpoint(path)
+    try:
+        tr.model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise fail(path, f"its weights do not fit this run's model ({str(exc).splitlines()[-1].strip()})",
+                   "use --init with a run of the same model config") from None
+    if list(state["lrs"]["log_lr"].shape) == list(tr.lrs.log_lr.shape):
+        with torch.no_grad():
+            tr.lrs.log_lr.copy_(state["lrs"]["log_lr"])
 
 
 def load_run(run_dir, which: str = "best"):

@@ -17,7 +17,7 @@ def _meta_train(args: argparse.Namespace) -> int:
 
         cfg = RunConfig()  # replaced by the checkpoint's config
     summary = meta_train(args.data, cfg, args.out, resume=args.resume, steps=args.steps, seed=args.seed,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, init=args.init)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_acc", "best_step", "seconds_this_run")}))
     return 0
 
@@ -59,11 +59,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("meta-train", help="meta-train an SNN with surrogate-gradient MAML")
     p.add_argument("--data", required=True, help="meta-dataset .h5 (neuromaml data build)")
-    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, paper_cnn, lava_mlp")
+    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, small_cnn, paper_cnn, lava_mlp, ann_cnn")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, summary.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--steps", type=int, default=None, help="total meta-steps (overrides outer.steps)")
     p.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
+    p.add_argument("--init", default=None, metavar="RUN_DIR",
+                   help="start from another run's best initialization (e.g. to meta-train it further "
+                        "through the on-chip rule: inner.rule three_factor)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_meta_train)
 

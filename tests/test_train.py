@@ -233,3 +233,40 @@ def test_cli_meta_train_and_evaluate_report(tiny_metadataset, tmp_path):
     bad.write_text("inner: {lr: -1}\n")
     assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(bad), "--out",
                  str(tmp_path / "r2")]) == 2
+
+
+def test_rule_trained_run_starts_from_init_and_exports_its_rule(tiny_metadataset, tmp_path):
+    """meta-train --init continues another run's theta0* through the on-chip rule
+    (inner.rule_spec); export deploys the rule the run was trained through."""
+    import json
+
+    import yaml
+
+    from neuromaml.cli import main
+    from neuromaml.meta.train import load_run
+
+    base = tmp_path / "sgd"
+    meta_train(tiny_metadataset, _cfg(steps=1), base, progress=False)
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    d["model"] = {**d["model"], "zero_head": False}
+    d["inner"] = {"rule": "three_factor", "learn_lr": False, "rule_spec": {"eta_exp": -8, "softmax_gain_exp": -6}}
+    cfg_path = tmp_path / "rule.yaml"
+    cfg_path.write_text(yaml.safe_dump(d))
+    # start: the init run's weights, not a fresh initialization
+    init0 = tmp_path / "rule0"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(init0),
+                 "--steps", "0", "--init", str(base), "--no-progress"]) == 0
+    _, p_base, _, _ = load_run(base)
+    _, p_init, _, _ = load_run(init0, which="ckpt")
+    assert all(torch.equal(p_base[k], p_init[k]) for k in p_base)
+    assert read_json(init0 / "run.json")["init"] == str(base.resolve())
+    run = tmp_path / "rule"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg_path), "--out", str(run),
+                 "--steps", "1", "--init", str(base), "--no-progress"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "bundle")]) == 0
+    man = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert man["adapt"]["rule"]["eta_exp"] == -8 and man["adapt"]["rule"]["softmax_gain_exp"] == -6
+    # a rule field that does not exist, or a window outside the sample: one-line errors naming the key
+    for bad, key in (({"rule_spec": {"eta": 1}}, "inner.rule_spec"), ({"label_window": [5, 500]}, "inner.label_window")):
+        with pytest.raises(NeuromamlError, match=key.replace(".", r"\.")):
+            from_dict({**d, "inner": {**d["inner"], **bad}})
