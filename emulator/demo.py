@@ -254,6 +254,10 @@ def _pct(col) -> str:
     return f"{100 * col['mean']:.1f} ± {100 * col['std']:.1f}%"
 
 
+def _n(col) -> str:
+    return f" (first {col['tasks']} tasks)" if col and col.get("tasks") else ""
+
+
 def _plot_gap(out: Path, em: dict) -> str | None:
     import matplotlib
 
@@ -293,9 +297,9 @@ def write_report(out: Path, summary: dict) -> dict:
              f"## One-shot accuracy on meta-test classes ({em.get('n_way')}-way {em.get('k_shot')}-shot, "
              f"{em.get('tasks')} tasks)", "",
              "| stage of the deployment path | accuracy (mean ± std over tasks) |", "|---|---|",
-             f"| float slayer, inner loop as meta-trained | {_pct(sl.get('float'))} |",
-             f"| fixed-point weights, float SGD on the final layer | {_pct(sl.get('fixed_sgd'))} |",
-             f"| on-chip three-factor rule, fixed point | {_pct(em.get('onchip'))} |", ""]
+             f"| float slayer, inner loop as meta-trained | {_pct(sl.get('float'))}{_n(sl.get('float'))} |",
+             f"| fixed-point weights, float SGD on the final layer | {_pct(sl.get('fixed_sgd'))}{_n(sl.get('fixed_sgd'))} |",
+             f"| on-chip three-factor rule, fixed point | {_pct(em.get('onchip'))}{_n(em.get('onchip'))} |", ""]
     if gap_png:
         lines += [f"![deployment gap]({gap_png})", ""]
     agree = em.get("lava", {}).get("agreement")
