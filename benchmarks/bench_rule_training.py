@@ -8,7 +8,7 @@ bundles on the same meta-test episodes with the fast engine. Prints JSON.
 
     .venv/bin/python benchmarks/bench_rule_training.py demo-out --steps 60 --out /tmp/rule-trained
 
-About 10 minutes on 2 cores for 60 meta-steps (about 9 s each: the rule's differentiable
+About 9 minutes on 2 cores for 60 meta-steps (about 7 s each: the rule's differentiable
 twin presents the support set for T steps per sample).
 """
 from __future__ import annotations
