@@ -78,9 +78,11 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="the whole path on the embedded default data: data, meta-train, evaluate, export, verify, emulate",
+        help="the whole path on the embedded default data: data, meta-train, baselines, evaluate, export, "
+             "verify, emulate",
         description="Build the synthetic Double-digits meta-dataset, meta-train the default "
-        "network, evaluate, export, verify bit-exactness on Lava, emulate one-shot learning "
+        "network and the paper's baselines (first-order MAML, non-spiking CNN), evaluate them "
+        "(with transfer learning), export, verify bit-exactness on Lava, emulate one-shot learning "
         "(fast engine on many tasks, Lava on a few, agreement checked) and write OUT/report.md. "
         "A second run reuses what the first built.",
     )
