@@ -139,12 +139,12 @@ def load_run(run_dir: Path):
 def _trained_rule(run_dir: Path):
     """The rule a run was meta-trained through (``inner.rule: three_factor``): the
     deployed rule must be that one. None for SGD-trained runs (default rule)."""
+    from neuromaml.meta.config import read_file
+
     cfg_path = Path(run_dir) / "config.yaml"
     if not cfg_path.exists():
         return None
-    import yaml
-
-    inner = (yaml.safe_load(cfg_path.read_text()) or {}).get("inner") or {}
+    inner = read_file(cfg_path).get("inner") or {}
     if inner.get("rule") != "three_factor":
         return None
     if inner.get("label_window"):

@@ -286,6 +286,8 @@ def _plot_gap(out: Path, em: dict) -> str | None:
 
 
 def write_report(out: Path, summary: dict) -> dict:
+    from neuromaml.meta.evaluate import shots_table
+
     st = summary["stages"]
     em, tr, ver, ex = st.get("emulate", {}), st.get("train", {}), st.get("verify", {}), st.get("export", {})
     ev = st.get("evaluate", {})
@@ -344,11 +346,7 @@ def write_report(out: Path, summary: dict) -> dict:
         lines += [f"Transfer learning (Fig. 6): the same SNN pre-trained on the meta-train classes "
                   f"({100 * f6['pretrain_history'][-1]['train_acc']:.1f}% train accuracy), final layer learned "
                   f"from k shots per class, against the meta-trained run given the same shots "
-                  f"({f6['tasks']} meta-test tasks):", "",
-                  "| shots | " + " | ".join(str(x["shots"]) for x in f6["maml"]) + " |",
-                  "|---|" + "---|" * len(f6["maml"]),
-                  "| meta-trained | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["maml"]) + " |",
-                  "| transfer learning | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["transfer"]) + " |", ""]
+                  f"({f6['tasks']} meta-test tasks):", "", *shots_table(f6, "transfer learning"), ""]
     for png in sorted((out / "run" / "eval").glob("*.png")):
         lines += [f"![{png.stem}]({png.relative_to(out)})", ""]
     secs = summary["seconds"]

@@ -251,6 +251,14 @@ def evaluate_run(run_dir, data, trials: int = 10, tasks_per_trial: int = 20, out
     return report
 
 
+def shots_table(f6: dict, transfer_label: str) -> list[str]:
+    """Markdown rows of the Fig. 6 curves (``report["fig6_transfer"]``): accuracy per shot count."""
+    return ["| shots | " + " | ".join(str(x["shots"]) for x in f6["maml"]) + " |",
+            "|---|" + "---|" * len(f6["maml"]),
+            "| meta-trained | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["maml"]) + " |",
+            f"| {transfer_label} | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["transfer"]) + " |"]
+
+
 def _pm(v: dict) -> str:
     return f"{100 * v['mean']:.1f} +- {100 * v['std']:.1f} %"
 
@@ -277,10 +285,7 @@ def _markdown(r: dict) -> str:
                   f"pre-trained on the meta-train classes, {f6['pretrain_history'][-1]['train_acc'] * 100:.1f}% train "
                   f"accuracy, final layer from zero with {f6['head']['head_steps']} SGD step(s) at rate "
                   f"{f6['head']['head_lr']:g}, chosen on meta-val):", "",
-                  "| shots | " + " | ".join(str(x["shots"]) for x in f6["maml"]) + " |",
-                  "|---|" + "---|" * len(f6["maml"]),
-                  "| meta-trained | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["maml"]) + " |",
-                  "| transfer | " + " | ".join(f"{100 * x['acc']:.1f}" for x in f6["transfer"]) + " |"]
+                  *shots_table(f6, "transfer")]
     lines += ["", "| final-layer update | mean abs | mean abs (nonzero) | max abs | nonzero fraction |", "|---|---|---|---|---|"]
     for k, v in r["table3_update_magnitude"].items():
         lines.append(f"| {k} | {v['mean_abs']:.4g} | {v['mean_abs_nonzero']:.4g} | {v['max_abs']:.4g} | {v['fraction_nonzero']:.3f} |")

@@ -173,23 +173,10 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 0))[..., :-1]
 
 
-class SNN(torch.nn.Module):
-    """A feed-forward CUBA SNN. ``model(x)`` -> output spikes (N, n_way, T);
-    ``model(x, return_pre=True)`` -> (out_spikes, input spikes of the final
-    block (N, I, T), i.e. after the previous block's one-step delay)."""
+class _MetaNet(torch.nn.Module):
+    """What ``meta.maml`` needs of a network besides ``run`` and ``counts``: its weight
+    parameters ``blocks.<i>.<...>`` in layer order, and logits = counts * logit_scale."""
 
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.blocks = torch.nn.ModuleList(_blocks(cfg))
-        self.surrogate = cfg.surrogate_fn()
-        self._kernels: dict = {}
-        with torch.no_grad():  # shape the neurons (export needs it)
-            self.slayer_forward(torch.zeros(1, *cfg.input_shape, 2))
-            if cfg.zero_head:
-                self.blocks[-1].synapse.weight.zero_()
-
-    # -- parameters ---------------------------------------------------
     def param_names(self) -> list[str]:
         """Names of the learnable (synapse weight) parameters, in layer order."""
         return [n for n, p in self.named_parameters() if p.requires_grad]
@@ -204,6 +191,26 @@ class SNN(torch.nn.Module):
     def n_layers(self) -> int:
         """Number of blocks with learnable weights."""
         return len(self.param_names())
+
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        return self.counts(out) * self.cfg.logit_scale
+
+
+class SNN(_MetaNet):
+    """A feed-forward CUBA SNN. ``model(x)`` -> output spikes (N, n_way, T);
+    ``model(x, return_pre=True)`` -> (out_spikes, input spikes of the final
+    block (N, I, T), i.e. after the previous block's one-step delay)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = torch.nn.ModuleList(_blocks(cfg))
+        self.surrogate = cfg.surrogate_fn()
+        self._kernels: dict = {}
+        with torch.no_grad():  # shape the neurons (export needs it)
+            self.slayer_forward(torch.zeros(1, *cfg.input_shape, 2))
+            if cfg.zero_head:
+                self.blocks[-1].synapse.weight.zero_()
 
     # -- forward ------------------------------------------------------
     def _kernel(self, n: int, block) -> torch.Tensor:
@@ -292,9 +299,6 @@ class SNN(torch.nn.Module):
         """Spike counts over [burn_in, T): (N, n_way)."""
         return out[..., self.cfg.burn_in:].sum(-1)
 
-    def logits(self, out: torch.Tensor) -> torch.Tensor:
-        return self.counts(out) * self.cfg.logit_scale
-
     def export_hdf5(self, path) -> None:
         """Write slayer's netx HDF5 description of the network (atomically)."""
         import h5py
@@ -308,7 +312,7 @@ class SNN(torch.nn.Module):
                     block.export_hdf5(layer.create_group(f"{i}"))
 
 
-class ANN(torch.nn.Module):
+class ANN(_MetaNet):
     """The paper's non-spiking baseline: the same MAML on a conventional CNN over
     summed event frames ("the input data is first converted from the address
     event representation to static images by summing the events over the time
@@ -336,19 +340,6 @@ class ANN(torch.nn.Module):
         if cfg.zero_head:
             with torch.no_grad():
                 self.blocks[-1].weight.zero_()
-
-    def param_names(self) -> list[str]:
-        return [n for n, p in self.named_parameters() if p.requires_grad]
-
-    def meta_params(self) -> dict[str, torch.Tensor]:
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
-
-    def block_of(self, name: str) -> int:
-        return int(name.split(".")[1])
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.param_names())
 
     def run(self, params: dict, x: torch.Tensor, start: int = 0, stop: int | None = None,
             x_win: torch.Tensor | None = None, burn_in: int | None = None):
@@ -382,9 +373,6 @@ class ANN(torch.nn.Module):
 
     def counts(self, out: torch.Tensor) -> torch.Tensor:
         return out.sum(-1)
-
-    def logits(self, out: torch.Tensor) -> torch.Tensor:
-        return self.counts(out) * self.cfg.logit_scale
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None):

@@ -107,12 +107,25 @@ def transfer_model(pretrained, n_way: int):
     return model
 
 
+def task_features(model, params: dict, sampler, n_tasks: int) -> list[tuple]:
+    """``(task, support features, query features)`` of tasks ``0..n_tasks-1``: what the
+    frozen layers (all but the final one) give, computed once for any number of curves."""
+    start = model.block_of(model.param_names()[-1])
+    out = []
+    with torch.no_grad():
+        for i in range(n_tasks):
+            t = sampler.sample(i)
+            out.append((t, _features(model, params, t.support_x, start), _features(model, params, t.query_x, start)))
+    return out
+
+
 def shots_curve(model, params: dict, sampler, n_tasks: int, inner: InnerConfig,
-                lrs: InnerLR | None = None, shots=None) -> list[dict]:
+                lrs: InnerLR | None = None, shots=None, feats: list | None = None) -> list[dict]:
     """Query accuracy after k = 1..sampler.k_shot shots per class of final-layer learning.
 
     For each k, one inner loop of ``inner`` (its steps and rate) on the first k
-    shots of every class, from the initial final layer. Returns
+    shots of every class, from the initial final layer. ``feats``: the tasks'
+    ``task_features`` if already computed. Returns
     ``[{"shots": k, "acc": mean, "std": std}, ...]`` over ``n_tasks`` tasks.
     """
     inner = dataclasses.replace(inner, frozen=-1, first_order=True, rule="sgd")
@@ -122,11 +135,8 @@ def shots_curve(model, params: dict, sampler, n_tasks: int, inner: InnerConfig,
     shots = list(range(1, k_max + 1)) if shots is None else [int(k) for k in shots]
     accs = np.zeros((n_tasks, len(shots)))
     base = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
-    for i in range(n_tasks):
-        t = sampler.sample(i)
-        with torch.no_grad():
-            fs = _features(model, base, t.support_x, start)
-            fq = _features(model, base, t.query_x, start)
+    feats = task_features(model, base, sampler, n_tasks) if feats is None else feats
+    for i, (t, fs, fq) in enumerate(feats[:n_tasks]):
         for j, k in enumerate(shots):
             # the first k shots of every class (support is class-major), from the initial final layer
             rows = (torch.arange(n_way)[:, None] * k_max + torch.arange(k)[None, :]).reshape(-1)
@@ -142,10 +152,11 @@ def select_head(model, sampler, n_tasks: int, lrs=HEAD_LRS, steps=HEAD_STEPS) ->
     """Pick the final layer's SGD rate and step count on ``sampler`` (meta-val classes):
     the best mean accuracy at 1 and ``sampler.k_shot`` shots. Returns (choice, table)."""
     table = []
+    feats = task_features(model, model.meta_params(), sampler, n_tasks)
     for lr in lrs:
         for st in steps:
             c = shots_curve(model, model.meta_params(), sampler, n_tasks, InnerConfig(steps=st, lr=lr),
-                            shots=[1, sampler.k_shot])
+                            shots=[1, sampler.k_shot], feats=feats)
             table.append({"head_lr": lr, "head_steps": st, "acc": float(np.mean([r["acc"] for r in c]))})
     best = max(table, key=lambda r: r["acc"])
     return {"head_lr": best["head_lr"], "head_steps": best["head_steps"]}, table
