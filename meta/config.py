@@ -113,6 +113,10 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     for k in ("logit_scale", "surrogate_scale", "surrogate_width", "weight_scale"):
         need(getattr(m, k) > 0 and math.isfinite(getattr(m, k)), f"model.{k}", f"is {getattr(m, k)}", "use a positive number")
     need(all(int(h) > 0 for h in m.hidden), "model.hidden", f"is {m.hidden}", "use positive layer widths")
+    need(isinstance(m.conv, (list, tuple)) and len(m.conv) > 0 and all(
+        isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                             for v in c) and c[1] % 2 == 1 for c in m.conv),
+         "model.conv", f"is {m.conv!r}", "use a list of [channels, odd kernel size] pairs, e.g. [[16, 5], [32, 3]]")
     need(i.steps >= 1, "inner.steps", f"is {i.steps}", "use at least 1 inner step")
     need(i.lr >= 0 and math.isfinite(i.lr), "inner.lr", f"is {i.lr}", "use a learning rate >= 0")
     need(i.learn_lr is False or i.lr > 0, "inner.lr", "must be > 0 when inner.learn_lr is true", "set inner.lr > 0")

@@ -44,8 +44,8 @@ from .surrogate import Surrogate, spike
 S_SCALE = 1 << 12  # slayer CUBA state scale (w_scale 64 * 64)
 W_SCALE = 1 << 6   # slayer CUBA weight scale
 
-MODEL_NAMES = ("small", "small_cnn", "paper_cnn", "lava_mlp", "ann_cnn")
-SPIKING = ("small", "small_cnn", "paper_cnn", "lava_mlp")
+MODEL_NAMES = ("small", "small_cnn", "cnn", "paper_cnn", "lava_mlp", "ann_cnn")
+SPIKING = ("small", "small_cnn", "cnn", "paper_cnn", "lava_mlp")
 
 
 @dataclass
@@ -53,13 +53,15 @@ class ModelConfig:
     """Network and readout. Units: decays are fractions per 1 ms step, threshold
     in weight units (Loihi vThMant / 64), time in steps of 1 ms."""
 
-    name: str = "small"                 # small | small_cnn | paper_cnn | lava_mlp | ann_cnn (baseline)
+    name: str = "small"                 # small | small_cnn | cnn | paper_cnn | lava_mlp | ann_cnn (baseline)
     n_way: int = 5                      # output neurons
     input_shape: tuple = (2, 16, 32)    # (C, H, W) of the frames
     time_steps: int = 100               # T
     burn_in: int = 70                   # readout and gradients over [burn_in, T)
     logit_scale: float = 0.5            # loss = CE(count * logit_scale)
     hidden: list = field(default_factory=lambda: [128])  # dense widths (small, lava_mlp)
+    conv: list = field(default_factory=lambda: [[16, 5], [32, 3]])  # cnn: [channels, kernel] per
+                                        # conv (same padding), each followed by a 2x2 sum pool
     threshold: float = 1.25
     current_decay: float = 0.25
     voltage_decay: float = 0.03
@@ -118,6 +120,15 @@ def _blocks(cfg: ModelConfig) -> list:
             h, w = (h + 1) // 2, (w + 1) // 2
         blocks.append(cuba.Dense(npar(cfg), 16 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
         return blocks
+    if cfg.name == "cnn":
+        blocks, n_in = [], c
+        for ch, k in cfg.conv:
+            blocks += [cuba.Conv(npar(cfg), n_in, ch, k, padding=k // 2, weight_scale=cfg.weight_scale),
+                       cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight)]
+            h, w, n_in = (h + 1) // 2, (w + 1) // 2, ch
+        blocks.append(cuba.Flatten())
+        blocks.append(cuba.Dense(npar(cfg), n_in * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+        return blocks
     if cfg.name in ("small", "lava_mlp"):
         # lava_mlp is input-512-512-N unless hidden is given explicitly
         widths = [512, 512] if cfg.name == "lava_mlp" and list(cfg.hidden) == [128] else list(cfg.hidden)
@@ -137,12 +148,9 @@ def rshift0(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def cuba_exact(z: torch.Tensor, d_i: int, d_v: int, theta_int: int):
-    """Exact integer CUBA dynamics of slayer's CPU neuron.
-
-    z: synaptic input (..., T) in weight units. Returns (voltage before reset
-    as float in weight units, spikes as float 0/1), both (..., T).
-    """
+def cuba_exact_torch(z: torch.Tensor, d_i: int, d_v: int, theta_int: int):
+    """``cuba_exact`` written with torch tensor ops, one time step at a time: the
+    reference the compiled kernel is tested against, bit for bit."""
     zi = (S_SCALE * z).to(torch.int64)  # trunc toward zero, as slayer
     cur = torch.zeros(z.shape[:-1], dtype=torch.int64, device=z.device)
     vol = torch.zeros_like(cur)
@@ -154,6 +162,32 @@ def cuba_exact(z: torch.Tensor, d_i: int, d_v: int, theta_int: int):
         volt[..., t] = vol
         vol = vol * (vol <= theta_int)
     return volt.to(z.dtype) / S_SCALE, (volt > theta_int).to(z.dtype)
+
+
+@torch.no_grad()
+def cuba_exact(z: torch.Tensor, d_i: int, d_v: int, theta_int: int):
+    """Exact integer CUBA dynamics of slayer's CPU neuron.
+
+    z: synaptic input (..., T) in weight units. Returns (voltage before reset
+    as float in weight units, spikes as float 0/1), both (..., T).
+
+    On the CPU the recurrence runs in a compiled kernel (``meta._cuba``: numba,
+    one neuron per iteration with its state in registers, neurons split across
+    threads), bit for bit ``cuba_exact_torch``; the tensor-op loop it replaces was
+    memory-bound (some twenty full-size int64 passes per time step). Other devices
+    (and float64 input) take ``cuba_exact_torch``.
+    """
+    if z.device.type != "cpu" or z.dtype != torch.float32:
+        return cuba_exact_torch(z, d_i, d_v, theta_int)
+    from ._cuba import cuba_kernel
+
+    x = z.detach().contiguous()
+    flat = x.reshape(-1, x.shape[-1]).numpy()
+    volt = torch.empty_like(x)
+    spk = torch.empty_like(x)
+    cuba_kernel(flat, S_SCALE - d_i, S_SCALE - d_v, theta_int,
+                volt.view(-1, x.shape[-1]).numpy(), spk.view(-1, x.shape[-1]).numpy())
+    return volt, spk
 
 
 def leak_kernel(n: int, d_i: int, d_v: int, dtype=torch.float32) -> torch.Tensor:
@@ -170,7 +204,45 @@ def leak_kernel(n: int, d_i: int, d_v: int, dtype=torch.float32) -> torch.Tensor
 
 
 def _shift(x: torch.Tensor) -> torch.Tensor:
-    return F.pad(x, (1, 0))[..., :-1]
+    """Delay by one step along the last axis (zero first), as a contiguous tensor."""
+    out = torch.empty_like(x)
+    out[..., :1] = 0
+    out[..., 1:] = x[..., :-1]
+    return out
+
+
+def _slayer_pool():
+    from lava.lib.dl.slayer.synapse.layer import Pool
+
+    return Pool
+
+
+def _sum_pool(syn, x: torch.Tensor) -> torch.Tensor | None:
+    """slayer's ``synapse.Pool`` forward, computed as window sums.
+
+    slayer runs its pool as a one-channel ``conv3d`` over the (C*H, W, T) volume,
+    which on the CPU took a third of a meta-step of a small CNN; for the usual
+    non-overlapping pool (stride = kernel, no padding or dilation, one shared
+    weight) this is the same arithmetic: ``w * (sum of each kh x kw window)``, with
+    slayer's zero row/column appended to odd sizes (``avg_pool3d`` with divisor 1:
+    forward and backward are one kernel each). The sums of binary spikes are
+    exact in float32, so the result equals slayer's bit for bit (a test pins it).
+    Returns None where the pool is of another form (the caller then runs slayer's).
+    """
+    w = syn._pre_hook_fx(syn.weight) if syn._pre_hook_fx is not None else syn.weight
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    if (tuple(syn.stride) != (kh, kw, 1) or any(int(p) for p in syn.padding)
+            or any(int(d) != 1 for d in syn.dilation) or x.dim() != 5
+            or not bool((w == w.reshape(-1)[0]).all())):
+        return None
+    h, wd = x.shape[2], x.shape[3]
+    ph, pw = (-h) % kh, (-wd) % kw
+    if ph or pw:  # slayer appends (size % kernel) zeros; equal to (-size) % kernel for kernel 2
+        if (h % kh, wd % kw) != (ph, pw):
+            return None
+        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    y = F.avg_pool3d(x, (kh, kw, 1), divisor_override=1)  # window sums (one kernel each way)
+    return y * w.reshape(-1)[0]
 
 
 class _MetaNet(torch.nn.Module):
@@ -224,6 +296,10 @@ class SNN(_MetaNet):
     def _synapse(self, i: int, block, params, x):
         name = f"blocks.{i}.synapse.weight"
         syn = block.synapse
+        if isinstance(syn, _slayer_pool()) and name not in params:
+            fast = _sum_pool(syn, x)
+            if fast is not None:
+                return fast
         if not self.cfg.quantize and syn._pre_hook_fx is not None and name in params:
             w = params[name]
             if x.dim() == 3:
@@ -258,8 +334,12 @@ class SNN(_MetaNet):
                 # spikes), so the exact synaptic input is the windowed one, not computed twice
                 z_full = z_win.detach()
             else:
+                # synapses act on each step alone, so the exact input over the window is the
+                # windowed one's value (binary spikes times 8-bit weights sum exactly in
+                # float32): only the burn-in steps are computed again, without gradient
                 with torch.no_grad():
-                    z_full = self._synapse(i, block, params, x)
+                    z_pre = self._synapse(i, block, params, x[..., :x.shape[-1] - x_win.shape[-1]])
+                z_full = torch.cat([z_pre, z_win.detach()], dim=-1)
             nrn = block.neuron
             d_i = int(torch.round(nrn.current_decay).item())
             d_v = int(torch.round(nrn.voltage_decay).item())

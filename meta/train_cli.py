@@ -59,7 +59,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("meta-train", help="meta-train an SNN with surrogate-gradient MAML")
     p.add_argument("--data", required=True, help="meta-dataset .h5 (neuromaml data build)")
-    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, small_cnn, paper_cnn, lava_mlp, ann_cnn")
+    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, small_cnn, cnn, paper_cnn, lava_mlp, ann_cnn")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, summary.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--steps", type=int, default=None, help="total meta-steps (overrides outer.steps)")

@@ -3,7 +3,8 @@ import h5py
 import pytest
 import torch
 
-from neuromaml.meta.models import ModelConfig, S_SCALE, build_model, cuba_exact, leak_kernel
+from neuromaml.meta.models import (ModelConfig, S_SCALE, _sum_pool, build_model, cuba_exact, cuba_exact_torch,
+                                   leak_kernel)
 
 
 def _x(n, shape, t, seed=0, rate=0.15):
@@ -11,8 +12,8 @@ def _x(n, shape, t, seed=0, rate=0.15):
     return (torch.rand(n, *shape, t, generator=g) < rate).float()
 
 
-@pytest.mark.parametrize("name,burn_in", [("small", 10), ("small_cnn", 10), ("lava_mlp", 10), ("paper_cnn", 10),
-                                          ("small", 0), ("paper_cnn", 0)])
+@pytest.mark.parametrize("name,burn_in", [("small", 10), ("small_cnn", 10), ("cnn", 10), ("lava_mlp", 10),
+                                          ("paper_cnn", 10), ("small", 0), ("paper_cnn", 0)])
 def test_every_layer_bit_exact_to_slayer(name, burn_in):
     # burn_in 0 takes the path where the exact synaptic input is the windowed one
     cfg = ModelConfig(name=name, time_steps=30, burn_in=burn_in, zero_head=False)
@@ -45,7 +46,7 @@ def test_counts_in_window_and_readout():
     assert m.logits(out)[0, 3].item() == 1.5
 
 
-@pytest.mark.parametrize("name", ["small", "small_cnn", "paper_cnn"])
+@pytest.mark.parametrize("name", ["small", "small_cnn", "cnn", "paper_cnn"])
 def test_gradients_equal_slayer_with_its_surrogate(name):
     # slayer's own surrogate: exponential, tau = 100 * threshold, scale 0.1; no burn-in
     cfg = ModelConfig(name=name, time_steps=25, burn_in=0, surrogate="exponential",
@@ -81,6 +82,37 @@ def test_cuba_exact_golden_trace():
     # i: 2048, 3584, 4736, 5600, 6248, 6734; v resets to 0 after each step with v > 5120
     assert (v * S_SCALE).long().tolist() == [[2048, 5632, 4736, 10336, 6248, 6734]]
     assert s.tolist() == [[0, 1, 0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("d_i,d_v,theta,scale", [(1024, 128, 5120, 1.0), (0, 0, 64, 3.0), (4096, 4095, 10, 0.5),
+                                                 (17, 4000, 77, 3000.0)])
+def test_compiled_cuba_kernel_bit_exact_to_torch_reference(d_i, d_v, theta, scale):
+    # the numba kernel against the tensor-op recurrence, bit for bit: negative and
+    # large inputs (the rshift0 rounding toward zero, int64 -> float32 rounding of v)
+    g = torch.Generator().manual_seed(d_i + d_v)
+    z = (torch.randn(3, 7, 11, 40, generator=g) * scale).float()
+    z[0, 0] = torch.round(z[0, 0] * 64) / 64  # 8-bit-weight-like values too
+    v_ref, s_ref = cuba_exact_torch(z, d_i, d_v, theta)
+    v, s = cuba_exact(z, d_i, d_v, theta)
+    assert s_ref.sum() > 0 and (s_ref == 0).sum() > 0
+    assert torch.equal(v, v_ref) and torch.equal(s, s_ref)
+    # non-contiguous input takes the same path
+    v2, s2 = cuba_exact(z.transpose(0, 1), d_i, d_v, theta)
+    assert torch.equal(v2, v_ref.transpose(0, 1)) and torch.equal(s2, s_ref.transpose(0, 1))
+
+
+@pytest.mark.parametrize("h,w", [(16, 32), (5, 7), (9, 8)])
+def test_sum_pool_equals_slayer_pool(h, w):
+    from lava.lib.dl import slayer
+
+    blk = slayer.block.cuba.Pool({"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}, 2,
+                                 weight_scale=1.5)
+    x = (torch.rand(3, 4, h, w, 10, generator=torch.Generator().manual_seed(h)) < 0.4).float()
+    fast = _sum_pool(blk.synapse, x)
+    assert fast is not None and torch.equal(fast, blk.synapse(x))
+    # a pool of another form is left to slayer
+    blk3 = slayer.block.cuba.Pool({"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}, 3, stride=1)
+    assert _sum_pool(blk3.synapse, x) is None
 
 
 def test_export_hdf5(tmp_path):

@@ -106,6 +106,8 @@ def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
     ({"model": {"time_steps": 50, "burn_in": 60}}, "'model.burn_in'"),
     ({"task": {"n_way": "five"}}, "'task.n_way' must be an integer"),
     ({"outer": {"meta_batch": 0}}, "'outer.meta_batch'"),
+    ({"model": {"name": "cnn", "conv": [[16, 4]]}}, "'model.conv'"),
+    ({"model": {"conv": [16, 5]}}, "'model.conv'"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, patch, match):
     import yaml
@@ -127,7 +129,7 @@ def test_toml_and_named_defaults(tmp_path):
     p.write_text('[inner]\nsteps = 3\n[task]\nn_way = 4\n')
     cfg = load_config(p)
     assert cfg.inner.steps == 3 and cfg.model.n_way == 4
-    for name in ("small", "paper_cnn", "lava_mlp"):
+    for name in ("small", "cnn", "paper_cnn", "lava_mlp"):
         assert load_config(name).model.name == name
 
 
