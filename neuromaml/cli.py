@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from neuromaml.sysperf import keep_freed_memory
+
+    keep_freed_memory()  # large activation tensors reused, not re-mapped (see neuromaml.sysperf)
     try:
         rc = args.func(args)
     except NeuromamlError as exc:

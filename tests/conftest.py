@@ -28,3 +28,7 @@ def pytest_configure(config):
     from neuromaml.lavacompat import prepare_lava
 
     prepare_lava()
+    # as the neuromaml command does: freed activation tensors stay in the heap
+    from neuromaml.sysperf import keep_freed_memory
+
+    keep_freed_memory()

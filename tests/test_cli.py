@@ -38,3 +38,15 @@ def test_user_error_is_one_line_exit_2(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nope.h5" in err and "Traceback" not in err
+
+
+def test_keep_freed_memory_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    import platform
+
+    from neuromaml.sysperf import keep_freed_memory
+
+    monkeypatch.setenv("NEUROMAML_MALLOC", "default")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("NEUROMAML_MALLOC")
+    expect = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expect
