@@ -39,6 +39,7 @@ class OuterConfig:
     meta_batch: int = 4         # tasks per meta-step
     lr: float = 2e-3
     lr_min_ratio: float = 0.05
+    clip_grad: float = 0.0      # clip the meta-gradient's global norm to this (0: off)
     val_every: int = 50         # meta-validation period (steps)
     val_tasks: int = 40
     checkpoint_every: int = 25
@@ -117,6 +118,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
         isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                              for v in c) and c[1] % 2 == 1 for c in m.conv),
          "model.conv", f"is {m.conv!r}", "use a list of [channels, odd kernel size] pairs, e.g. [[16, 5], [32, 3]]")
+    need(o.clip_grad >= 0 and math.isfinite(o.clip_grad), "outer.clip_grad", f"is {o.clip_grad}",
+         "use a norm > 0, or 0 for no clipping")
     need(i.steps >= 1, "inner.steps", f"is {i.steps}", "use at least 1 inner step")
     need(i.lr >= 0 and math.isfinite(i.lr), "inner.lr", f"is {i.lr}", "use a learning rate >= 0")
     need(i.learn_lr is False or i.lr > 0, "inner.lr", "must be > 0 when inner.learn_lr is true", "set inner.lr > 0")

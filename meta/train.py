@@ -118,6 +118,7 @@ class Trainer:
         self.params = self.model.meta_params()
         self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
         train_list = list(self.params.values()) + [p for p in self.lrs.parameters() if p.requires_grad]
+        self.trained = train_list
         self.opt = torch.optim.Adam(train_list, lr=cfg.outer.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: cosine_lr(s, cfg.outer.steps, cfg.outer.lr_min_ratio))
@@ -162,6 +163,8 @@ class Trainer:
             raise NeuromamlError(
                 f"meta-loss is not finite at step {self.step} (fix: lower outer.lr / inner.lr or "
                 f"model.logit_scale; the last good checkpoint was kept)")
+        if self.cfg.outer.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.outer.clip_grad)
         self.opt.step()
         self.sched.step()
         self.step += 1

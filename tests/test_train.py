@@ -108,6 +108,7 @@ def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
     ({"outer": {"meta_batch": 0}}, "'outer.meta_batch'"),
     ({"model": {"name": "cnn", "conv": [[16, 4]]}}, "'model.conv'"),
     ({"model": {"conv": [16, 5]}}, "'model.conv'"),
+    ({"outer": {"clip_grad": -1.0}}, "'outer.clip_grad'"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, patch, match):
     import yaml
@@ -272,3 +273,15 @@ def test_rule_trained_run_starts_from_init_and_exports_its_rule(tiny_metadataset
     for bad, key in (({"rule_spec": {"eta": 1}}, "inner.rule_spec"), ({"label_window": [5, 500]}, "inner.label_window")):
         with pytest.raises(NeuromamlError, match=key.replace(".", r"\.")):
             from_dict({**d, "inner": {**d["inner"], **bad}})
+
+
+def test_clip_grad_bounds_the_meta_gradient_norm(tiny_metadataset):
+    from neuromaml.meta.train import Trainer
+
+    norms = {}
+    for clip in (0.0, 1e-4):
+        tr = Trainer(_cfg(clip_grad=clip), tiny_metadataset, seed=3)
+        tr.train_step()
+        norms[clip] = torch.sqrt(sum((p.grad ** 2).sum() for p in tr.trained if p.grad is not None)).item()
+    assert norms[0.0] > 1e-3            # unclipped, the meta-gradient is larger than the bound
+    assert norms[1e-4] <= 1e-4 * 1.001  # clipped to it
