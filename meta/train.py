@@ -243,6 +243,8 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
     tr = Trainer(cfg, data, seed)
     if resume:
         tr.load(ckpt)
+        if rank == 0:
+            _truncate_history(out / "history.jsonl", tr.step)
     elif init is not None:
         _init_from(tr, Path(init))
     if not resume and rank == 0:
@@ -282,6 +284,22 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
             tr.save(ckpt)
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _truncate_history(path: Path, step: int) -> None:
+    """Drop validation lines written after the checkpoint a run resumes from (they are
+    computed again), so history.jsonl has one line per validation step."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(k + "\n" for k in keep))
 
 
 def _init_from(tr: Trainer, run: Path) -> None:

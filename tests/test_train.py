@@ -62,6 +62,23 @@ def test_resume_is_bit_identical(tiny_metadataset, tmp_path):
         meta_train(tiny_metadataset, _cfg(), run, progress=False)
 
 
+def test_resume_keeps_one_history_line_per_validation(tiny_metadataset, tmp_path):
+    import json
+
+    def kill(tr):
+        if tr.step == 3:
+            raise _Kill()
+
+    run = tmp_path / "run"
+    with pytest.raises(_Kill):  # checkpoint at step 2, validations at 1, 2, 3
+        meta_train(tiny_metadataset, _cfg(val_every=1, checkpoint_every=2), run, progress=False, on_step=kill)
+    with open(run / "history.jsonl", "a") as fh:
+        fh.write('{"step": 4, "lo')  # a line cut short
+    meta_train(tiny_metadataset, _cfg(val_every=1, checkpoint_every=2), run, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tiny_metadataset, tmp_path):
     run = tmp_path / "run"
     meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
