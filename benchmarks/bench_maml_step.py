@@ -95,10 +95,9 @@ def ours_step(model, task, lr=1.0, head_only=False):
 def run_variant(name: str, T: int, repeats: int, grad_out: str, head_only: bool = False) -> dict:
     import torch
 
-    if os.environ.get("NEUROMAML_MALLOC") != "default":
-        from neuromaml.sysperf import keep_freed_memory
+    from neuromaml.sysperf import keep_freed_memory
 
-        keep_freed_memory()
+    keep_freed_memory()  # a no-op under NEUROMAML_MALLOC=default
     torch.set_num_threads(max(1, torch.get_num_threads()))
     burn_in = int(0.7 * T) if name == "ours_burnin70" else 0  # 70 of 100 steps
     model = _model(burn_in, T)

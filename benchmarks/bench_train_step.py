@@ -17,10 +17,9 @@ import time
 
 
 def one(data: str, config: str, steps: int) -> dict:
-    if os.environ.get("NEUROMAML_MALLOC") != "default":
-        from neuromaml.sysperf import keep_freed_memory
+    from neuromaml.sysperf import keep_freed_memory
 
-        keep_freed_memory()
+    keep_freed_memory()  # a no-op under NEUROMAML_MALLOC=default
     from neuromaml.meta.config import load_config
     from neuromaml.meta.train import Trainer
 

@@ -211,16 +211,11 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _slayer_pool():
-    from lava.lib.dl.slayer.synapse.layer import Pool
+def _slayer_synapses():
+    """slayer's synapse module (imported on use, as everything of lava-dl here)."""
+    from lava.lib.dl.slayer.synapse import layer
 
-    return Pool
-
-
-def _slayer_dense():
-    from lava.lib.dl.slayer.synapse.layer import Dense
-
-    return Dense
+    return layer
 
 
 def _sum_pool(syn, x: torch.Tensor) -> torch.Tensor | None:
@@ -300,29 +295,23 @@ class SNN(_MetaNet):
         return self._kernels[key].to(block.synapse.weight.device)
 
     def _synapse(self, i: int, block, params, x):
-        name = f"blocks.{i}.synapse.weight"
-        syn = block.synapse
-        if isinstance(syn, _slayer_pool()) and name not in params:
+        """Block ``i``'s synaptic input: slayer's synapse arithmetic on the weight in
+        ``params`` (else the block's own), through slayer's 8-bit pre-hook unless
+        ``cfg.quantize`` is off (which leaves the weights in ``params`` raw)."""
+        syn, kinds = block.synapse, _slayer_synapses()
+        if isinstance(syn, kinds.Pool):  # fixed weights, never adapted
             fast = _sum_pool(syn, x)
-            if fast is not None:
-                return fast
-        if isinstance(syn, _slayer_dense()) and x.dim() == 3 and not getattr(syn, "weight_norm_enabled", False) \
-                and tuple(syn.weight.shape[2:]) == (1, 1, 1):
+            return syn(x) if fast is None else fast
+        name = f"blocks.{i}.synapse.weight"
+        w = params[name] if name in params else syn.weight
+        if syn._pre_hook_fx is not None and (self.cfg.quantize or name not in params):
+            w = syn._pre_hook_fx(w)
+        if isinstance(syn, kinds.Dense) and x.dim() == 3 and tuple(w.shape[2:]) == (1, 1, 1):
             # slayer's Dense runs as a conv3d over (N, C, 1, 1, T); a matmul is the same sum
             # (exact for binary spikes and 8-bit weights) and several times faster on a CPU
-            w = params[name] if name in params else syn.weight
-            if syn._pre_hook_fx is not None and (self.cfg.quantize or name not in params):
-                w = syn._pre_hook_fx(w)
             return torch.matmul(w.reshape(w.shape[0], -1), x)
-        if not self.cfg.quantize and syn._pre_hook_fx is not None and name in params:
-            w = params[name]
-            if x.dim() == 3:
-                n = x.shape[0]
-                return F.conv3d(x.reshape(n, -1, 1, 1, x.shape[-1]), w).reshape(n, -1, x.shape[-1])
-            return F.conv3d(x, w, None, syn.stride, syn.padding)
-        if name in params:
-            return torch.func.functional_call(syn, {"weight": params[name]}, (x,))
-        return syn(x)
+        # slayer's Conv (and Dense on NCHWT input) forward: one conv3d
+        return F.conv3d(x, w, syn.bias, syn.stride, syn.padding, syn.dilation, syn.groups)
 
     def run(self, params: dict, x: torch.Tensor, start: int = 0, stop: int | None = None,
             x_win: torch.Tensor | None = None, burn_in: int | None = None):
