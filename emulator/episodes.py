@@ -9,13 +9,9 @@ layer's spike counts over its readout window (first index on ties).
 * ``run_fast``: frozen layers once per distinct sample (``DeployedNet.frozen_features``),
   streams assembled per episode, the rule's fixed-point face
   (``onchip.fixed_rule.run_support``) over all episodes at once.
-* ``run_lava``: one Lava graph per episode: a ``RingBuffer`` source, the netx
-  layers below the plastic one (``netx.hdf5.Network`` with ``LIFReset``
-  neurons), the rule's Lava face (``onchip.lava_rule.build_learning_layer``),
-  a label source and a spike sink. A fresh graph per episode because the
-  learning engine's random streams (stochastic rounding) start at their seed
-  when a graph starts: rebuilding keeps each episode reproducible on its own and
-  lets the fast engine reproduce it bit for bit. Always stopped, on errors too.
+* ``run_lava``: the episodes one after another in one Lava graph (``LavaEpisodes``,
+  built and compiled once; between episodes the plastic layer's Vars are set back to
+  theta0* and zero state). Always stopped, on errors too.
 """
 from __future__ import annotations
 
@@ -53,6 +49,8 @@ class EpisodeResult:
     accuracy: np.ndarray        # (B,) query accuracy per episode
     n_updates: np.ndarray       # (B,) synapses whose weight changed
     seconds: float
+    step_offsets: np.ndarray | None = None   # (B,) where each episode's random streams started
+    episode_seconds: np.ndarray | None = None  # (B,) Lava: wall time per episode (the first builds the graph)
 
     def summary(self) -> dict:
         acc = self.accuracy
@@ -91,17 +89,27 @@ def episode_result(dep, batch, weights, initial, spikes, n_upd, seconds) -> Epis
 
 
 def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: RuleSpec | None = None,
-             chunk: int = 256) -> EpisodeResult:
-    """Episodes on the fast fixed-point engine. ``feats`` from ``dep.frozen_features``."""
+             chunk: int = 256, step_offsets: np.ndarray | None = None) -> EpisodeResult:
+    """Episodes on the fast fixed-point engine. ``feats`` from ``dep.frozen_features``.
+
+    Every episode starts as on a fresh graph (Lava's random streams at step 0), unless
+    ``step_offsets`` (B,) says where each one's streams start: ``run_lava``'s
+    ``result.step_offsets``, to reproduce episodes that ran one after another in one graph.
+    """
     spec = spec or dep.rule
     t0 = time.perf_counter()
     labels = step_labels(dep, batch)
+    B = batch.order.shape[0]
+    offsets = np.zeros(B, np.int64) if step_offsets is None else np.asarray(step_offsets, np.int64)
+    if offsets.shape != (B,):
+        raise NeuromamlError(f"step_offsets has shape {offsets.shape}; expected ({B},), one per episode")
     parts = []
-    for a in range(0, batch.order.shape[0], chunk):
+    for a in range(0, B, chunk):
         stream = dep.assemble_stream(feats, batch.order[a:a + chunk])
+        off = offsets[a:a + chunk]
         try:
             kw = dict(weight_exp=dep.weight_exp, num_weight_bits=dep.num_weight_bits,
-                      reset_interval=dep.time_steps)
+                      reset_interval=dep.time_steps, step_offset=off if off.any() else 0)
             r = run_support(spec, dep.w0, stream, labels[a:a + chunk], dep.neuron, **kw)
             if spec.eq6_threshold:
                 # Eq. 6 gates the weights at the end of the support presentation; present the
@@ -114,8 +122,10 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
             raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
     cat = lambda name: np.concatenate([getattr(r, name) for r in parts])  # noqa: E731
     n_upd = (cat("weights") != cat("initial")).reshape(len(batch.order), -1).sum(axis=1)
-    return episode_result(dep, batch, cat("weights"), cat("initial"), cat("spikes"), n_upd,
-                   time.perf_counter() - t0)
+    res = episode_result(dep, batch, cat("weights"), cat("initial"), cat("spikes"), n_upd,
+                         time.perf_counter() - t0)
+    res.step_offsets = offsets
+    return res
 
 
 def lava_input_stream(dep: DeployedNet, x_xyf: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -139,77 +149,193 @@ def _frozen_entries(netpath, plastic_index: int) -> tuple[int, bool]:
     return n, flatten
 
 
-def run_lava_episode(dep: DeployedNet, x_xyf: np.ndarray, order: np.ndarray, labels: np.ndarray,
-                     n_support: int, spec: RuleSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One episode on Lava's CPU backend (fixed_pt). Returns (weights (O, I), spikes (L, O))."""
-    from lava.lib.dl import netx
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
+class LavaEpisodes:
+    """The episodes of a batch one after another in ONE Lava graph (CPU backend, fixed_pt).
 
-    from neuromaml.deploy.fixed import to_net_input
-    from neuromaml.onchip.lava_rule import build_learning_layer
+    The graph: a spike source (``emulator.lavaprocs.sources.PackedSpikeSource``,
+    holding every episode's input), the netx layers below the plastic one
+    (``netx.hdf5.Network`` with ``LIFReset`` neurons), the rule's Lava face
+    (``onchip.lava_rule.build_learning_layer``), a label source (``RingBuffer``,
+    every episode's labels) and a spike sink. It is built and compiled once, at
+    the first episode. Each episode runs ``length`` steps: the episode's stream
+    (``dep.stream_length(S)``) padded with blank steps to a multiple of T, so that
+    the netx reset schedule (period T) has the same phase in every episode and
+    the frozen layers are silent and reset when the next episode starts. Between
+    episodes, with the runtime paused, the plastic layer is set back through its
+    Vars: weights to theta0* (as Lava truncated them on the first step), the
+    learning engine's traces and tags to 0, the neuron's u, v and the error
+    process's counts to 0.
 
-    spec = spec or dep.rule
-    netpath = dep.path / "network.net"
-    batch = EpisodeBatch(order[None], labels[None], n_support)
-    step_lab = step_labels(dep, batch)[0]
-    L = dep.stream_length(len(order))
-    O = dep.n_out
-    stream = lava_input_stream(dep, x_xyf, order)
-    plastic_entry = dep.net.layers[dep.plastic].index
-    n_entries, flatten = _frozen_entries(netpath, plastic_entry)
-    try:
-        layer = build_learning_layer(spec, dep.w0, dep.neuron, dep.weight_exp, dep.num_weight_bits,
-                                     reset_interval=dep.time_steps)
-    except RuleError as exc:
-        raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
-    if dep.plastic > 0:
-        net = netx.hdf5.Network(net_config=str(netpath), num_layers=n_entries,
-                                reset_interval=dep.time_steps, reset_offset=dep.netx_reset_offset)
-        data = to_net_input(stream[None], tuple(net.inp.shape), netpath)[0]
-        src = Source(data=np.moveaxis(data, 0, -1).astype(np.int32))
-        src.s_out.connect(net.inp)
-        last = net.layers[-1].out
-        (last.transpose([2, 1, 0]).flatten() if flatten else last).connect(layer.dense.s_in)
-        runner = net
-    else:
-        data = to_net_input(stream[None], (dep.n_pre,), netpath)[0]
-        src = Source(data=np.moveaxis(data, 0, -1).astype(np.int32))
-        src.s_out.connect(layer.dense.s_in)
-        runner = src
-    lab = label_onehot(step_lab[None], 1, L, O)[0].T.astype(np.int32)     # (O, L)
-    lab_src = Source(data=lab)
-    lab_src.s_out.connect(layer.error.label_in)
-    sink = Sink(shape=(O,), buffer=L)
-    layer.neuron.s_out.connect(sink.a_in)
-    try:
-        runner.run(condition=RunSteps(num_steps=L), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        spikes = sink.data.get().T.astype(np.int8)
-        weights = np.asarray(layer.dense.weights.get()).astype(np.int64)
-    except Exception as exc:  # Lava hides worker errors; say where to look
-        if isinstance(exc, NeuromamlError):
-            raise
-        raise fail(netpath, f"the Lava episode failed ({exc.__class__.__name__}: {exc})",
-                   "run the same episode with --engine fast to see the cause in-process") from exc
-    finally:
-        runner.stop()
-    return weights, spikes
+    What Vars cannot reset: the learning engine's random streams (trace decay,
+    stochastic rounding) live inside its ProcessModel and run on. Episode ``b``
+    sees them ``b * length`` steps in, which the fast engine reproduces with
+    ``step_offsets`` (``run_fast``): the two faces agree bit for bit, episode by
+    episode (tests/test_emulator_episodes.py).
+
+    Use as a context manager (or call ``stop``): the runtime is stopped on every
+    path, errors included.
+    """
+
+    def __init__(self, dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
+                 spec: RuleSpec | None = None):
+        self.dep, self.batch = dep, batch
+        self.spec = spec or dep.rule
+        self.x_xyf = x_xyf
+        T = dep.time_steps
+        self.stream_len = dep.stream_length(batch.order.shape[1])
+        self.length = -(-self.stream_len // T) * T
+        self.episodes_run = 0
+        self._runner = None
+        self._stopped = False
+        self._net = None
+        self._netpath = dep.path / "network.net"
+
+    def __len__(self) -> int:
+        return int(self.batch.order.shape[0])
+
+    @property
+    def step_offset(self) -> int:
+        """Steps the graph has run: where the next episode's random streams start."""
+        return self.episodes_run * self.length
+
+    def _make_net(self):
+        """The frozen netx layers below the plastic one (none when the plastic layer is first)."""
+        from lava.lib.dl import netx
+
+        dep = self.dep
+        n_entries, self._flatten = _frozen_entries(self._netpath, dep.net.layers[dep.plastic].index)
+        if dep.plastic > 0:
+            self._net = netx.hdf5.Network(net_config=str(self._netpath), num_layers=n_entries,
+                                          reset_interval=dep.time_steps,
+                                          reset_offset=dep.netx_reset_offset)
+
+    def _sources(self):
+        """(input spikes packed per step (B length, bytes), labels (O, B length) int32)."""
+        from neuromaml.deploy.fixed import to_net_input
+
+        dep, batch, L = self.dep, self.batch, self.length
+        shape = tuple(self._net.inp.shape) if self._net is not None else (dep.n_pre,)
+        packed = []
+        for b in range(len(self)):
+            stream = np.zeros((L,) + self.x_xyf.shape[2:], np.int8)
+            stream[:self.stream_len] = lava_input_stream(dep, self.x_xyf, batch.order[b])
+            data = to_net_input(stream[None], shape, self._netpath)[0]
+            packed.append(np.packbits(data.reshape(L, -1).astype(bool), axis=1))
+        step_lab = np.full((len(self), L), -1, np.int64)
+        step_lab[:, :self.stream_len] = step_labels(dep, batch)
+        lab = label_onehot(step_lab, len(self), L, dep.n_out).reshape(-1, dep.n_out).T
+        return shape, np.concatenate(packed), np.ascontiguousarray(lab, np.int32)
+
+    def _build(self):
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+
+        from neuromaml.emulator.lavaprocs.sources import PackedSpikeSource
+        from neuromaml.onchip.lava_rule import build_learning_layer
+
+        dep = self.dep
+        self._make_net()
+        try:
+            layer = build_learning_layer(self.spec, dep.w0, dep.neuron, dep.weight_exp,
+                                         dep.num_weight_bits, reset_interval=dep.time_steps)
+        except RuleError as exc:
+            raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
+        shape, packed, lab = self._sources()
+        self.layer = layer
+        src = PackedSpikeSource(shape=shape, packed=packed)
+        if self._net is not None:
+            src.s_out.connect(self._net.inp)
+            last = self._net.layers[-1].out
+            (last.transpose([2, 1, 0]).flatten() if self._flatten else last).connect(layer.dense.s_in)
+            self._runner = self._net
+        else:
+            src.s_out.connect(layer.dense.s_in)
+            self._runner = src
+        Source(data=lab).s_out.connect(layer.error.label_in)
+        self.sink = Sink(shape=(dep.n_out,), buffer=self.length)
+        layer.neuron.s_out.connect(self.sink.a_in)
+
+    def _reset(self):
+        """Between episodes (runtime paused): the plastic layer back to theta0* and zero state."""
+        from neuromaml.onchip.fixed_rule import truncate_initial
+
+        dense, lif, err = self.layer.dense, self.layer.neuron, self.layer.error
+        w0 = truncate_initial(self.dep.w0[None], self.dep.num_weight_bits)[0]
+        dense.weights.set(w0.astype(np.int32))
+        for name in ("x0", "tx", "x1", "x2", "y0", "ty", "y1", "y2", "y3", "tag_1", "tag_2"):
+            var = getattr(dense, name)
+            var.set(np.zeros(var.shape, np.int32))
+        for var in (lif.u, lif.v, lif.v_pre, lif.y2, err.counts, err.error):
+            var.set(np.zeros(var.shape, np.int32))
+
+    def run_next(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next episode. Returns (weights (O, I), output spikes (stream_len, O))."""
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        if self._stopped:
+            raise NeuromamlError("this LavaEpisodes graph was stopped: its random streams cannot "
+                                 "continue; build a new one")
+        if self.episodes_run >= len(self):
+            raise NeuromamlError(f"all {len(self)} episodes of this graph have run")
+        try:
+            if self._runner is None:
+                self._build()
+            else:
+                self._reset()
+            self._runner.run(condition=RunSteps(num_steps=self.length),
+                             run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            spikes = self.sink.data.get().T.astype(np.int8)[:self.stream_len]
+            weights = np.asarray(self.layer.dense.weights.get()).astype(np.int64)
+        except Exception as exc:  # Lava hides worker errors; say where to look
+            try:
+                self.stop()
+            except Exception:       # the original error is the one to report
+                pass
+            if isinstance(exc, NeuromamlError):
+                raise
+            raise fail(self._netpath, f"the Lava episode failed ({exc.__class__.__name__}: {exc})",
+                       "run the same episodes with --engine fast to see the cause in-process") from exc
+        self.episodes_run += 1
+        return weights, spikes
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._runner is not None:
+            try:
+                self._runner.stop()
+            finally:
+                self._runner = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
 
 def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
              spec: RuleSpec | None = None) -> EpisodeResult:
-    """Episodes on Lava, one after the other. ``x_xyf``: (n, T, x, y, f) spikes of the pool."""
-    t0 = time.perf_counter()
-    ws, sp = [], []
-    for b in range(batch.order.shape[0]):
-        w, s = run_lava_episode(dep, x_xyf, batch.order[b], batch.labels[b], batch.n_support, spec)
-        ws.append(w)
-        sp.append(s)
-    weights = np.stack(ws)
+    """Episodes on Lava, one after the other in one graph (``LavaEpisodes``).
+    ``x_xyf``: (n, T, x, y, f) spikes of the pool. ``result.step_offsets`` says where
+    each episode's random streams started (pass it to ``run_fast`` to reproduce)."""
     from neuromaml.onchip.fixed_rule import truncate_initial
 
+    t0 = time.perf_counter()
+    ws, sp, offsets, secs = [], [], [], []
+    with LavaEpisodes(dep, x_xyf, batch, spec) as graph:
+        for _ in range(len(graph)):
+            offsets.append(graph.step_offset)
+            t1 = time.perf_counter()
+            w, s = graph.run_next()
+            secs.append(time.perf_counter() - t1)
+            ws.append(w)
+            sp.append(s)
+    weights = np.stack(ws)
     initial = np.broadcast_to(truncate_initial(dep.w0[None], dep.num_weight_bits), weights.shape)
     n_upd = (weights != initial).reshape(len(weights), -1).sum(axis=1)
-    return episode_result(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)
+    res = episode_result(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)
+    res.step_offsets = np.array(offsets, np.int64)
+    res.episode_seconds = np.array(secs)
+    return res

@@ -85,7 +85,7 @@ def label_onehot(labels, B: int, T: int, O: int) -> np.ndarray:
 def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
                 labels: Optional[np.ndarray], neuron: CubaParams, weight_exp: int = 0,
                 num_weight_bits: int = 8, reset_interval: Optional[int] = None,
-                truncate: bool = True, update=None) -> FixedResult:
+                truncate: bool = True, update=None, step_offset=0) -> FixedResult:
     """Present `pre_spikes` (B, T, I) to the final layer; learn when labels are given.
 
     weights: (O, I) or (B, O, I) integers in Lava weight units (the Dense
@@ -100,6 +100,9 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
     update: replaces `rule.weight_update` (same signature `(w, x1, y2, spec, r_w)`,
     returns int32 weights), e.g. a coarser weight grid for precision sweeps
     (`neuromaml.emulator.rulecheck`); None (default) is the Lava engine's update.
+    step_offset: steps Lava's graph ran before this presentation (an int, or (B,)
+    per episode), which sets where its random streams stand (`rule.lava_randoms`);
+    0 for a fresh graph.
     """
     pre = _check_spikes(pre_spikes)
     B, T, I = pre.shape
@@ -118,7 +121,12 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
     onehot = label_onehot(labels, B, T, O) if learn else None
     if reset_interval is not None and int(reset_interval) < 1:
         raise RuleError(f"reset_interval={reset_interval} must be >= 1 (or None)")
-    r_x, r_y, r_w = lava_randoms(spec, T)
+    r_x, r_y, r_w = lava_randoms(spec, T, step_offset)
+    if r_x.ndim == 2:
+        if r_x.shape[0] != B:
+            raise RuleError(f"step_offset has {r_x.shape[0]} entries for {B} episodes")
+        # per-episode randoms: (T, B, 1) so that r[k] broadcasts over (B, I) and (B, O)
+        r_x, r_y, r_w = r_x.T[:, :, None], r_y.T[:, :, None], r_w.T
     x_decay = spec.x1_decay
     y_decay = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])
     theta = neuron.theta

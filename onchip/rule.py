@@ -199,18 +199,27 @@ def third_factor_q(e_q: np.ndarray, v_pre: np.ndarray, theta: int, spec: RuleSpe
     return np.where(np.abs(y2) > spec.factor_threshold, y2, 0)
 
 
-def lava_randoms(spec: RuleSpec, steps: int):
+def lava_randoms(spec: RuleSpec, steps: int, offset=0):
     """The random numbers Lava's fixed-point learning engine uses, per step.
 
     Returns (r_x, r_y, r_w), each (steps,) float64: the trace-decay randoms
     of the x and y TraceRandom generators (draw 2t of default_rng(seed) and
     default_rng(seed+2): each step advances them twice before learning) and
     the weight rounding random of ConnVarRandom (draw t of default_rng(2)).
+    The streams start when a Lava graph starts and run on across pauses:
+    ``offset`` (an int, or (B,) ints for B episodes, then each array is
+    (B, steps)) is the number of steps the graph ran before this presentation
+    (episodes run one after another in one graph, see
+    ``neuromaml.emulator.episodes.LavaEpisodes``).
     """
-    t = np.arange(1, steps + 1)
-    r_x = np.random.default_rng(spec.rng_seed).random(2 * steps + 1)[2 * t]
-    r_y = np.random.default_rng(spec.rng_seed + 2).random(2 * steps + 1)[2 * t]
-    r_w = np.random.default_rng(CONN_VAR_SEED).random(steps + 1)[t]
+    off = np.asarray(offset, np.int64)
+    if off.ndim > 1 or (off.size and off.min() < 0):
+        raise RuleError(f"offset must be a step count >= 0 or a 1-D array of them, got {offset!r}")
+    t = off[..., None] + np.arange(1, steps + 1) if off.ndim else off + np.arange(1, steps + 1)
+    n = int(t.max()) + 1 if t.size else 1
+    r_x = np.random.default_rng(spec.rng_seed).random(2 * n - 1)[2 * t]
+    r_y = np.random.default_rng(spec.rng_seed + 2).random(2 * n - 1)[2 * t]
+    r_w = np.random.default_rng(CONN_VAR_SEED).random(n)[t]
     return r_x, r_y, r_w
 
 
@@ -223,12 +232,13 @@ def stochastic_decay(trace: np.ndarray, decay: float, r: float) -> np.ndarray:
 
 
 def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
-                  r_w: float, bits: int = 8) -> np.ndarray:
+                  r_w, bits: int = 8) -> np.ndarray:
     """One learning epoch of the engine: w (..., O, I), x1 (..., I), y2 (..., O).
 
     acc = clip(w*128 + clip(((-x1*y2) >> 3) << (eta_exp+10))), then
     stochastic rounding to a whole weight with the shared random r_w, then
-    clipping to [-256, 255]. Lava computes floor(acc/128) + (r_w < frac(acc/128));
+    clipping to [-256, 255] (r_w: a float, or (B,) floats for a (B, O, I) batch of
+    episodes at different steps of Lava's stream). Lava computes floor(acc/128) + (r_w < frac(acc/128));
     here the same in integers: (acc >> 7) + ((acc & 127) > floor(128 r_w)).
     bits < 8 models b-bit synapses (what `neuromaml rule-check` sweeps): the
     accumulator is stochastically rounded to the grid of step q = 2^(8 - bits)
@@ -246,7 +256,11 @@ def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
     np.clip(prod, ACC_LO, ACC_HI, out=prod)
     prod += np.asarray(w, np.int32) << ACC_SHIFT
     np.clip(prod, ACC_LO, ACC_HI, out=prod)
-    bump = (prod & ((1 << shift) - 1)) > int(np.floor(r_w * (1 << shift)))
+    if np.ndim(r_w):
+        thr = np.floor(np.asarray(r_w) * (1 << shift)).astype(np.int32).reshape(-1, 1, 1)
+    else:
+        thr = int(np.floor(r_w * (1 << shift)))
+    bump = (prod & ((1 << shift) - 1)) > thr
     prod >>= shift
     prod += bump
     if q > 1:

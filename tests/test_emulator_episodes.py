@@ -52,10 +52,17 @@ def test_fast_engine_equals_lava(tmp_path, cfg, rule):
 
     dep = _bundle(tmp_path, "b", **cfg)
     spec = dataclasses.replace(dep.rule, **rule) if rule else None
-    x, batch = _episodes(2)
-    fast = run_fast(dep, dep.frozen_features(x), batch, spec)
-    lava = run_lava(dep, x, batch, spec)
+    x, batch = _episodes(3)
+    lava = run_lava(dep, x, batch, spec)            # the three episodes in one Lava graph
+    length = -(-dep.stream_length(batch.order.shape[1]) // T) * T
+    np.testing.assert_array_equal(lava.step_offsets, [0, length, 2 * length])
+    feats = dep.frozen_features(x)
+    fast = run_fast(dep, feats, batch, spec, step_offsets=lava.step_offsets)
     assert fast.spikes.sum() > 0 and (fast.weights != fast.initial).any(), "test is vacuous"
+    # one graph, not three: the later episodes saw the engine's random streams run on
+    fresh = run_fast(dep, feats, batch, spec)
+    np.testing.assert_array_equal(fresh.weights[0], lava.weights[0])
+    assert (fresh.weights[1:] != lava.weights[1:]).any()
     np.testing.assert_array_equal(fast.spikes, lava.spikes)
     np.testing.assert_array_equal(fast.weights, lava.weights)
     np.testing.assert_array_equal(fast.predictions, lava.predictions)

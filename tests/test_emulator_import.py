@@ -47,8 +47,8 @@ def test_authors_network_learns_identically_on_lava_and_fast_engine(authors_bund
     # dense input so that the authors' network (trained on Double N-MNIST) spikes at the output
     x = (rng.random((7, 100, 32, 16, 2)) < 0.3).astype(np.int8)
     batch = EpisodeBatch(np.array([[0, 1, 2, 3, 4, 5, 6]]), np.array([[0, 1, 2, 3, 4, 2, 4]]), 5)
-    fast = run_fast(dep, dep.frozen_features(x), batch)
     lava = run_lava(dep, x, batch)
+    fast = run_fast(dep, dep.frozen_features(x), batch, step_offsets=lava.step_offsets)
     np.testing.assert_array_equal(fast.spikes, lava.spikes)
     np.testing.assert_array_equal(fast.weights, lava.weights)
     assert dep.frozen_features(x).sum() > 0

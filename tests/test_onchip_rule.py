@@ -103,6 +103,32 @@ def test_lava_randoms_match_lava_generators():
                                             c.random_stochastic_round)
 
 
+def test_lava_randoms_offsets_continue_the_streams():
+    """A graph that ran `offset` steps before: the same draws, shifted (int or per episode)."""
+    spec = RuleSpec(rng_seed=3)
+    full = lava_randoms(spec, 12)
+    for a, b in zip(lava_randoms(spec, 4, offset=7), full):
+        np.testing.assert_array_equal(a, b[7:11])
+    per = lava_randoms(spec, 4, offset=np.array([0, 5, 8]))
+    for a, b in zip(per, full):
+        assert a.shape == (3, 4)
+        np.testing.assert_array_equal(a, np.stack([b[0:4], b[5:9], b[8:12]]))
+    with pytest.raises(RuleError, match="offset"):
+        lava_randoms(spec, 4, offset=-1)
+
+
+def test_weight_update_per_episode_randoms_equal_one_at_a_time():
+    spec = RuleSpec(eta_exp=-10)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-50, 50, (3, 2, 4))
+    x1, y2 = rng.integers(0, 127, (3, 4)), rng.integers(-127, 127, (3, 2))
+    r = np.array([0.1, 0.5, 0.93])
+    batch = weight_update(w, x1, y2, spec, r)
+    for b in range(3):
+        np.testing.assert_array_equal(batch[b], weight_update(w[b], x1[b], y2[b], spec, float(r[b])))
+    assert len({weight_update(w[:1], x1[:1], y2[:1], spec, v).tobytes() for v in r}) > 1   # r matters
+
+
 def test_weight_update_golden():
     spec = RuleSpec(eta_exp=-10)            # accumulator term floor(-x1*y2/8), LSB 1/128
     w = np.array([[10, -20]])
