@@ -36,7 +36,7 @@ def _stage_data(out: Path, quick: bool, seed: int) -> dict:
         except NeuromamlError:
             path.unlink()           # a damaged file from an earlier run: rebuild it
     s = build_metadataset("synthetic", path, per_class=8 if quick else 20, seed=seed, progress=True)
-    return {"path": str(path), "reused": False, **s}
+    return {"path": str(path), "reused": False, **s, **MetaDataset(path).summary()}
 
 
 def demo_config(config: Path | None, quick: bool):
@@ -223,7 +223,11 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
         if name == "data":
+            from neuromaml.meta.data_cli import summary_lines
+
             r = _stage_data(out, quick, seed)
+            bar.write("meta-dataset " + ("(reused)" if r["reused"] else "(built)") + ": "
+                      + "\n".join(summary_lines(r)))
         elif name == "train":
             r = _stage_train(out, out / "data.h5", cfg, seed)
         elif name == "baselines":
@@ -350,6 +354,10 @@ def write_report(out: Path, summary: dict) -> dict:
     for png in sorted((out / "run" / "eval").glob("*.png")):
         lines += [f"![{png.stem}]({png.relative_to(out)})", ""]
     secs = summary["seconds"]
+    if st.get("data", {}).get("shape"):
+        from neuromaml.meta.data_cli import summary_lines
+
+        lines += ["## Meta-dataset (`neuromaml data info`)", "", "```", *summary_lines(st["data"]), "```", ""]
     lines += ["## Time (2-core CPU budget: 20 min)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in secs.items()]
     lines += ["", f"Machine-readable: `demo.json`, `emulate/emulate.json`, `bundle/verify.json`, "

@@ -74,6 +74,19 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_lines(s: dict) -> list[str]:
+    """``MetaDataset.summary()`` as the lines ``neuromaml data info`` prints."""
+    c, h, w, t = s["shape"]
+    spc = s["samples_per_class"]
+    return [f"{s['path']}",
+            f"  source       {s['source']} ({s['composition']} composition)",
+            f"  classes      {s['num_classes']}: " + ", ".join(f"{k} {v}" for k, v in s["splits"].items()),
+            f"  per class    {spc['min']}" + (f"..{spc['max']}" if spc["max"] != spc["min"] else "")
+            + f" samples ({s['num_samples']} in all)",
+            f"  frames       (N, C, H, W, T) = (N, {c}, {h}, {w}, {t}), {s['dt_us']} us bins",
+            f"  duration     {s['duration_us'] / 1000:g} ms"]
+
+
 def _info(args: argparse.Namespace) -> int:
     from neuromaml.io import write_json
     from neuromaml.meta.metadataset import MetaDataset
@@ -81,15 +94,7 @@ def _info(args: argparse.Namespace) -> int:
     ds = MetaDataset(args.file)
     s = ds.summary()
     s["classes_per_split"] = {k: [ds.classes[c] for c in v] for k, v in ds.splits.items()}
-    c, h, w, t = s["shape"]
-    print(f"{s['path']}")
-    print(f"  source       {s['source']} ({s['composition']} composition)")
-    print(f"  classes      {s['num_classes']}: " + ", ".join(f"{k} {v}" for k, v in s["splits"].items()))
-    spc = s["samples_per_class"]
-    print(f"  per class    {spc['min']}" + (f"..{spc['max']}" if spc["max"] != spc["min"] else "") + " samples"
-          f" ({s['num_samples']} in all)")
-    print(f"  frames       (N, C, H, W, T) = (N, {c}, {h}, {w}, {t}), {s['dt_us']} us bins")
-    print(f"  duration     {s['duration_us'] / 1000:g} ms")
+    print("\n".join(summary_lines(s)))
     if args.json:
         write_json(args.json, s)
     else:

@@ -35,6 +35,13 @@ class Task:
     support_idx: np.ndarray      # (n_way * k_shot,) row indices into the dataset
     query_idx: np.ndarray        # (n_way * n_query,) row indices into the dataset
 
+    def to(self, device) -> "Task":
+        """The same task with its tensors on ``device``."""
+        import dataclasses
+
+        return dataclasses.replace(self, support_x=self.support_x.to(device), support_y=self.support_y.to(device),
+                                   query_x=self.query_x.to(device), query_y=self.query_y.to(device))
+
 
 class TaskSampler:
     """Draw tasks from ``split`` of ``dataset`` (a MetaDataset or the path of one).

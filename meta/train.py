@@ -42,8 +42,9 @@ def _world():
     return 0, 1
 
 
-def maybe_init_distributed() -> None:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+def maybe_init_distributed(device: torch.device | None = None) -> None:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): nccl when the
+    run's ``device`` is a GPU (this rank's), gloo on the CPU."""
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -55,7 +56,10 @@ def maybe_init_distributed() -> None:
         # gloo to the loopback interface unless the user chose one.
         if os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost", "::1"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", _loopback_interface())
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+        gpu = device is not None and torch.device(device).type == "cuda"
+        if gpu:
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group("nccl" if gpu else "gloo",
                                 timeout=timedelta(seconds=int(os.environ.get("NEUROMAML_DIST_TIMEOUT", "300"))))
 
 
@@ -68,6 +72,30 @@ def _loopback_interface() -> str:
         if name in names:
             return name
     return "lo"
+
+
+def resolve_device(spec: str | None = "auto") -> torch.device:
+    """``--device``: auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.
+    Under torchrun, auto and cuda mean this rank's GPU (LOCAL_RANK)."""
+    spec = (spec or "auto").strip().lower()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not spec.startswith("cuda"):
+        raise NeuromamlError(f"--device {spec!r}: unknown device (fix: use auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise NeuromamlError(f"--device {spec}: torch sees no CUDA GPU (fix: use --device cpu, or install "
+                             f"a CUDA build of torch {torch.__version__.split('+')[0]})")
+    try:
+        dev = torch.device(spec if ":" in spec else f"cuda:{local}")
+    except RuntimeError:
+        raise NeuromamlError(f"--device {spec!r}: not a device name (fix: cuda or cuda:N)") from None
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise NeuromamlError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) "
+                             f"(fix: cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 def distributed_meta_gradient(model, params: dict, tasks, inner, lrs=None):
@@ -89,7 +117,7 @@ def distributed_meta_gradient(model, params: dict, tasks, inner, lrs=None):
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             dist.all_reduce(p.grad)
-        stats = torch.tensor([loss, acc], dtype=torch.float64)
+        stats = torch.tensor([loss, acc], dtype=torch.float64, device=tensors[0].device)
         dist.all_reduce(stats)
         loss, acc = stats.tolist()
     return loss / len(tasks), acc / len(tasks)
@@ -105,18 +133,19 @@ def cosine_lr(step: int, total: int, ratio: float) -> float:
 class Trainer:
     """Holds model, inner learning rates, optimizer and the samplers of one run."""
 
-    def __init__(self, cfg: RunConfig, data_path, seed: int):
+    def __init__(self, cfg: RunConfig, data_path, seed: int, device="cpu"):
         from .metadataset import MetaDataset
         from .tasks import TaskSampler
 
         self.cfg, self.seed, self.data_path = cfg, seed, Path(data_path)
+        self.device = torch.device(device)
         self.ds = MetaDataset(data_path)
         t = cfg.task
         self.train_tasks = TaskSampler(self.ds, "train", t.n_way, t.k_shot, t.n_query, seed=seed)
         self.val_tasks = TaskSampler(self.ds, "val", t.n_way, t.k_shot, t.n_query, seed=seed + 1)
-        self.model = build_model(cfg.model, seed=seed)
+        self.model = build_model(cfg.model, seed=seed).to(self.device)
         self.params = self.model.meta_params()
-        self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
+        self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr).to(self.device)
         train_list = list(self.params.values()) + [p for p in self.lrs.parameters() if p.requires_grad]
         self.trained = train_list
         self.opt = torch.optim.Adam(train_list, lr=cfg.outer.lr)
@@ -153,7 +182,7 @@ class Trainer:
     # -- steps ------------------------------------------------------------
     def train_step(self) -> tuple[float, float]:
         b = self.cfg.outer.meta_batch
-        tasks = [self.train_tasks.sample(self.step * b + j) for j in range(b)]
+        tasks = [self.train_tasks.sample(self.step * b + j).to(self.device) for j in range(b)]
         self.opt.zero_grad(set_to_none=True)
         try:
             loss, acc = distributed_meta_gradient(self.model, self.params, tasks, self.cfg.inner, self.lrs)
@@ -172,7 +201,7 @@ class Trainer:
 
     def validate(self, n_tasks: int | None = None) -> float:
         n = n_tasks or self.cfg.outer.val_tasks
-        accs = [evaluate_task(self.model, self.params, self.val_tasks.sample(i), self.cfg.inner, self.lrs)
+        accs = [evaluate_task(self.model, self.params, self.val_tasks.sample(i).to(self.device), self.cfg.inner, self.lrs)
                 for i in range(n)]
         return sum(accs) / len(accs)
 
@@ -205,8 +234,14 @@ def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
 
 
 def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int | None = None,
-               seed: int | None = None, progress: bool = True, on_step=None, init=None) -> dict:
+               seed: int | None = None, progress: bool = True, on_step=None, init=None,
+               device: str | None = "cpu") -> dict:
     """Meta-train (or resume) into ``out_dir``; returns the summary dict.
+
+    ``device``: where the network and tasks live (``resolve_device``: auto, cpu, cuda,
+    cuda:N). On a GPU the forward and both loops run in torch's CUDA ops (twice
+    differentiable; slayer's CUDA neuron kernels are not used), convolutions with
+    torch's default TF32; checkpoints load on any device.
 
     ``init``: a finished run directory whose best initialization (weights and inner
     learning rates) this run starts from instead of a random one, e.g. to continue
@@ -240,7 +275,8 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
     ds = MetaDataset(data)
     _check_data(cfg, ds.shape, data, adopt=not resume)
     validate(cfg, out / "config.yaml", {s: len(v) for s, v in ds.splits.items() if s in ("train", "val")})
-    tr = Trainer(cfg, data, seed)
+    dev = resolve_device(device)
+    tr = Trainer(cfg, data, seed, dev)
     if resume:
         tr.load(ckpt)
         if rank == 0:
@@ -253,6 +289,7 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
             tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
                                       "versions": package_versions(), "started": time.time(),
+                                      "device": str(dev),
                                       "init": str(Path(init).resolve()) if init is not None else None})
     o = cfg.outer
     t0 = time.perf_counter()
@@ -277,7 +314,7 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
     bar.close()
     summary = {"steps": tr.step, "seed": seed, "final_loss": loss, "final_train_acc": acc,
                "best_val_acc": tr.best_val, "best_step": tr.best_step,
-               "seconds_this_run": time.perf_counter() - t0, "config": cfg.to_dict(),
+               "seconds_this_run": time.perf_counter() - t0, "device": str(dev), "config": cfg.to_dict(),
                "checkpoint": str(ckpt), "best": str(out / "best.pt")}
     if rank == 0:
         if not ckpt.exists():

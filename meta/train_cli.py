@@ -8,16 +8,16 @@ from pathlib import Path
 
 def _meta_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .train import maybe_init_distributed, meta_train
+    from .train import maybe_init_distributed, meta_train, resolve_device
 
-    maybe_init_distributed()
+    maybe_init_distributed(resolve_device(args.device))
     cfg = None if args.resume else load_config(args.config)
     if cfg is None:
         from .config import RunConfig
 
         cfg = RunConfig()  # replaced by the checkpoint's config
     summary = meta_train(args.data, cfg, args.out, resume=args.resume, steps=args.steps, seed=args.seed,
-                         progress=not args.no_progress, init=args.init)
+                         progress=not args.no_progress, init=args.init, device=args.device)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_acc", "best_step", "seconds_this_run")}))
     return 0
 
@@ -67,6 +67,9 @@ def register(subparsers) -> None:
     p.add_argument("--init", default=None, metavar="RUN_DIR",
                    help="start from another run's best initialization (e.g. to meta-train it further "
                         "through the on-chip rule: inner.rule three_factor)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; "
+                        "under torchrun each rank takes its LOCAL_RANK GPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_meta_train)
 

@@ -11,8 +11,13 @@ from neuromaml import cli
 def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr()
     report = (out / "report.md").read_text()
     assert "| on-chip three-factor rule, fixed point |" in report
+    # the meta-dataset's summary, as `neuromaml data info` prints it, on screen and in the report
+    for text in (printed.out + printed.err, report):
+        assert "classes      100: train 64, val 16, test 20" in text
+        assert "frames       (N, C, H, W, T) = (N, 2, 16, 32, 100)" in text
     s = json.loads((out / "demo.json").read_text())
     assert list(s["stages"]) == ["data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report"]
     ev = json.loads((out / "run" / "eval" / "report.json").read_text())

@@ -302,3 +302,34 @@ def test_clip_grad_bounds_the_meta_gradient_norm(tiny_metadataset):
         norms[clip] = torch.sqrt(sum((p.grad ** 2).sum() for p in tr.trained if p.grad is not None)).item()
     assert norms[0.0] > 1e-3            # unclipped, the meta-gradient is larger than the bound
     assert norms[1e-4] <= 1e-4 * 1.001  # clipped to it
+
+
+def test_device_option_errors_are_clear(tiny_metadataset, tmp_path, monkeypatch):
+    from neuromaml.meta.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(NeuromamlError, match="unknown device.*auto, cpu, cuda"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(NeuromamlError, match="sees no CUDA GPU.*--device cpu"):
+        meta_train(tiny_metadataset, _cfg(steps=1), tmp_path / "r", progress=False, device="cuda")
+    assert not (tmp_path / "r").exists()        # nothing written for a run that cannot start
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs where one is at hand)")
+def test_meta_train_on_gpu_matches_cpu_and_resumes_on_cpu(tiny_metadataset, tmp_path, monkeypatch):
+    """The same run on the GPU (full float32: no TF32) and on the CPU; a GPU checkpoint
+    resumes on the CPU."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cpu = meta_train(tiny_metadataset, _cfg(steps=2), tmp_path / "cpu", progress=False, device="cpu")
+    gpu = meta_train(tiny_metadataset, _cfg(steps=2), tmp_path / "gpu", progress=False, device="cuda")
+    assert gpu["device"].startswith("cuda") and cpu["device"] == "cpu"
+    a = load_checkpoint(tmp_path / "cpu" / "ckpt.pt")["model"]
+    b = load_checkpoint(tmp_path / "gpu" / "ckpt.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(b[k].cpu(), a[k], rtol=1e-4, atol=1e-5, msg=k)
+    meta_train(tiny_metadataset, _cfg(steps=3), tmp_path / "gpu", resume=True, steps=3, progress=False,
+               device="cpu")
+    assert load_checkpoint(tmp_path / "gpu" / "ckpt.pt")["step"] == 3
