@@ -10,7 +10,7 @@ STAMP := $(VENV)/.neuromaml-installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean-venv bench
+.PHONY: demo test venv clean-venv
 
 venv: $(STAMP)
 
@@ -34,9 +34,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)

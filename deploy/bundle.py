@@ -123,6 +123,9 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                       "slayer_frames": "(N, C, H, W, T)", "lava_input": "(x, y, f, T) spikes",
                       "time_steps": int(time_steps), "dt_ms": 1},
             "output": {"neurons": n_out, "classes": list(classes) if classes is not None else None,
+                       "labels": "fixed classes (see classes)" if classes is not None else
+                       f"task-local 0..{n_out - 1}: each one-shot task's support set assigns its classes "
+                       f"to the output neurons on chip (a meta-trained network has no fixed classes)",
                        "readout": f"spike count over steps [{int(burn_in)}, {int(time_steps)}), argmax",
                        "burn_in": int(burn_in)},
             "adapt": {"layer": int(adapt_layer), "kind": "dense", "rule": rule,

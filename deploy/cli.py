@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ def register(sub) -> None:
     v.add_argument("--all-layers", action="store_true", help="compare every layer, not only the output")
     v.add_argument("--no-lava", action="store_true", help="skip Lava (fixed engine only; for quick checks)")
     v.add_argument("--no-slayer", action="store_true", help="skip the slayer comparison (needs the source run)")
-    v.add_argument("--json", type=Path, default=None, help="JSON summary (default: BUNDLE/verify.json)")
+    v.add_argument("--input-bias", type=Path, default=None, metavar="BIAS.npy",
+                   help="for a network whose first layer is a bias-driven input neuron layer (lava-dl's "
+                        "tinynet): that layer's bias (x, y, f); it then runs one sample of --steps steps")
+    v.add_argument("--json", type=Path, default=None,
+                   help="JSON summary (default: BUNDLE/verify.json, or FILE.net.verify.json beside the file)")
     v.set_defaults(func=_verify)
 
 
@@ -240,15 +245,28 @@ def _verify(args: argparse.Namespace) -> int:
     steps = args.steps or (man["input"]["time_steps"] if man else 50)
     if args.samples < 1 or steps < 1:
         raise fail(None, "--samples and --steps must be >= 1", "e.g. --samples 4 --steps 50")
+    bias = None
+    if args.input_bias is not None:
+        import numpy as np
+
+        try:
+            bias = np.load(args.input_bias)
+        except (OSError, ValueError) as exc:
+            raise fail(args.input_bias, f"cannot read it as a .npy array ({exc.__class__.__name__})",
+                       "save the input layer's bias with numpy.save") from None
     rep = verify_netx(net, samples=args.samples, steps=steps, all_layers=args.all_layers, seed=args.seed,
-                      rate=args.rate, lava=not args.no_lava, model=model)
+                      rate=args.rate, lava=not args.no_lava, model=model, input_bias=bias)
     if model is None:
         rep["slayer_vs_fixed"] = None
-        rep["slayer_note"] = "no source network (FILE.net, or the bundle's source run is gone): Lava vs fixed only"
+        rep["slayer_note"] = ("no source network (FILE.net, or the bundle's source run is gone): Lava vs the "
+                              "fixed-point engine (deploy.fixed, itself pinned to slayer by the tests) only")
     print(format_report(rep))
-    out = args.json or (args.target / "verify.json" if args.target.is_dir() else None)
-    if out:
+    out = args.json or (args.target / "verify.json" if args.target.is_dir()
+                        else args.target.with_name(args.target.name + ".verify.json"))
+    try:
         write_json(out, rep)
-    else:
-        print(json.dumps({k: rep[k] for k in ("ok", "samples", "steps", "seconds")}))
+        print(f"wrote {out}")
+    except OSError as exc:        # e.g. a read-only folder of third-party files: keep the result
+        print(f"warning: cannot write {out} ({exc.strerror}); pass --json PATH", file=sys.stderr)
+        print(json.dumps(rep, default=str))
     return 0 if rep["ok"] else 1

@@ -16,6 +16,9 @@ Two views of one file:
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 import dataclasses
 import os
 from pathlib import Path
@@ -210,10 +213,23 @@ def describe(layers: list[NetxLayer]) -> list[dict[str, Any]]:
             problems.append(f"neuron type {nrn.get('type')!r} is not CUBA/LOIHI (not supported by deploy.fixed)")
         if layer.type == "conv" and int(np.asarray(layer.get("groups", 1))) > 127:
             problems.append("groups > 127 overflow Lava's int8 conv 'groups' variable (all zeros/crash)")
+        if layer.type == "conv":
+            for key in ("kernel", "stride", "padding"):
+                if row[key] is not None and max(np.abs(row[key]), default=0) > 127:
+                    problems.append(f"{key} {row[key]} overflows Lava's int8 conv parameters (at most 127)")
         if layer.weight is not None and layer.weight.size and layer.type in ("dense", "conv"):
             w = layer.weight
             if w.max() > 254 or w.min() < -256:
                 problems.append(f"weights [{w.min():g}, {w.max():g}] overflow the 8-bit mantissa range [-256, 254]")
+            elif layer.type == "dense" and not w.any():
+                problems.append("all weights are zero: netx (lava-dl 0.6 optimize_weight_bits) divides by the "
+                                "largest weight and fails to build it; meta-train the network first")
+            elif layer.type == "dense":
+                from lava.lib.dl.netx.utils import optimize_weight_bits
+
+                with contextlib.redirect_stdout(io.StringIO()):
+                    _, nbits, wexp, _ = optimize_weight_bits(np.asarray(w).astype(int))
+                row["netx_weights"] = {"num_weight_bits": int(nbits), "weight_exp": int(wexp)}
         row["deployable"] = not problems
         row["problems"] = problems
         rows.append(row)
@@ -226,6 +242,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         det = []
         if "kernel" in r:
             det.append(f"k={r['kernel']} s={r['stride']} p={r['padding']} g={r['groups']}")
+        if "netx_weights" in r:
+            det.append(f"bits={r['netx_weights']['num_weight_bits']} exp={r['netx_weights']['weight_exp']}")
         if "neuron" in r:
             n = r["neuron"]
             det.append(f"iD={n.get('iDecay')} vD={n.get('vDecay')} th={n.get('vThMant')}")

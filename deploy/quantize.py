@@ -38,16 +38,22 @@ def blocks_of(model: Any) -> list:
                    "pass a neuromaml SNN or a list of slayer.block.cuba blocks") from None
 
 
-def ensure_shaped(blocks: list, input_shape: tuple[int, ...]) -> None:
-    """Run one forward pass of zeros if some neuron has no shape yet (export needs it)."""
+def ensure_shaped(blocks: list, input_shape: tuple[int, ...], source: Any = None) -> None:
+    """One forward pass of zeros of ``input_shape`` (C, H, W): gives every neuron its shape
+    (export needs it) and proves the input shape fits the first layer and every layer the next."""
     import torch
 
-    if all(getattr(getattr(b, "neuron", None), "shape", 1) is not None for b in blocks):
-        return
     x = torch.zeros(1, *input_shape, 2)
     with torch.no_grad():
-        for b in blocks:
-            x = b(x)
+        for i, b in enumerate(blocks):
+            try:
+                x = b(x)
+            except (RuntimeError, ValueError, AssertionError) as exc:
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                raise fail(source, f"input shape (C, H, W) = {tuple(input_shape)} does not fit the network: "
+                           f"block {i} ({type(b).__name__}) fails on it ({msg[:160]})",
+                           "pass the (C, H, W) the network was trained on (--input-shape), or the data "
+                           "file it was trained on") from None
 
 
 def _w_scale(block: Any) -> int:
@@ -99,7 +105,7 @@ def netx_layers(model: Any, input_shape: tuple[int, int, int], *, allow_clip: bo
     blocks = blocks_of(model)
     if len(input_shape) != 3:
         raise fail(source, f"input_shape {tuple(input_shape)} is not (C, H, W)", "give (C, H, W), e.g. (2, 16, 32)")
-    ensure_shaped(blocks, input_shape)
+    ensure_shaped(blocks, input_shape, source)
     report = quantization_report(blocks)
     for row in report:
         if row.get("overflow_factor", 0) > 1 and not allow_clip:

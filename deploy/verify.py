@@ -94,14 +94,21 @@ def _align(ref: list[np.ndarray], net: FixedPointNet) -> list[np.ndarray]:
 
 def verify_netx(path: str | os.PathLike, *, samples: int = 4, steps: int = 50, all_layers: bool = False,
                 seed: int = 0, rate: float = 0.2, x: np.ndarray | None = None, model: Any = None,
-                lava: bool = True) -> dict[str, Any]:
-    """Run the checks; returns a JSON-able report with ``ok`` (every comparison exact)."""
+                lava: bool = True, input_bias: np.ndarray | None = None) -> dict[str, Any]:
+    """Run the checks; returns a JSON-able report with ``ok`` (every comparison exact).
+
+    A network whose first layer is a bias-driven input neuron layer (lava-dl's tinynet) takes
+    no spikes: give ``input_bias`` (that layer's bias, x y f) and it runs one sample of
+    ``steps`` steps driven by it, on Lava and on the fixed engine (no slayer network exists).
+    """
     t0 = time.perf_counter()
     net = FixedPointNet.from_netx(path)
     if net.layers[0].kind == "input":
+        return _verify_bias_driven(path, net, input_bias, steps, all_layers, lava, t0)
+    if input_bias is not None:
         from neuromaml.io import fail
-        raise fail(path, "the network starts with a bias-driven input neuron layer; verify feeds spikes",
-                   "export without an input neuron (neuromaml export), or drive it with deploy.lava_run")
+        raise fail(path, "--input-bias is given but the network has no input neuron layer to bias",
+                   "leave --input-bias out: this network takes input spikes")
     if x is None:
         x = random_inputs(net, samples, steps, rate, seed)
     else:
@@ -155,3 +162,38 @@ def format_report(rep: dict[str, Any]) -> str:
                              f"{m.get('n_differ')} differ)")
     lines.append("OK" if rep["ok"] else "MISMATCH")
     return "\n".join(lines)
+
+
+def _verify_bias_driven(path, net: FixedPointNet, input_bias, steps: int, all_layers: bool, lava: bool,
+                        t0: float) -> dict[str, Any]:
+    from neuromaml.io import fail
+
+    if input_bias is None:
+        raise fail(path, "the network starts with a bias-driven input neuron layer: it takes no input "
+                   "spikes, its input layer's bias drives it", "pass --input-bias BIAS.npy (x, y, f)")
+    bias = np.asarray(input_bias)
+    want = tuple(net.layers[0].shape)
+    if bias.shape != want:
+        raise fail(path, f"--input-bias has shape {bias.shape}, the input layer is {want} (x, y, f)",
+                   f"give an array of shape {want}")
+    idx = list(range(len(net.layers))) if all_layers else [len(net.layers) - 1]
+    report: dict[str, Any] = {"file": str(path), "samples": 1, "steps": int(steps), "all_layers": all_layers,
+                              "input": "bias-driven input layer", "seed": None, "rate": None,
+                              "layers": [f"{L.kind}{list(L.shape)}" for L in net.layers]}
+    t = time.perf_counter()
+    fixed = net.run(None, steps=steps, input_bias=bias[None], return_all=True)
+    report["fixed_seconds"] = time.perf_counter() - t
+    fixed_sel = [fixed[k] for k in idx]
+    ok = True
+    if lava:
+        from neuromaml.deploy.lava_run import run_lava
+
+        r = run_lava(path, steps=steps, input_bias=bias, record="all")
+        report["lava_seconds"] = r["seconds"]
+        lava_sel = [np.asarray(r["spikes"][k])[None] for k in idx]
+        report["lava_vs_fixed"] = compare(lava_sel, fixed_sel, idx, ("lava", "fixed"), net)
+        ok &= report["lava_vs_fixed"]["equal"]
+    report["output_spikes"] = int(fixed[-1].sum())
+    report["ok"] = bool(ok)
+    report["seconds"] = time.perf_counter() - t0
+    return report

@@ -91,3 +91,26 @@ def test_snn_maml_bundle_keeps_the_network_unchanged(tmp_path):
     assert sorted(src) == sorted(got) and all(np.array_equal(np.asarray(src[k]), np.asarray(got[k])) for k in src)
     g = nir.read(tmp_path / "b" / "network.nir")
     assert list(g.nodes["input"].input_type["input"]) == [1024]
+
+
+@pytest.mark.lava
+def test_cli_verify_of_bias_driven_tinynet(tmp_path, capsys):
+    """`neuromaml verify tiny.net --input-bias` runs lava-dl's tinynet on Lava and the fixed engine."""
+    import json
+    import shutil
+
+    from neuromaml.cli import main
+
+    net = tmp_path / "tiny.net"
+    shutil.copy(TINY / "tiny.net", net)
+    assert main(["verify", str(net), "--steps", "5"]) == 2
+    assert "pass --input-bias" in capsys.readouterr().err
+    assert main(["verify", str(net), "--input-bias", str(TINY / "input_bias.npy"), "--steps", "20",
+                 "--all-layers"]) == 0
+    rep = json.loads((tmp_path / "tiny.net.verify.json").read_text())
+    assert rep["ok"] and rep["lava_vs_fixed"]["equal"] and rep["output_spikes"] > 0
+    assert len(rep["lava_vs_fixed"]["layers"]) == 3
+    bad = tmp_path / "b.npy"
+    np.save(bad, np.zeros((2, 2, 2)))
+    assert main(["verify", str(net), "--input-bias", str(bad)]) == 2
+    assert "--input-bias has shape (2, 2, 2)" in capsys.readouterr().err

@@ -134,6 +134,35 @@ def test_weight_overflow_is_an_error_unless_clipping(tmp_path):
     assert s["quantization"][1]["clipped"] == 1
 
 
+def test_export_refuses_an_input_shape_the_network_cannot_take(tmp_path):
+    from neuromaml.deploy.quantize import export_network
+
+    c = cuba()
+    dense = torch.nn.ModuleList([c.Flatten(), c.Dense(P, 8, 3)])
+    export_network(dense, tmp_path / "ok.net", (2, 2, 2))          # 8 inputs: fits, and shapes it
+    with pytest.raises(NeuromamlError, match=r"\(C, H, W\) = \(2, 4, 2\) does not fit.*block 1 \(Dense\)"):
+        export_network(dense, tmp_path / "a.net", (2, 4, 2))       # 16 inputs into a layer of 8
+    conv = torch.nn.ModuleList([c.Conv(P, 2, 4, 3, padding=1), c.Flatten(), c.Dense(P, 4 * 4 * 4, 3)])
+    with pytest.raises(NeuromamlError, match=r"does not fit the network.*--input-shape"):
+        export_network(conv, tmp_path / "b.net", (3, 4, 4))        # 3 channels into a conv of 2
+    assert not (tmp_path / "a.net").exists() and not (tmp_path / "b.net").exists()
+
+
+def test_inspect_flags_what_netx_cannot_build(tmp_path):
+    from neuromaml.deploy.netxfile import describe
+
+    layers = read_layers(MAML)
+    rows = describe(layers)
+    assert all(r["deployable"] for r in rows)
+    assert all(set(r["netx_weights"]) == {"num_weight_bits", "weight_exp"} for r in rows if r["type"] == "dense")
+    zero = layers[-1]
+    zero.raw["weight"] = np.zeros_like(zero.raw["weight"])
+    assert "all weights are zero" in " ".join(describe(layers)[-1]["problems"])
+    big = _conv_layer(2, 2)
+    big[-1].raw["weight"] = np.ones((2, 1, 129, 3))
+    assert any("kernel [129, 3] overflows" in p for p in describe(big)[-1]["problems"])
+
+
 def test_input_shape_mismatch(tmp_path):
     write_layers(_conv_layer(127, 127), tmp_path / "g.net")
     net = FixedPointNet.from_netx(tmp_path / "g.net")
