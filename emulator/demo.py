@@ -177,7 +177,9 @@ def _stage_verify(out: Path, quick: bool) -> dict:
 
     res = out / "bundle" / "verify.json"
     if res.exists():
-        return {**read_json(res), "reused": True}
+        rep = read_json(res)
+        if rep.get("ok") is True:        # a failed verify is run again, never carried on
+            return {**rep, "reused": True}
     man, net = load_bundle(out / "bundle")
     rep = verify_netx(net, samples=2 if quick else 4, steps=man["input"]["time_steps"],
                       model=reference_model(man))
@@ -194,7 +196,9 @@ def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: in
     res = out / "emulate" / "emulate.json"
     if res.exists():
         s = read_json(res)
-        if s.get("tasks") == tasks:
+        agree = s.get("lava", {}).get("agreement", {})
+        if (s.get("tasks") == tasks and agree.get("episodes") == min(tasks, lava_tasks)
+                and agree.get("output_spikes_identical") and agree.get("final_weights_identical")):
             return {**s, "reused": True}
     s = emulate(out / "bundle", out / "data.h5", split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
@@ -205,6 +209,23 @@ def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: in
     return s
 
 
+def _check_same_settings(out: Path, **settings) -> None:
+    """A demo folder is reused stage by stage, so a re-run must ask for what it holds: a
+    --quick run's tiny data and 2-step network must never pass for a full run's."""
+    prev = out / "demo.json"
+    if not prev.exists():
+        return
+    try:
+        old = read_json(prev)
+    except NeuromamlError:
+        return                      # unreadable: the stages check their own outputs
+    held = {k: old.get(k) for k in settings}
+    if held != settings:
+        diff = ", ".join(f"{k}={held[k]!r} (asked {settings[k]!r})" for k in settings if held[k] != settings[k])
+        raise fail(prev, f"this folder holds a demo run with other settings: {diff}",
+                   "add --fresh to start over in it, or choose another --out")
+
+
 def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks: int = 2,
          fresh: bool = False, quick: bool = False, seed: int = 0) -> dict:
     from tqdm import tqdm
@@ -212,11 +233,13 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
+    _check_same_settings(out, quick=quick, seed=seed, config=str(config) if config else None)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
     cfg = demo_config(config, quick)
-    summary: dict = {"out": str(out), "quick": quick, "seed": seed, "stages": {}, "seconds": {}}
+    summary: dict = {"out": str(out), "quick": quick, "seed": seed, "config": str(config) if config else None,
+                     "stages": {}, "seconds": {}}
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
     for name in bar:

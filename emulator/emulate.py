@@ -138,7 +138,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
             same_w = bool(np.array_equal(lres.weights, again.weights))
             lava["agreement"] = {"episodes": n_l, "output_spikes_identical": same_sp,
                                  "final_weights_identical": same_w,
-                                 "lava_graphs_built": 1, "step_offsets": lres.step_offsets.tolist(),
+                                 "lava_graphs_built": lres.graphs_built, "step_offsets": lres.step_offsets.tolist(),
                                  "lava_seconds_per_episode": lres.seconds / n_l,
                                  "fast_seconds_per_episode": (res.seconds + t_feats) / tasks}
             lava["agreement"]["speedup"] = (lava["agreement"]["lava_seconds_per_episode"]
@@ -182,6 +182,12 @@ def format_markdown(s: dict) -> str:
         o = s["onchip"]
         lines += ["", f"Fraction of final-layer synapses updated per episode: "
                   f"{100 * o.get('fraction_synapses_updated', 0):.1f}%."]
+    times = [f"{name} engine {o['seconds_per_episode'] * (1 if name == 'lava' else 1000):.{2 if name == 'lava' else 1}f} "
+             f"{'s' if name == 'lava' else 'ms'} ({o['episodes']} episodes)"
+             for name, o in (("fast", s.get("onchip") if s.get("onchip", {}).get("engine") == "fast" else None),
+                             ("lava", s.get("lava"))) if o and "seconds_per_episode" in o]
+    if times:
+        lines += ["", "Time per episode: " + ", ".join(times) + "."]
     if sl.get("note"):
         lines += ["", sl["note"]]
     return "\n".join(lines) + "\n"

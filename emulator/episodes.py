@@ -51,6 +51,7 @@ class EpisodeResult:
     seconds: float
     step_offsets: np.ndarray | None = None   # (B,) where each episode's random streams started
     episode_seconds: np.ndarray | None = None  # (B,) Lava: wall time per episode (the first builds the graph)
+    graphs_built: int | None = None           # Lava: process graphs built for these episodes
 
     def summary(self) -> dict:
         acc = self.accuracy
@@ -185,6 +186,7 @@ class LavaEpisodes:
         self.stream_len = dep.stream_length(batch.order.shape[1])
         self.length = -(-self.stream_len // T) * T
         self.episodes_run = 0
+        self.graphs_built = 0
         self._runner = None
         self._stopped = False
         self._net = None
@@ -234,6 +236,7 @@ class LavaEpisodes:
         from neuromaml.onchip.lava_rule import build_learning_layer
 
         dep = self.dep
+        self.graphs_built += 1
         self._make_net()
         try:
             layer = build_learning_layer(self.spec, dep.w0, dep.neuron, dep.weight_exp,
@@ -332,10 +335,12 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
             secs.append(time.perf_counter() - t1)
             ws.append(w)
             sp.append(s)
+        built = graph.graphs_built
     weights = np.stack(ws)
     initial = np.broadcast_to(truncate_initial(dep.w0[None], dep.num_weight_bits), weights.shape)
     n_upd = (weights != initial).reshape(len(weights), -1).sum(axis=1)
     res = episode_result(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)
     res.step_offsets = np.array(offsets, np.int64)
     res.episode_seconds = np.array(secs)
+    res.graphs_built = built
     return res

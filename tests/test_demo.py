@@ -41,6 +41,17 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert all(r["reused"] for r in s2["stages"]["baselines"].values())
     assert s2["stages"]["emulate"]["onchip"] == s["stages"]["emulate"]["onchip"]
 
+    # a failed verify is not carried on by a re-run: it runs again
+    rep = json.loads((out / "bundle" / "verify.json").read_text())
+    (out / "bundle" / "verify.json").write_text(json.dumps({**rep, "ok": False}))
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    s3 = json.loads((out / "demo.json").read_text())
+    assert s3["stages"]["verify"].get("reused") is None and s3["stages"]["verify"]["ok"] is True
+    # a full run must not reuse a --quick run's tiny data and 2-step network
+    capsys.readouterr()
+    assert cli.main(["demo", "--out", str(out)]) == 2
+    assert "other settings: quick=True (asked False)" in capsys.readouterr().err
+
 
 def man_of(out):
     return json.loads((out / "bundle" / "manifest.json").read_text())

@@ -56,6 +56,7 @@ def test_fast_engine_equals_lava(tmp_path, cfg, rule):
     lava = run_lava(dep, x, batch, spec)            # the three episodes in one Lava graph
     length = -(-dep.stream_length(batch.order.shape[1]) // T) * T
     np.testing.assert_array_equal(lava.step_offsets, [0, length, 2 * length])
+    assert lava.graphs_built == 1
     feats = dep.frozen_features(x)
     fast = run_fast(dep, feats, batch, spec, step_offsets=lava.step_offsets)
     assert fast.spikes.sum() > 0 and (fast.weights != fast.initial).any(), "test is vacuous"
