@@ -63,6 +63,20 @@ def maybe_init_distributed(device: torch.device | None = None) -> None:
                                 timeout=timedelta(seconds=int(os.environ.get("NEUROMAML_DIST_TIMEOUT", "300"))))
 
 
+def finish_distributed() -> None:
+    """Leave the process group cleanly (torchrun runs). A barrier first: torch 2.3's gloo
+    destroys a finished all-reduce's work object in its own thread, which needs the GIL to
+    release the gradient tensors; ``destroy_process_group`` joins those threads while holding
+    the GIL, and if one is still releasing, the rank hangs at exit (seen on CI: a
+    two-process run whose result was written never exited). Waiting in the barrier releases
+    the GIL until both ranks' earlier work is done and gone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _loopback_interface() -> str:
     """Name of the loopback network interface ('lo' on Linux, 'lo0' on macOS)."""
     import socket

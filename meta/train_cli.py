@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _meta_train(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .train import maybe_init_distributed, meta_train, resolve_device
+    from .train import finish_distributed, maybe_init_distributed, meta_train, resolve_device
 
     maybe_init_distributed(resolve_device(args.device))
     cfg = None if args.resume else load_config(args.config)
@@ -18,6 +18,7 @@ def _meta_train(args: argparse.Namespace) -> int:
         cfg = RunConfig()  # replaced by the checkpoint's config
     summary = meta_train(args.data, cfg, args.out, resume=args.resume, steps=args.steps, seed=args.seed,
                          progress=not args.no_progress, init=args.init, device=args.device)
+    finish_distributed()    # on success only: after an error the ranks are out of step, torchrun ends them
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_acc", "best_step", "seconds_this_run")}))
     return 0
 

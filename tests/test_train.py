@@ -162,7 +162,7 @@ import sys, torch
 from types import SimpleNamespace
 from neuromaml.meta.maml import InnerConfig
 from neuromaml.meta.models import ModelConfig, build_model
-from neuromaml.meta.train import distributed_meta_gradient, maybe_init_distributed
+from neuromaml.meta.train import distributed_meta_gradient, finish_distributed, maybe_init_distributed
 torch.set_num_threads(1)
 maybe_init_distributed()
 cfg = ModelConfig(name="small", n_way=2, input_shape=(2, 4, 4), hidden=[8], time_steps=16, burn_in=6,
@@ -180,8 +180,7 @@ import torch.distributed as dist
 rank = dist.get_rank() if dist.is_initialized() else 0
 if rank == 0:
     torch.save(([p.grad.clone() for p in params.values()], stats), sys.argv[1])
-if dist.is_initialized():
-    dist.destroy_process_group()
+finish_distributed()
 """
 
 
