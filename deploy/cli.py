@@ -176,7 +176,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.n_way:
             kw["n_way"] = args.n_way
         # a fresh network for deployment checks: random final layer (a zero head, the meta-training
-        # default, computes nothing and netx cannot load an all-zero layer)
+        # default, would leave the output silent and the check vacuous)
         mcfg = ModelConfig(**kw, zero_head=False)
         try:
             model = build_model(mcfg, seed=args.seed)

@@ -56,16 +56,14 @@ def run_lava(path: str | os.PathLike, x: np.ndarray | None = None, *, steps: int
     try:
         kw = {} if netx_reset is None else {"reset_interval": int(netx_reset[0]),
                                             "reset_offset": int(netx_reset[1])}
+        from neuromaml.lavacompat import patch_netx_zero_dense
+
+        patch_netx_zero_dense()     # a zero final layer (meta-trained theta0*) loads
         net = netx.hdf5.Network(net_config=str(path), **kw)
     except NotImplementedError as exc:
         raise fail(path, f"netx cannot build this network ({exc})",
                    "export it with neuromaml export (lowers pool layers)") from None
-    except (OverflowError, ZeroDivisionError) as exc:
-        raise fail(path, f"netx cannot build this network ({exc.__class__.__name__}: {exc}); lava-dl 0.6's "
-                   "optimize_weight_bits fails on a dense layer whose weights are all zero",
-                   "meta-train the network first (a fresh model starts with a zero final layer), "
-                   "or build it with ModelConfig(zero_head=False)") from None
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
         raise fail(path, f"netx cannot build this network ({exc.__class__.__name__}: {exc})",
                    "run `neuromaml inspect` on the file") from None
     if x is not None:

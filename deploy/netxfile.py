@@ -222,8 +222,9 @@ def describe(layers: list[NetxLayer]) -> list[dict[str, Any]]:
             if w.max() > 254 or w.min() < -256:
                 problems.append(f"weights [{w.min():g}, {w.max():g}] overflow the 8-bit mantissa range [-256, 254]")
             elif layer.type == "dense" and not w.any():
-                problems.append("all weights are zero: netx (lava-dl 0.6 optimize_weight_bits) divides by the "
-                                "largest weight and fails to build it; meta-train the network first")
+                row["notes"] = ["all weights are zero: plain lava-dl 0.6 netx cannot build it (its "
+                                "optimize_weight_bits divides by the largest weight); neuromaml's Lava runs "
+                                "patch that (neuromaml.lavacompat.patch_netx_zero_dense)"]
             elif layer.type == "dense":
                 from lava.lib.dl.netx.utils import optimize_weight_bits
 
@@ -247,6 +248,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if "neuron" in r:
             n = r["neuron"]
             det.append(f"iD={n.get('iDecay')} vD={n.get('vDecay')} th={n.get('vThMant')}")
-        status = "ok" if r["deployable"] else "; ".join(r["problems"])
+        status = ("ok" if r["deployable"] else "; ".join(r["problems"])) + "".join(
+            f" (note: {n})" for n in r.get("notes", []))
         lines.append(f"{r['index']:>3} {r['type']:8} {str(tuple(r['shape_xyf'])):16} {' '.join(det):44} {status}")
     return "\n".join(lines)

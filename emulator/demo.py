@@ -52,6 +52,7 @@ def demo_config(config: Path | None, quick: bool):
         cfg.outer.val_every = 2
         cfg.outer.val_tasks = 2
         cfg.outer.checkpoint_every = 1
+        cfg.outer.pretrain_epochs = min(cfg.outer.pretrain_epochs, 1)
         cfg.task.n_query = 2
     return cfg
 

@@ -207,6 +207,9 @@ class LavaEpisodes:
         dep = self.dep
         n_entries, self._flatten = _frozen_entries(self._netpath, dep.net.layers[dep.plastic].index)
         if dep.plastic > 0:
+            from neuromaml.lavacompat import patch_netx_zero_dense
+
+            patch_netx_zero_dense()
             self._net = netx.hdf5.Network(net_config=str(self._netpath), num_layers=n_entries,
                                           reset_interval=dep.time_steps,
                                           reset_offset=dep.netx_reset_offset)

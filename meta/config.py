@@ -40,6 +40,10 @@ class OuterConfig:
     lr: float = 2e-3
     lr_min_ratio: float = 0.05
     clip_grad: float = 0.0      # clip the meta-gradient's global norm to this (0: off)
+    pretrain_epochs: int = 0    # first train the network as a classifier of the meta-train
+                                # classes (Adam, pretrain_lr, batch 32), then meta-train from it
+                                # with the final layer as the model config starts it (0: off)
+    pretrain_lr: float = 1e-3
     val_every: int = 50         # meta-validation period (steps)
     val_tasks: int = 40
     checkpoint_every: int = 25
@@ -120,6 +124,10 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
          "model.conv", f"is {m.conv!r}", "use a list of [channels, odd kernel size] pairs, e.g. [[16, 5], [32, 3]]")
     need(o.clip_grad >= 0 and math.isfinite(o.clip_grad), "outer.clip_grad", f"is {o.clip_grad}",
          "use a norm > 0, or 0 for no clipping")
+    need(isinstance(o.pretrain_epochs, int) and not isinstance(o.pretrain_epochs, bool) and o.pretrain_epochs >= 0,
+         "outer.pretrain_epochs", f"is {o.pretrain_epochs!r}", "use a whole number of epochs >= 0 (0: no pre-training)")
+    need(o.pretrain_lr > 0 and math.isfinite(o.pretrain_lr), "outer.pretrain_lr", f"is {o.pretrain_lr}",
+         "use a learning rate > 0")
     need(i.steps >= 1, "inner.steps", f"is {i.steps}", "use at least 1 inner step")
     need(i.lr >= 0 and math.isfinite(i.lr), "inner.lr", f"is {i.lr}", "use a learning rate >= 0")
     need(i.learn_lr is False or i.lr > 0, "inner.lr", "must be > 0 when inner.learn_lr is true", "set inner.lr > 0")

@@ -297,10 +297,16 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
             _truncate_history(out / "history.jsonl", tr.step)
     elif init is not None:
         _init_from(tr, Path(init))
+    pre_hist = None
+    if not resume and init is None and cfg.outer.pretrain_epochs > 0:
+        pre_hist = _pretrain(tr, progress and rank == 0)
     if not resume and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if pre_hist is not None:
+            write_json(out / "pretrain.json", {"epochs": cfg.outer.pretrain_epochs, "lr": cfg.outer.pretrain_lr,
+                                               "history": pre_hist})
         write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
                                       "versions": package_versions(), "started": time.time(),
                                       "device": str(dev),
@@ -329,12 +335,30 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
     summary = {"steps": tr.step, "seed": seed, "final_loss": loss, "final_train_acc": acc,
                "best_val_acc": tr.best_val, "best_step": tr.best_step,
                "seconds_this_run": time.perf_counter() - t0, "device": str(dev), "config": cfg.to_dict(),
+               "pretrain_final": pre_hist[-1] if pre_hist else None,
                "checkpoint": str(ckpt), "best": str(out / "best.pt")}
     if rank == 0:
         if not ckpt.exists():
             tr.save(ckpt)
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _pretrain(tr: Trainer, progress: bool) -> list[dict]:
+    """``outer.pretrain_epochs``: the run's network trained first as a classifier of all
+    meta-train classes (``meta.transfer.pretrain``); every layer but the final one then
+    starts meta-training from it (the final layer as the model config initialises it: at
+    zero by default, so one inner step starts prototype-like on pre-trained features).
+    A run killed during pre-training has no checkpoint and starts again from scratch."""
+    from .transfer import TransferConfig, load_features, pretrain
+
+    o = tr.cfg.outer
+    t0 = time.perf_counter()
+    pre, hist = pretrain(tr.cfg.model, tr.ds, TransferConfig(epochs=o.pretrain_epochs, lr=o.pretrain_lr),
+                         seed=tr.seed, progress=progress, device=tr.device)
+    load_features(tr.model, pre)
+    hist[-1]["seconds_total"] = time.perf_counter() - t0
+    return hist
 
 
 def _truncate_history(path: Path, step: int) -> None:

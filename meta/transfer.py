@@ -56,7 +56,7 @@ class TransferConfig:
     max_shots: int = 10
 
 
-def pretrain(model_cfg, ds, cfg: TransferConfig, seed: int = 0, progress: bool = False):
+def pretrain(model_cfg, ds, cfg: TransferConfig, seed: int = 0, progress: bool = False, device="cpu"):
     """Train ``model_cfg``'s network as a classifier of all meta-train classes of ``ds``.
 
     Returns (model with one output per meta-train class, history of epoch losses/accuracies).
@@ -65,12 +65,12 @@ def pretrain(model_cfg, ds, cfg: TransferConfig, seed: int = 0, progress: bool =
 
     classes = np.asarray(ds.splits["train"], np.int64)
     mcfg = dataclasses.replace(model_cfg, n_way=int(classes.size), zero_head=False)
-    model = build_model(mcfg, seed=seed)
+    model = build_model(mcfg, seed=seed).to(device)
     params = model.meta_params()
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
     local = {int(c): i for i, c in enumerate(classes)}
     idx = np.concatenate([ds.indices_of(c) for c in classes])
-    labels = torch.tensor([local[int(c)] for c in ds.labels[idx]])
+    labels = torch.tensor([local[int(c)] for c in ds.labels[idx]], device=device)
     rng = np.random.default_rng(seed)
     history = []
     for epoch in tqdm(range(cfg.epochs), disable=not progress, desc="pre-train"):
@@ -78,7 +78,7 @@ def pretrain(model_cfg, ds, cfg: TransferConfig, seed: int = 0, progress: bool =
         tot = correct = 0.0
         for b in range(0, order.size, cfg.batch):
             j = order[b:b + cfg.batch]
-            x = ds.frames(idx[j], binary=True)
+            x = ds.frames(idx[j], binary=True).to(device)
             logits = model.logits(model(x, params=params))
             loss = F.cross_entropy(logits, labels[j])
             if not torch.isfinite(loss):
@@ -97,14 +97,24 @@ def transfer_model(pretrained, n_way: int):
     transferred, the last one at zero (untrained)."""
     mcfg = dataclasses.replace(pretrained.cfg, n_way=n_way, zero_head=True)
     model = build_model(mcfg, seed=0)
+    load_features(model, pretrained)
+    return model
+
+
+def load_features(model, pretrained) -> int:
+    """Copy every parameter but the final layer's from ``pretrained`` into ``model`` (same
+    architecture, any number of outputs); the final layer keeps its own initialisation.
+    Returns the number of tensors copied."""
     own = model.state_dict()
     last = model.param_names()[-1]
+    n = 0
     with torch.no_grad():
         for k, v in pretrained.state_dict().items():
             if k in own and k != last and own[k].shape == v.shape:
                 own[k].copy_(v)
+                n += 1
     model.load_state_dict(own)
-    return model
+    return n
 
 
 def task_features(model, params: dict, sampler, n_tasks: int) -> list[tuple]:

@@ -32,3 +32,31 @@ def prepare_lava() -> None:
                 "needs 'fork' (fix: import neuromaml.deploy or lava before setting a start method)")
         default._actual_context = None
     __import__(_LAVA_MP)
+
+
+def patch_netx_zero_dense() -> None:
+    """Let lava-dl 0.6's netx load a dense layer whose weights are all zero.
+
+    netx's ``optimize_weight_bits`` scales by 255 / max(weight), which is infinite for an
+    all-zero matrix, and ``netx.hdf5.Network`` then fails (OverflowError). A meta-trained
+    network can legitimately start its final layer at zero (theta0* of a class-symmetric
+    head; the chip's rule learns it from there), so this wraps the function as imported by
+    ``netx.hdf5``: an all-zero matrix is returned unchanged with 8 bits, exponent 0 and the
+    sign mode netx picks for non-negative weights (what ``deploy.fixed`` computes too), and
+    every other matrix goes to netx's own function. Idempotent.
+    """
+    import numpy as np
+    from lava.lib.dl.netx import hdf5, utils
+
+    if getattr(hdf5.optimize_weight_bits, "_neuromaml_zero_dense", False):
+        return
+    original = utils.optimize_weight_bits
+
+    def optimize_weight_bits(weight):
+        w = np.asarray(weight)
+        if w.size and not w.any():
+            return w, 8, 0, utils.SYNAPSE_SIGN_MODE.EXCITATORY
+        return original(weight)
+
+    optimize_weight_bits._neuromaml_zero_dense = True
+    hdf5.optimize_weight_bits = optimize_weight_bits

@@ -157,7 +157,7 @@ def test_inspect_flags_what_netx_cannot_build(tmp_path):
     assert all(set(r["netx_weights"]) == {"num_weight_bits", "weight_exp"} for r in rows if r["type"] == "dense")
     zero = layers[-1]
     zero.raw["weight"] = np.zeros_like(zero.raw["weight"])
-    assert "all weights are zero" in " ".join(describe(layers)[-1]["problems"])
+    assert "all weights are zero" in " ".join(describe(layers)[-1]["notes"]) and describe(layers)[-1]["deployable"]
     big = _conv_layer(2, 2)
     big[-1].raw["weight"] = np.ones((2, 1, 129, 3))
     assert any("kernel [129, 3] overflows" in p for p in describe(big)[-1]["problems"])
@@ -302,3 +302,20 @@ def test_lava_grouped_conv_with_128_groups_is_silent(tmp_path):
         write_layers(_conv_layer(g, g), tmp_path / f"g{g}.net")
         spikes[g] = int(run_lava(tmp_path / f"g{g}.net", np.ones((4, 2, 2, g), np.int8))["spikes"][0].sum())
     assert spikes[127] > 0 and spikes[128] == 0
+
+
+@pytest.mark.lava
+def test_zero_final_layer_loads_in_lava_and_verifies(tmp_path):
+    """A meta-trained theta0* may keep its final layer at zero; plain netx (lava-dl 0.6) cannot
+    build an all-zero dense layer, neuromaml's Lava runs can, and Lava still equals the engine."""
+    from neuromaml.deploy.bundle import export_bundle
+    from neuromaml.deploy.verify import verify_netx
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    m = build_model(ModelConfig(name="small", hidden=[16], weight_scale=3.0, zero_head=True, time_steps=12,
+                                burn_in=4), seed=0)
+    m(torch.zeros(1, 2, 16, 32, 12))
+    export_bundle(m, tmp_path / "b", input_shape=(2, 16, 32), time_steps=12)
+    rep = verify_netx(tmp_path / "b" / "network.net", samples=2, steps=12, all_layers=True, model=m)
+    assert rep["ok"] and any(r["spikes_lava"] > 0 for r in rep["lava_vs_fixed"]["layers"][:-1])   # hidden spikes
+    assert rep["output_spikes"] == 0                                               # zero head: silent

@@ -332,3 +332,24 @@ def test_meta_train_on_gpu_matches_cpu_and_resumes_on_cpu(tiny_metadataset, tmp_
     meta_train(tiny_metadataset, _cfg(steps=3), tmp_path / "gpu", resume=True, steps=3, progress=False,
                device="cpu")
     assert load_checkpoint(tmp_path / "gpu" / "ckpt.pt")["step"] == 3
+
+
+def test_pretrain_epochs_start_meta_training_from_a_classifier(tiny_metadataset, tmp_path):
+    """outer.pretrain_epochs: every layer but the final one comes from a classifier of the
+    meta-train classes; the final layer starts as the config says (zero head here)."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    d["model"] = {**d["model"], "zero_head": True}
+    plain = meta_train(tiny_metadataset, from_dict(d), tmp_path / "plain", steps=0, progress=False)
+    d["outer"] = {**d["outer"], "pretrain_epochs": 2}
+    pre = meta_train(tiny_metadataset, from_dict(d), tmp_path / "pre", steps=0, progress=False)
+    a = load_checkpoint(tmp_path / "plain" / "ckpt.pt")["model"]
+    b = load_checkpoint(tmp_path / "pre" / "ckpt.pt")["model"]
+    names = list(a)
+    head = [k for k in names if k.startswith(names[-1].rsplit(".", 2)[0])]
+    assert head and any(not torch.equal(a[k], b[k]) for k in names if k not in head)   # features pre-trained
+    assert all(torch.count_nonzero(b[k]) == 0 for k in head if k.endswith("weight"))   # head still zero
+    hist = read_json(tmp_path / "pre" / "pretrain.json")["history"]
+    assert len(hist) == 2 and pre["pretrain_final"]["epoch"] == 2 and plain["pretrain_final"] is None
+    d["outer"]["pretrain_epochs"] = -1
+    with pytest.raises(NeuromamlError, match="outer.pretrain_epochs"):
+        meta_train(tiny_metadataset, from_dict(d), tmp_path / "bad", progress=False)
