@@ -293,7 +293,7 @@ def _plot_gap(out: Path, em: dict) -> str | None:
     import matplotlib.pyplot as plt
 
     sl = em.get("slayer") or {}
-    cols = [("float\n(slayer)", sl.get("float")), ("fixed point\n+ float SGD", sl.get("fixed_sgd")),
+    cols = [("slayer\n(as meta-trained)", sl.get("float")), ("fixed point\n+ float SGD", sl.get("fixed_sgd")),
             ("on-chip rule\n(fixed point)", em.get("onchip"))]
     cols = [(n, c) for n, c in cols if c]
     if not cols:
@@ -327,7 +327,7 @@ def write_report(out: Path, summary: dict) -> dict:
              f"## One-shot accuracy on meta-test classes ({em.get('n_way')}-way {em.get('k_shot')}-shot, "
              f"{em.get('tasks')} tasks)", "",
              "| stage of the deployment path | accuracy (mean ± std over tasks) |", "|---|---|",
-             f"| float slayer, inner loop as meta-trained | {_pct(sl.get('float'))}{_n(sl.get('float'))} |",
+             f"| slayer as meta-trained (float arithmetic), its inner loop | {_pct(sl.get('float'))}{_n(sl.get('float'))} |",
              f"| fixed-point weights, float SGD on the final layer | {_pct(sl.get('fixed_sgd'))}{_n(sl.get('fixed_sgd'))} |",
              f"| on-chip three-factor rule, fixed point | {_pct(em.get('onchip'))}{_n(em.get('onchip'))} |", ""]
     if gap_png:
