@@ -115,6 +115,8 @@ def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[obj
 
     Meta-test tasks are never looked at. Returns (best RuleSpec, the sweep).
     """
+    from tqdm import tqdm
+
     from neuromaml.emulator.deployed import DeployedNet
     from neuromaml.emulator.emulate import build_batch, pool_inputs
     from neuromaml.emulator.episodes import run_fast
@@ -128,19 +130,18 @@ def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[obj
     batch, pool = build_batch(sampler, tasks)
     feats = dep.frozen_features(pool_inputs(ds, pool))
     sweep, best = [], None
-    for gain in (-8, -6, -4):
-        for impulse in (2, 4, 8):
-            for eta in range(-10, -5):
-                try:
-                    spec = dataclasses.replace(dep.rule, eta_exp=eta, x1_impulse=impulse, surrogate="none",
-                                               softmax_gain_exp=gain)
-                except RuleError:
-                    continue
-                acc = float(run_fast(dep, feats, batch, spec).accuracy.mean())
-                sweep.append({"eta_exp": eta, "x1_impulse": impulse, "softmax_gain_exp": gain,
-                              "surrogate": "none", "val_accuracy": acc})
-                if best is None or acc > best[0]:
-                    best = (acc, spec)
+    grid = [(g, i, e) for g in (-8, -6, -4) for i in (2, 4, 8) for e in range(-10, -5)]
+    for gain, impulse, eta in tqdm(grid, desc="rule calibration", unit="setting", leave=False):
+        try:
+            spec = dataclasses.replace(dep.rule, eta_exp=eta, x1_impulse=impulse, surrogate="none",
+                                       softmax_gain_exp=gain)
+        except RuleError:
+            continue
+        acc = float(run_fast(dep, feats, batch, spec).accuracy.mean())
+        sweep.append({"eta_exp": eta, "x1_impulse": impulse, "softmax_gain_exp": gain,
+                      "surrogate": "none", "val_accuracy": acc})
+        if best is None or acc > best[0]:
+            best = (acc, spec)
     return best[1], sweep
 
 
@@ -203,7 +204,7 @@ def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: in
             return {**s, "reused": True}
     s = emulate(out / "bundle", out / "data.h5", split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
-                slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate")
+                slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate", progress=True)
     agree = s.get("lava", {}).get("agreement", {})
     if agree and not (agree["output_spikes_identical"] and agree["final_weights_identical"]):
         raise fail(res, "Lava and the fast engine disagree", "file an issue with emulate.json")

@@ -102,7 +102,7 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
 
 def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int = 1, queries: int = 5,
             engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
-            seed: int = 0, out: Path | None = None, rule=None) -> dict:
+            seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> dict:
     """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
@@ -134,7 +134,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     if engine in ("lava", "both"):
         n_l = tasks if engine == "lava" else min(tasks, lava_tasks or 2)
         sub = EpisodeBatch(batch.order[:n_l], batch.labels[:n_l], batch.n_support)
-        lres = run_lava(dep, x, sub)
+        lres = run_lava(dep, x, sub, progress=progress)
         lava = {**_mean_std(lres.accuracy), "engine": "lava", **lres.summary()}
         if res is not None:
             # the Lava episodes ran one after another in one graph: the fast engine
@@ -202,7 +202,7 @@ def format_markdown(s: dict) -> str:
 def emulate_cli(args) -> int:
     s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                 queries=args.queries, engine=args.engine, lava_tasks=args.lava_tasks, seed=args.seed,
-                out=args.out)
+                out=args.out, progress=True)
     if args.json:
         write_json(args.json, s)
     print(format_markdown(s))

@@ -322,7 +322,7 @@ class LavaEpisodes:
 
 
 def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
-             spec: RuleSpec | None = None) -> EpisodeResult:
+             spec: RuleSpec | None = None, progress: bool = False) -> EpisodeResult:
     """Episodes on Lava, one after the other in one graph (``LavaEpisodes``).
     ``x_xyf``: (n, T, x, y, f) spikes of the pool. ``result.step_offsets`` says where
     each episode's random streams started (pass it to ``run_fast`` to reproduce)."""
@@ -330,8 +330,10 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
 
     t0 = time.perf_counter()
     ws, sp, offsets, secs = [], [], [], []
+    from tqdm import tqdm
+
     with LavaEpisodes(dep, x_xyf, batch, spec) as graph:
-        for _ in range(len(graph)):
+        for _ in tqdm(range(len(graph)), desc="Lava episodes", unit="episode", disable=not progress, leave=False):
             offsets.append(graph.step_offset)
             t1 = time.perf_counter()
             w, s = graph.run_next()

@@ -109,3 +109,28 @@ def test_frames_of_wrong_shape_are_refused(tmp_path):
     dep = _bundle(tmp_path, "b", name="small", hidden=[16])
     with pytest.raises(NeuromamlError, match=r"\(C,H,W\) = \(2, 30, 80\).*expects \(2, 16, 32\)"):
         dep.check_frames(np.zeros((1, 2, 30, 80, T)), "asl.h5")
+
+
+@pytest.mark.lava
+def test_lava_graph_is_stopped_when_an_episode_fails(tmp_path, monkeypatch):
+    """An error between episodes (here: resetting the plastic layer) stops the Lava runtime:
+    no worker process is left behind, and the graph refuses to run again."""
+    import multiprocessing
+
+    from neuromaml.emulator import episodes
+
+    dep = _bundle(tmp_path, "b", name="small", hidden=[16])
+    x, batch = _episodes(2)
+
+    def broken(self):
+        raise RuntimeError("injected failure while resetting the plastic layer")
+
+    monkeypatch.setattr(episodes.LavaEpisodes, "_reset", broken)
+    graph = episodes.LavaEpisodes(dep, x, batch)
+    graph.run_next()                                   # the first episode builds and runs the graph
+    assert multiprocessing.active_children(), "the Lava runtime should be running between episodes"
+    with pytest.raises(NeuromamlError, match="injected failure"):
+        graph.run_next()
+    assert not multiprocessing.active_children()       # runtime stopped, workers joined
+    with pytest.raises(NeuromamlError, match="was stopped"):
+        graph.run_next()
