@@ -21,13 +21,11 @@ import time
 def one(data: str, config: str, steps: int, device: str = "cpu") -> dict:
     from neuromaml.sysperf import keep_freed_memory
 
-    keep_freed_memory()  # a no-op under NEUROMAML_MALLOC=default
-    from neuromaml.meta.config import load_config
-    from neuromaml.meta.train import Trainer
-
+    keep_freed_memory()  # before torch allocates anything; a no-op under NEUROMAML_MALLOC=default
     import torch
 
-    from neuromaml.meta.train import resolve_device
+    from neuromaml.meta.config import load_config
+    from neuromaml.meta.train import Trainer, resolve_device
 
     dev = resolve_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

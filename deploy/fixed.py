@@ -231,20 +231,24 @@ def _bias(layer: NetxLayer, shape: tuple[int, ...], path: Any) -> np.ndarray | N
     return _wrap16(full.astype(np.int32).astype(np.int64))   # Lava's bias_mant Var is int16
 
 
+def netx_weight_bits(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(weights, bits, exponent) as netx computes them for a dense layer
+    (``optimize_weight_bits``, all-zero matrices included: ``neuromaml.lavacompat``), quietly."""
+    from neuromaml.lavacompat import optimize_weight_bits
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        w, nbits, wexp, _ = optimize_weight_bits(np.asarray(w).astype(int))
+    return w, int(nbits), int(wexp)
+
+
 def _dense_weight(w: np.ndarray, out: int) -> tuple[np.ndarray, int]:
     """netx ``optimize_weight_bits`` + Lava's ``clip_weights``/``truncate_weights``."""
-    from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
     w = np.asarray(w).astype(int)
     if w.ndim == 1:
         w = w.reshape(out, -1)
-    if not w.any():
-        # netx's optimize_weight_bits divides by the largest weight (lava-dl 0.6) and crashes on an
-        # all-zero matrix, so Lava cannot load such a layer; it computes nothing either way.
-        return w.astype(np.int64), 0
-    with contextlib.redirect_stdout(io.StringIO()):
-        w, nbits, wexp, _ = optimize_weight_bits(w)
+    w, nbits, wexp = netx_weight_bits(w)
     w = w.astype(np.int32)
     mode = determine_sign_mode(w)
     w = clip_weights(w, mode, num_bits=8)

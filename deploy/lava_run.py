@@ -33,6 +33,24 @@ def _diagnose(path: Any) -> str:
     return ""
 
 
+def netx_network(path: str | os.PathLike, **kw):
+    """``netx.hdf5.Network(net_config=path, **kw)``, with an all-zero dense layer allowed
+    (``neuromaml.lavacompat.patch_netx_zero_dense``) and netx's failures as clear errors."""
+    from lava.lib.dl import netx
+
+    from neuromaml.lavacompat import patch_netx_zero_dense
+
+    patch_netx_zero_dense()     # a zero final layer (meta-trained theta0*) loads
+    try:
+        return netx.hdf5.Network(net_config=str(path), **kw)
+    except NotImplementedError as exc:
+        raise fail(path, f"netx cannot build this network ({exc})",
+                   "export it with neuromaml export (lowers pool layers)") from None
+    except (OSError, KeyError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
+        raise fail(path, f"netx cannot build this network ({exc.__class__.__name__}: {exc})",
+                   "run `neuromaml inspect` on the file") from None
+
+
 def run_lava(path: str | os.PathLike, x: np.ndarray | None = None, *, steps: int | None = None,
              input_bias: np.ndarray | None = None, record: str = "output",
              reset_interval: int | None = None,
@@ -46,26 +64,15 @@ def run_lava(path: str | os.PathLike, x: np.ndarray | None = None, *, steps: int
     offset ``k - 1``). ``netx_reset=(interval, offset)``: netx's ``LIFReset`` neurons (layer ``k``
     zeroes ``u, v`` at the start of 1-based steps ``t % interval == (offset + 1 + k) % interval``).
     """
-    from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
     t0 = time.perf_counter()
-    try:
-        kw = {} if netx_reset is None else {"reset_interval": int(netx_reset[0]),
-                                            "reset_offset": int(netx_reset[1])}
-        from neuromaml.lavacompat import patch_netx_zero_dense
-
-        patch_netx_zero_dense()     # a zero final layer (meta-trained theta0*) loads
-        net = netx.hdf5.Network(net_config=str(path), **kw)
-    except NotImplementedError as exc:
-        raise fail(path, f"netx cannot build this network ({exc})",
-                   "export it with neuromaml export (lowers pool layers)") from None
-    except (OSError, KeyError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
-        raise fail(path, f"netx cannot build this network ({exc.__class__.__name__}: {exc})",
-                   "run `neuromaml inspect` on the file") from None
+    kw = {} if netx_reset is None else {"reset_interval": int(netx_reset[0]),
+                                        "reset_offset": int(netx_reset[1])}
+    net = netx_network(path, **kw)
     if x is not None:
         from neuromaml.deploy.fixed import to_net_input
 

@@ -16,9 +16,6 @@ Two views of one file:
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 import dataclasses
 import os
 from pathlib import Path
@@ -221,16 +218,15 @@ def describe(layers: list[NetxLayer]) -> list[dict[str, Any]]:
             w = layer.weight
             if w.max() > 254 or w.min() < -256:
                 problems.append(f"weights [{w.min():g}, {w.max():g}] overflow the 8-bit mantissa range [-256, 254]")
-            elif layer.type == "dense" and not w.any():
-                row["notes"] = ["all weights are zero: plain lava-dl 0.6 netx cannot build it (its "
-                                "optimize_weight_bits divides by the largest weight); neuromaml's Lava runs "
-                                "patch that (neuromaml.lavacompat.patch_netx_zero_dense)"]
             elif layer.type == "dense":
-                from lava.lib.dl.netx.utils import optimize_weight_bits
+                from neuromaml.deploy.fixed import netx_weight_bits
 
-                with contextlib.redirect_stdout(io.StringIO()):
-                    _, nbits, wexp, _ = optimize_weight_bits(np.asarray(w).astype(int))
-                row["netx_weights"] = {"num_weight_bits": int(nbits), "weight_exp": int(wexp)}
+                _, nbits, wexp = netx_weight_bits(w)
+                row["netx_weights"] = {"num_weight_bits": nbits, "weight_exp": wexp}
+                if not w.any():
+                    row["notes"] = ["all weights are zero: plain lava-dl 0.6 netx cannot build it (its "
+                                    "optimize_weight_bits divides by the largest weight); neuromaml's Lava "
+                                    "runs patch that (neuromaml.lavacompat.patch_netx_zero_dense)"]
         row["deployable"] = not problems
         row["problems"] = problems
         rows.append(row)

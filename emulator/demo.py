@@ -193,20 +193,18 @@ def _stage_verify(out: Path, quick: bool) -> dict:
 
 
 def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
-    from neuromaml.emulator.emulate import emulate
+    from neuromaml.emulator.emulate import emulate, lava_agrees
 
     res = out / "emulate" / "emulate.json"
     if res.exists():
         s = read_json(res)
-        agree = s.get("lava", {}).get("agreement", {})
-        if (s.get("tasks") == tasks and agree.get("episodes") == min(tasks, lava_tasks)
-                and agree.get("output_spikes_identical") and agree.get("final_weights_identical")):
+        if (s.get("tasks") == tasks and lava_agrees(s)
+                and s["lava"]["agreement"]["episodes"] == min(tasks, lava_tasks)):
             return {**s, "reused": True}
     s = emulate(out / "bundle", out / "data.h5", split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
                 slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate", progress=True)
-    agree = s.get("lava", {}).get("agreement", {})
-    if agree and not (agree["output_spikes_identical"] and agree["final_weights_identical"]):
+    if lava_agrees(s) is False:
         raise fail(res, "Lava and the fast engine disagree", "file an issue with emulate.json")
     return s
 
@@ -235,13 +233,13 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
-    _check_same_settings(out, quick=quick, seed=seed, config=str(config) if config else None)
+    settings = {"quick": quick, "seed": seed, "config": str(config) if config else None}
+    _check_same_settings(out, **settings)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
     cfg = demo_config(config, quick)
-    summary: dict = {"out": str(out), "quick": quick, "seed": seed, "config": str(config) if config else None,
-                     "stages": {}, "seconds": {}}
+    summary: dict = {"out": str(out), **settings, "stages": {}, "seconds": {}}
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
     for name in bar:

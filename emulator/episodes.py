@@ -202,17 +202,13 @@ class LavaEpisodes:
 
     def _make_net(self):
         """The frozen netx layers below the plastic one (none when the plastic layer is first)."""
-        from lava.lib.dl import netx
+        from neuromaml.deploy.lava_run import netx_network
 
         dep = self.dep
         n_entries, self._flatten = _frozen_entries(self._netpath, dep.net.layers[dep.plastic].index)
         if dep.plastic > 0:
-            from neuromaml.lavacompat import patch_netx_zero_dense
-
-            patch_netx_zero_dense()
-            self._net = netx.hdf5.Network(net_config=str(self._netpath), num_layers=n_entries,
-                                          reset_interval=dep.time_steps,
-                                          reset_offset=dep.netx_reset_offset)
+            self._net = netx_network(self._netpath, num_layers=n_entries, reset_interval=dep.time_steps,
+                                     reset_offset=dep.netx_reset_offset)
 
     def _sources(self):
         """(input spikes packed per step (B length, bytes), labels (O, B length) int32)."""
@@ -328,10 +324,10 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
     each episode's random streams started (pass it to ``run_fast`` to reproduce)."""
     from neuromaml.onchip.fixed_rule import truncate_initial
 
-    t0 = time.perf_counter()
-    ws, sp, offsets, secs = [], [], [], []
     from tqdm import tqdm
 
+    t0 = time.perf_counter()
+    ws, sp, offsets, secs = [], [], [], []
     with LavaEpisodes(dep, x_xyf, batch, spec) as graph:
         for _ in tqdm(range(len(graph)), desc="Lava episodes", unit="episode", disable=not progress, leave=False):
             offsets.append(graph.step_offset)

@@ -34,29 +34,27 @@ def prepare_lava() -> None:
     __import__(_LAVA_MP)
 
 
-def patch_netx_zero_dense() -> None:
-    """Let lava-dl 0.6's netx load a dense layer whose weights are all zero.
+def optimize_weight_bits(weight):
+    """lava-dl 0.6 netx's ``optimize_weight_bits`` (weight, bits, exponent, sign mode), also for
+    an all-zero matrix, which netx's own scales by 255 / max(weight) = inf and fails on.
 
-    netx's ``optimize_weight_bits`` scales by 255 / max(weight), which is infinite for an
-    all-zero matrix, and ``netx.hdf5.Network`` then fails (OverflowError). A meta-trained
-    network can legitimately start its final layer at zero (theta0* of a class-symmetric
-    head; the chip's rule learns it from there), so this wraps the function as imported by
-    ``netx.hdf5``: an all-zero matrix is returned unchanged with 8 bits, exponent 0 and the
-    sign mode netx picks for non-negative weights (what ``deploy.fixed`` computes too), and
-    every other matrix goes to netx's own function. Idempotent.
+    A meta-trained network can legitimately start its final layer at zero (theta0* of a
+    class-symmetric head; the chip's rule learns it from there). An all-zero matrix is
+    returned unchanged with 8 bits, exponent 0 and the sign mode netx picks for non-negative
+    weights; every other matrix goes to netx's function, whose warnings are kept.
     """
     import numpy as np
-    from lava.lib.dl.netx import hdf5, utils
+    from lava.lib.dl.netx import utils
 
-    if getattr(hdf5.optimize_weight_bits, "_neuromaml_zero_dense", False):
-        return
-    original = utils.optimize_weight_bits
+    w = np.asarray(weight)
+    if w.size and not w.any():
+        return w, 8, 0, utils.SYNAPSE_SIGN_MODE.EXCITATORY
+    return utils.optimize_weight_bits(weight)
 
-    def optimize_weight_bits(weight):
-        w = np.asarray(weight)
-        if w.size and not w.any():
-            return w, 8, 0, utils.SYNAPSE_SIGN_MODE.EXCITATORY
-        return original(weight)
 
-    optimize_weight_bits._neuromaml_zero_dense = True
+def patch_netx_zero_dense() -> None:
+    """Make ``netx.hdf5.Network`` use ``optimize_weight_bits`` above, so that it loads a dense
+    layer whose weights are all zero. Idempotent."""
+    from lava.lib.dl.netx import hdf5
+
     hdf5.optimize_weight_bits = optimize_weight_bits
