@@ -37,6 +37,9 @@ def register(sub) -> None:
     b.add_argument("--seed", type=int, default=0, help="seed of recording choice, synthesis and split")
     b.add_argument("--split-file", type=Path, default=None,
                    help="asl-dvs: the authors' doubledvssign_splits_full.json (default: DIR/that name)")
+    b.add_argument("--digit-split", choices=("authors", "ordered"), default="authors",
+                   help="synthetic/nmnist: the authors' Double N-MNIST class split (default) or "
+                   "'ordered' 00..63/64..79/80..99 (meta-test digits 8, 9 never on the left in meta-train)")
     b.add_argument("--fractions", type=float, nargs=3, default=(0.64, 0.16, 0.20),
                    metavar=("TRAIN", "VAL", "TEST"), help="events: class split fractions (default 0.64 0.16 0.2)")
     b.add_argument("--duration-us", type=int, default=None,
@@ -64,7 +67,7 @@ def _build(args: argparse.Namespace) -> int:
     summary = build_metadataset(args.source, args.out, per_class=args.per_class, seed=args.seed,
                                 split_file=args.split_file, fractions=tuple(args.fractions),
                                 duration_us=args.duration_us, downsample=args.downsample,
-                                progress=not args.quiet)
+                                progress=not args.quiet, digit_split=args.digit_split)
     summary["versions"] = package_versions()
     jpath = args.json or Path(str(args.out) + ".json")
     write_json(jpath, summary)

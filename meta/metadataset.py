@@ -9,7 +9,8 @@ Compositions (as in Stewart & Neftci 2022):
   Since halves do not overlap this equals pooling the 2W x H composite.
 
   - digits (synthetic, N-MNIST): 34x34 -> crop [1:33] -> 64x32 -> ds 2 -> 32x16, 100 ms,
-    frames (2, 16, 32, 100); classes "00".."99", splits train 0..63, val 64..79, test 80..99.
+    frames (2, 16, 32, 100); classes "00".."99", split 64 / 16 / 20 as the authors did
+    (``DIGIT_SPLITS["authors"]``), or ``"ordered"`` (00..63 / 64..79 / 80..99).
   - ASL-DVS: 240x180 per letter -> 480x180 -> ds 6 -> 80x30, 100 ms (from the first event),
     576 letter pairs (class ``i * 24 + j`` = letters i, j), split from the authors' JSON
     (``{"train": ["i.j", ...], "val": [...], "test": [...]}``).
@@ -38,7 +39,22 @@ from neuromaml.meta import events as E
 FORMAT = "neuromaml-metadataset"
 VERSION = 1
 SPLITS = ("train", "val", "test")
-DIGIT_SPLITS = {"train": range(0, 64), "val": range(64, 80), "test": range(80, 100)}
+# Double N-MNIST class split of the authors (torchneuromorphic's doublenmnist_torchmeta, which
+# takes it from the Multi-digit MNIST benchmark, github.com/shaohua0116/MultiDigitMNIST): 64 / 16
+# / 20 two-digit classes drawn across 00..99, so every digit appears on both sides in meta-train.
+# "ordered" is the harder split 00..63 / 64..79 / 80..99, whose meta-test classes put 8 and 9 on
+# the left where no meta-train class has them (a test of transfer across positions).
+DIGIT_SPLITS = {
+    "authors": {
+        "train": [0, 1, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 23, 24, 26, 28, 29,
+                  30, 31, 33, 35, 37, 38, 41, 42, 43, 44, 45, 50, 51, 53, 54, 56, 59, 60, 62, 63,
+                  65, 69, 70, 72, 74, 75, 76, 77, 79, 81, 82, 84, 85, 87, 88, 89, 90, 91, 94, 95,
+                  97, 98],
+        "val": [3, 7, 10, 22, 27, 34, 39, 40, 48, 52, 58, 61, 64, 71, 93, 99],
+        "test": [2, 17, 25, 32, 36, 46, 47, 49, 55, 57, 66, 67, 68, 73, 78, 80, 83, 86, 92, 96],
+    },
+    "ordered": {"train": list(range(0, 64)), "val": list(range(64, 80)), "test": list(range(80, 100))},
+}
 ASL_SPLIT_NAME = "doubledvssign_splits_full.json"
 
 
@@ -70,10 +86,13 @@ def parse_source(spec: str) -> tuple[str, Path | None]:
                "use synthetic, nmnist:DIR, asl-dvs:DIR or events:DIR")
 
 
-def _digit_classes():
+def _digit_classes(digit_split: str = "authors"):
+    if digit_split not in DIGIT_SPLITS:
+        raise fail(None, f"--digit-split {digit_split!r} is not a Double-digits split",
+                   f"use one of {sorted(DIGIT_SPLITS)}")
     classes = [f"{a}{b}" for a in range(10) for b in range(10)]
     parts = [(c[0], c[1]) for c in classes]
-    splits = {k: np.array(list(v), np.int32) for k, v in DIGIT_SPLITS.items()}
+    splits = {k: np.array(v, np.int32) for k, v in DIGIT_SPLITS[digit_split].items()}
     return classes, parts, splits
 
 
@@ -126,11 +145,15 @@ def _seeded_split(n: int, fractions, seed: int, root) -> dict[str, np.ndarray]:
 
 
 def make_plan(source: str, seed: int = 0, split_file=None, fractions=(0.64, 0.16, 0.20),
-              duration_us: int | None = None, downsample: int | None = None) -> _Plan:
+              duration_us: int | None = None, downsample: int | None = None,
+              digit_split: str = "authors") -> _Plan:
     """Resolve a ``--source`` spec into a build plan (scans folders; reads no recordings yet)."""
     kind, root = parse_source(source)
+    if digit_split != "authors" and kind not in ("synthetic", "nmnist"):
+        raise fail(None, f"--digit-split {digit_split} applies to Double digits (synthetic, nmnist:DIR), "
+                   f"not to {kind}", "drop --digit-split")
     if kind in ("synthetic", "nmnist"):
-        classes, parts, splits = _digit_classes()
+        classes, parts, splits = _digit_classes(digit_split)
         if kind == "synthetic":
             from neuromaml.meta import synthetic as S
 
@@ -231,7 +254,7 @@ def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> np.ndarray:
 def build_metadataset(source: str, out, per_class: int = 20, seed: int = 0, split_file=None,
                       fractions: Sequence[float] = (0.64, 0.16, 0.20), duration_us: int | None = None,
                       downsample: int | None = None, dt_us: int = 1000, compression: str = "gzip",
-                      progress: bool = False, batch: int = 256) -> dict:
+                      progress: bool = False, batch: int = 256, digit_split: str = "authors") -> dict:
     """Build the meta-dataset of ``source`` into the HDF5 file ``out`` (atomically).
 
     Returns a summary dict (path, seconds, size, classes, samples, shape, splits).
@@ -245,7 +268,7 @@ def build_metadataset(source: str, out, per_class: int = 20, seed: int = 0, spli
     if downsample is not None and downsample < 1:
         raise fail(None, f"--downsample is {downsample}", "use a pooling factor >= 1 (1 = none)")
     t_start = time.perf_counter()
-    plan = make_plan(source, seed, split_file, fractions, duration_us, downsample)
+    plan = make_plan(source, seed, split_file, fractions, duration_us, downsample, digit_split)
     T = plan.duration_us // dt_us
     if T < 1:
         raise fail(None, f"duration {plan.duration_us} us is shorter than one {dt_us} us bin", "raise the duration")

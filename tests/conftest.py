@@ -2,7 +2,7 @@
 
 ``tiny_metadataset``: a small synthetic Double-digits meta-dataset (the real pipeline of
 ``neuromaml data build --source synthetic``, 100 classes "00".."99" x 6 samples, frames
-(2, 16, 32, 100), splits train 0..63 / val 64..79 / test 80..99), built once per test session
+(2, 16, 32, 100), the authors' split of 64 / 16 / 20 classes), built once per test session
 in a temporary folder (about 3 s on 2 cores). Returns the Path of the .h5.
 """
 from __future__ import annotations

@@ -26,9 +26,13 @@ def test_layout_follows_design(tiny_metadataset):
         assert a["sensor_size"].tolist() == [32, 16, 2] and a["time_steps"] == 100 and a["dt_us"] == 1000
         assert a["duration_us"] == 100_000 and a["composition"] == "double"
         assert [c.decode() for c in f["classes"][()]] == [f"{i:02d}" for i in range(100)]
-        assert f["splits/train"][()].tolist() == list(range(64))
-        assert f["splits/val"][()].tolist() == list(range(64, 80))
-        assert f["splits/test"][()].tolist() == list(range(80, 100))
+        split = {k: f[f"splits/{k}"][()].tolist() for k in ("train", "val", "test")}
+        # the authors' Double N-MNIST split (Multi-digit MNIST's): 64 / 16 / 20 classes, disjoint
+        assert [len(v) for v in split.values()] == [64, 16, 20]
+        assert sorted(sum(split.values(), [])) == list(range(100))
+        assert split["test"][:5] == [2, 17, 25, 32, 36] and split["val"][:3] == [3, 7, 10]
+        # every digit appears on both sides among the meta-train classes
+        assert {c // 10 for c in split["train"]} == {c % 10 for c in split["train"]} == set(range(10))
         fr = f["frames"]
         assert fr.dtype == np.uint8 and fr.shape == (100 * TINY_PER_CLASS, 2, 16, 32, 100)
         assert fr.chunks == (1, 2, 16, 32, 100) and fr.compression is not None
@@ -38,7 +42,7 @@ def test_layout_follows_design(tiny_metadataset):
 def test_metadataset_api(tiny_metadataset):
     ds = MetaDataset(tiny_metadataset)
     assert ds.shape == (2, 16, 32, 100) and len(ds) == 600 and ds.classes[37] == "37"
-    assert ds.splits["val"].tolist() == list(range(64, 80))
+    assert ds.splits["val"].tolist() == [3, 7, 10, 22, 27, 34, 39, 40, 48, 52, 58, 61, 64, 71, 93, 99]
     idx = ds.indices_of(37)
     assert idx.size == TINY_PER_CLASS and (ds.labels[idx] == 37).all()
     x = ds.frames(idx[::-1].copy())
@@ -218,11 +222,23 @@ def test_bad_split_and_source(tmp_path):
         parse_source("mnist")
     with pytest.raises(NeuromamlError, match=r"--per-class"):
         build_metadataset("synthetic", tmp_path / "x.h5", per_class=0)
+    with pytest.raises(NeuromamlError, match=r"--digit-split 'diagonal' is not a Double-digits split"):
+        build_metadataset("synthetic", tmp_path / "x.h5", digit_split="diagonal")
+    with pytest.raises(NeuromamlError, match=r"--digit-split ordered applies to Double digits"):
+        build_metadataset(f"events:{tmp_path}", tmp_path / "x.h5", digit_split="ordered")
     with pytest.raises(NeuromamlError, match=r"--downsample"):
         build_metadataset("synthetic", tmp_path / "x.h5", downsample=0)
     with pytest.raises(NeuromamlError, match=r"shorter than one 1000 us bin"):
         build_metadataset("synthetic", tmp_path / "x.h5", duration_us=500)
     assert [p.name for p in tmp_path.iterdir()] == ["split.json"]
+
+
+def test_ordered_digit_split(tmp_path):
+    build_metadataset("synthetic", tmp_path / "o.h5", per_class=1, digit_split="ordered")
+    ds = MetaDataset(tmp_path / "o.h5")
+    assert [ds.splits[k].tolist() for k in ("train", "val", "test")] == [
+        list(range(64)), list(range(64, 80)), list(range(80, 100))]
+    assert ds.labels.tolist() == list(range(100))
 
 
 def test_build_is_deterministic_for_a_seed(tmp_path):
