@@ -3,7 +3,7 @@
 Target (issue 2): under 2 minutes on 2 CPU cores. Prints one JSON object: build seconds,
 file size, samples, mean events per sample, time to load all frames and to draw 100 tasks.
 
-    .venv/bin/python benchmarks/bench_data_build.py [--per-class 20] [--seed 0] [--json PATH]
+    .venv/bin/python benchmarks/bench_data_build.py [--per-class 80] [--seed 0] [--json PATH]
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def pixel_prototype_accuracy(ds, k_shot: int, n_tasks: int = 200) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--per-class", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="keep the built file here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")

@@ -26,6 +26,12 @@ from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versio
 STAGES = ("data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report")
 
 
+def demo_per_class(quick: bool) -> int:
+    from neuromaml.meta.metadataset import DEFAULT_PER_CLASS
+
+    return 8 if quick else DEFAULT_PER_CLASS
+
+
 def _stage_data(out: Path, quick: bool, seed: int) -> dict:
     from neuromaml.meta.metadataset import MetaDataset, build_metadataset
 
@@ -35,7 +41,7 @@ def _stage_data(out: Path, quick: bool, seed: int) -> dict:
             return {"path": str(path), "reused": True, **MetaDataset(path).summary()}
         except NeuromamlError:
             path.unlink()           # a damaged file from an earlier run: rebuild it
-    s = build_metadataset("synthetic", path, per_class=8 if quick else 20, seed=seed, progress=True)
+    s = build_metadataset("synthetic", path, per_class=demo_per_class(quick), seed=seed, progress=True)
     return {"path": str(path), "reused": False, **s, **MetaDataset(path).summary()}
 
 
@@ -233,7 +239,10 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
-    settings = {"quick": quick, "seed": seed, "config": str(config) if config else None}
+    # the data's samples per class and class split are settings too: a folder from an older
+    # version (20 per class, 00..63 / 64..79 / 80..99) must not pass for today's default
+    settings = {"quick": quick, "seed": seed, "config": str(config) if config else None,
+                "data": {"per_class": demo_per_class(quick), "split": "authors"}}
     _check_same_settings(out, **settings)
     out.mkdir(parents=True, exist_ok=True)
     if quick:

@@ -33,7 +33,8 @@ def register(sub) -> None:
     b.add_argument("--source", default="synthetic",
                    help="synthetic | nmnist:DIR | asl-dvs:DIR | events:DIR (default: synthetic)")
     b.add_argument("--out", type=Path, required=True, help="meta-dataset file to write (.h5)")
-    b.add_argument("--per-class", type=int, default=20, help="samples per class (default 20)")
+    b.add_argument("--per-class", type=int, default=None,
+                   help="samples per class (default 80, metadataset.DEFAULT_PER_CLASS)")
     b.add_argument("--seed", type=int, default=0, help="seed of recording choice, synthesis and split")
     b.add_argument("--split-file", type=Path, default=None,
                    help="asl-dvs: the authors' doubledvssign_splits_full.json (default: DIR/that name)")
@@ -62,9 +63,10 @@ def register(sub) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from neuromaml.io import package_versions, write_json
-    from neuromaml.meta.metadataset import build_metadataset
+    from neuromaml.meta.metadataset import DEFAULT_PER_CLASS, build_metadataset
 
-    summary = build_metadataset(args.source, args.out, per_class=args.per_class, seed=args.seed,
+    per_class = DEFAULT_PER_CLASS if args.per_class is None else args.per_class
+    summary = build_metadataset(args.source, args.out, per_class=per_class, seed=args.seed,
                                 split_file=args.split_file, fractions=tuple(args.fractions),
                                 duration_us=args.duration_us, downsample=args.downsample,
                                 progress=not args.quiet, digit_split=args.digit_split)

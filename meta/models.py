@@ -107,9 +107,9 @@ def _blocks(cfg: ModelConfig) -> list:
         return blocks
     if cfg.name == "small_cnn":
         # 2a, 16c5 (same padding), 2a, dense N: convolution shares features across positions,
-        # so features learned for a digit on one side transfer to the other side (with the
-        # authors' split the meta-test classes 80..99 put 8 and 9 on the left, which the
-        # meta-train classes 0..63 never do)
+        # so features learned for a digit on one side transfer to the other side (with
+        # `--digit-split ordered` the meta-test classes 80..99 put 8 and 9 on the left, which
+        # the meta-train classes 0..63 never do)
         blocks = [
             cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
             cuba.Conv(npar(cfg), c, 16, 5, padding=2, weight_scale=cfg.weight_scale),

@@ -51,6 +51,11 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["demo", "--out", str(out)]) == 2
     assert "other settings: quick=True (asked False)" in capsys.readouterr().err
+    # nor may a folder of an older version, whose data had other recordings per class or split
+    old = {k: v for k, v in s3.items() if k != "data"}
+    (out / "demo.json").write_text(json.dumps(old))
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
+    assert "other settings: data=None (asked {'per_class': 8, 'split': 'authors'})" in capsys.readouterr().err
 
 
 def man_of(out):
