@@ -112,12 +112,14 @@ def _stage_evaluate(out: Path, quick: bool) -> dict:
 
 def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[object, list[dict]]:
     """Pick the rule's learning rate (eta exponent), trace impulse and softmax gain on
-    meta-VALIDATION tasks with the fast engine (a grid of 45 settings, ~0.5 s each).
+    meta-VALIDATION tasks with the fast engine (a grid of 60 settings, ~0.5 s each).
 
     What the grid spans was measured on a meta-trained default network: a small softmax
     gain (2^-8..2^-4) keeps the error near (1/N - label) during the presentation, so the
     online rule makes the update one SGD step from theta0* would make instead of
-    saturating the output; the surrogate post factor never helped and is off.
+    saturating the output; the surrogate post factor never helped and is off. Trace impulse 1
+    (the smallest) gave the best accuracy on 40 meta-val tasks of the default network (95.4%
+    vs 93.1% with impulse 2 at eta 2^-10, gain 2^-8; softmax gains below 2^-8 did worse).
 
     Meta-test tasks are never looked at. Returns (best RuleSpec, the sweep).
     """
@@ -136,7 +138,7 @@ def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[obj
     batch, pool = build_batch(sampler, tasks)
     feats = dep.frozen_features(pool_inputs(ds, pool))
     sweep, best = [], None
-    grid = [(g, i, e) for g in (-8, -6, -4) for i in (2, 4, 8) for e in range(-10, -5)]
+    grid = [(g, i, e) for g in (-8, -6, -4) for i in (1, 2, 4, 8) for e in range(-10, -5)]
     for gain, impulse, eta in tqdm(grid, desc="rule calibration", unit="setting", leave=False):
         try:
             spec = dataclasses.replace(dep.rule, eta_exp=eta, x1_impulse=impulse, surrogate="none",

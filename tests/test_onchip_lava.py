@@ -21,6 +21,10 @@ CASES = [
      CubaParams(du=800, dv=300, vth=60, bias=2), -1, "steps", 8, 8),
     (RuleSpec(eta_exp=-4, x1_impulse=100, x1_tau=3, surrogate="none", error_bits=6,
               rng_seed=123), CubaParams(du=4000, dv=100, vth=200), 1, "one", None, 6),
+    # the demo's calibrated form: the smallest trace impulse, the smallest eta Lava
+    # represents, a small softmax gain
+    (RuleSpec(eta_exp=-10, x1_impulse=1, x1_tau=10, surrogate="none", softmax_gain_exp=-8,
+              rng_seed=7), CubaParams(du=1024, dv=512, vth=80), 0, "one", None, 8),
 ]
 
 
