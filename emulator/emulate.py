@@ -201,10 +201,12 @@ def format_markdown(s: dict) -> str:
         o = s["onchip"]
         lines += ["", f"Fraction of final-layer synapses updated per episode: "
                   f"{100 * o.get('fraction_synapses_updated', 0):.1f}%."]
-    times = [f"{name} engine {o['seconds_per_episode'] * (1 if name == 'lava' else 1000):.{2 if name == 'lava' else 1}f} "
-             f"{'s' if name == 'lava' else 'ms'} ({o['episodes']} episodes)"
-             for name, o in (("fast", s.get("onchip") if s.get("onchip", {}).get("engine") == "fast" else None),
-                             ("lava", s.get("lava"))) if o and "seconds_per_episode" in o]
+    times = []
+    fast, lava = s.get("onchip") or {}, s.get("lava") or {}
+    if fast.get("engine") == "fast" and "seconds_per_episode" in fast:
+        times.append(f"fast engine {fast['seconds_per_episode'] * 1000:.1f} ms ({fast['episodes']} episodes)")
+    if "seconds_per_episode" in lava:
+        times.append(f"lava engine {lava['seconds_per_episode']:.2f} s ({lava['episodes']} episodes)")
     if times:
         lines += ["", "Time per episode: " + ", ".join(times) + "."]
     if sl.get("note"):

@@ -22,7 +22,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.io import NeuromamlError, fail
-from neuromaml.onchip.fixed_rule import label_onehot, run_support
+from neuromaml.onchip.fixed_rule import label_onehot, run_support, truncate_initial
 from neuromaml.onchip.rule import RuleError, RuleSpec
 
 
@@ -191,6 +191,9 @@ class LavaEpisodes:
         self._stopped = False
         self._net = None
         self._netpath = dep.path / "network.net"
+        # theta0* as Lava holds it after the first step (truncated to the weight bits): what
+        # each episode starts from, and what its updates are counted against
+        self.w_initial = truncate_initial(dep.w0[None], dep.num_weight_bits)[0]
 
     def __len__(self) -> int:
         return int(self.batch.order.shape[0])
@@ -259,11 +262,8 @@ class LavaEpisodes:
 
     def _reset(self):
         """Between episodes (runtime paused): the plastic layer back to theta0* and zero state."""
-        from neuromaml.onchip.fixed_rule import truncate_initial
-
         dense, lif, err = self.layer.dense, self.layer.neuron, self.layer.error
-        w0 = truncate_initial(self.dep.w0[None], self.dep.num_weight_bits)[0]
-        dense.weights.set(w0.astype(np.int32))
+        dense.weights.set(self.w_initial.astype(np.int32))
         for name in ("x0", "tx", "x1", "x2", "y0", "ty", "y1", "y2", "y3", "tag_1", "tag_2"):
             var = getattr(dense, name)
             var.set(np.zeros(var.shape, np.int32))
@@ -322,8 +322,6 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
     """Episodes on Lava, one after the other in one graph (``LavaEpisodes``).
     ``x_xyf``: (n, T, x, y, f) spikes of the pool. ``result.step_offsets`` says where
     each episode's random streams started (pass it to ``run_fast`` to reproduce)."""
-    from neuromaml.onchip.fixed_rule import truncate_initial
-
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -336,9 +334,9 @@ def run_lava(dep: DeployedNet, x_xyf: np.ndarray, batch: EpisodeBatch,
             secs.append(time.perf_counter() - t1)
             ws.append(w)
             sp.append(s)
-        built = graph.graphs_built
+        built, w_initial = graph.graphs_built, graph.w_initial
     weights = np.stack(ws)
-    initial = np.broadcast_to(truncate_initial(dep.w0[None], dep.num_weight_bits), weights.shape)
+    initial = np.broadcast_to(w_initial, weights.shape)
     n_upd = (weights != initial).reshape(len(weights), -1).sum(axis=1)
     res = episode_result(dep, batch, weights, np.array(initial), np.stack(sp), n_upd, time.perf_counter() - t0)
     res.step_offsets = np.array(offsets, np.int64)
