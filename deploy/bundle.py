@@ -175,3 +175,21 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
             raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
                        "(the file changed after export)", "re-export the bundle")
     return manifest, path / NET
+
+
+def rule_status(manifest: dict) -> str:
+    """'calibrated', 'trained' (the form a run was meta-trained through) or 'uncalibrated'."""
+    adapt = manifest.get("adapt") or {}
+    if adapt.get("calibration") or manifest.get("calibration"):
+        return "calibrated"
+    if adapt.get("rule_source") == "trained":
+        return "trained"
+    return "uncalibrated"
+
+
+def uncalibrated_warning(manifest: dict, bundle) -> str | None:
+    if rule_status(manifest) != "uncalibrated":
+        return None
+    return (f"warning: {bundle}: the on-chip rule in manifest.json is uncalibrated (the default RuleSpec, "
+            f"which is not fitted to this network and may not learn); run `neuromaml calibrate {bundle} "
+            f"--data FILE.h5` first")

@@ -35,6 +35,9 @@ def register(sub) -> None:
     e.add_argument("--seed", type=int, default=0, help="init seed for --model")
     e.add_argument("--allow-clip", action="store_true", help="clip weights that overflow 8 bits instead of failing")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    e.add_argument("--calibrate-on", type=Path, default=None, metavar="FILE.h5",
+                   help="then calibrate the on-chip rule on this meta-dataset's validation split "
+                        "(as neuromaml calibrate BUNDLE --data FILE.h5)")
     e.add_argument("--json", type=Path, default=None, help="JSON summary (default: BUNDLE/manifest.json only)")
     e.set_defaults(func=_export)
 
@@ -160,15 +163,54 @@ def _trained_rule(run_dir: Path):
     return RuleSpec(**(inner.get("rule_spec") or {}))
 
 
+def _model_config_dict(mcfg) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(mcfg).items()}
+
+
+def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip: bool = False,
+               overwrite: bool = False) -> dict:
+    """Export a meta-train RUN_DIR as a bundle (what ``neuromaml export RUN_DIR`` does).
+
+    A run meta-trained through the rule deploys exactly that rule (``adapt.rule_source``
+    'trained'); an SGD-trained run gets the default rule, to be fitted by
+    ``neuromaml calibrate``. Returns the manifest.
+    """
+    from neuromaml.deploy.bundle import export_bundle
+
+    run_dir = Path(run_dir)
+    model, mcfg, classes = load_run(run_dir)
+    steps = steps or mcfg.time_steps
+    rule = _trained_rule(run_dir)
+    man = export_bundle(model, out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
+                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=str(run_dir.resolve()),
+                        rule=rule, allow_clip=allow_clip, overwrite=overwrite,
+                        extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None})
+    if rule is not None:
+        from neuromaml.io import write_json as _write
+
+        man["adapt"]["rule_source"] = "trained"
+        _write(Path(out) / "manifest.json", man)
+    return man
+
+
 def _export(args: argparse.Namespace) -> int:
     from neuromaml.deploy.bundle import export_bundle
     from neuromaml.meta.models import ModelConfig, build_model
 
     if (args.run_dir is None) == (args.model is None):
         raise fail(None, "give exactly one of RUN_DIR or --model NAME", "e.g. neuromaml export runs/x --out bundle")
+    if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
+        raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.run_dir is not None:
-        model, mcfg, classes = load_run(args.run_dir)
-        source = str(args.run_dir.resolve())
+        if args.input_shape:
+            _, mcfg, _ = load_run(args.run_dir)
+            if tuple(args.input_shape) != tuple(mcfg.input_shape):
+                raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
+                           f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
+        man = export_run(args.run_dir, args.out, steps=args.steps, allow_clip=args.allow_clip,
+                         overwrite=args.overwrite)
+        _after_export(args, man)
+        return 0
     else:
         kw: dict[str, Any] = {"name": args.model}
         if args.input_shape:
@@ -187,18 +229,33 @@ def _export(args: argparse.Namespace) -> int:
         raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
                    f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
     steps = args.steps or mcfg.time_steps
-    rule = _trained_rule(args.run_dir) if args.run_dir is not None else None
     man = export_bundle(model, args.out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
-                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source, rule=rule,
+                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source,
                         allow_clip=args.allow_clip, overwrite=args.overwrite,
-                        extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v)
-                                                for k, v in vars(mcfg).items()},
-                               "fresh_init_seed": None if args.run_dir is not None else args.seed})
+                        extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": args.seed})
+    _after_export(args, man)
+    return 0
+
+
+def _after_export(args: argparse.Namespace, man: dict) -> None:
     print(f"wrote {args.out}: layers {[r['type'] for r in man['layers']]}, lowered "
           f"{[r['to'] for r in man['lowered'] if r['from'] == 'pool']}")
+    if args.calibrate_on is not None:
+        # the command line composes the stages: export, then the emulator's calibration
+        from neuromaml.emulator.calibrate import calibrate, format_markdown
+
+        if man["adapt"].get("rule_source") == "trained":
+            print("the run was meta-trained through the rule: its form is deployed as trained "
+                  "(--calibrate-on ignored)")
+        else:
+            cal = calibrate(args.out, args.calibrate_on, progress=True)
+            print(format_markdown(cal))
+            man = json.loads((Path(args.out) / "manifest.json").read_text())
+    else:
+        print(f"note: the bundle's on-chip rule is the uncalibrated default; run `neuromaml calibrate "
+              f"{args.out} --data FILE.h5` (or export with --calibrate-on FILE.h5)", file=sys.stderr)
     if args.json:
         write_json(args.json, {"bundle": str(args.out), "manifest": man})
-    return 0
 
 
 def _net_path(target: Path) -> tuple[Path, dict | None]:
@@ -241,6 +298,12 @@ def _verify(args: argparse.Namespace) -> int:
     from neuromaml.deploy.verify import format_report, verify_netx
 
     net, man = _net_path(args.target)
+    if man is not None:
+        from neuromaml.deploy.bundle import uncalibrated_warning
+
+        warn = uncalibrated_warning(man, args.target)
+        if warn:
+            print(warn + " (verify checks the network, not the rule)", file=sys.stderr)
     model = None if args.no_slayer else reference_model(man)
     steps = args.steps or (man["input"]["time_steps"] if man else 50)
     if args.samples < 1 or steps < 1:

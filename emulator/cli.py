@@ -1,4 +1,4 @@
-"""CLI of the emulator stage: `emulate`, `import`, `rule-check`, `demo`.
+"""CLI of the emulator stage: `emulate`, `import`, `calibrate`, `rule-check`, `demo`.
 
 Handlers import the heavy modules lazily so that `neuromaml --help` stays fast.
 """
@@ -56,6 +56,26 @@ def register(sub) -> None:
     p.set_defaults(func=_import)
 
     p = sub.add_parser(
+        "calibrate",
+        help="choose the on-chip rule's settings for a bundle on meta-validation tasks",
+        description="Search the on-chip rule's settings (plastic weight exponent, eta, trace impulse, "
+        "softmax gain, Eq. 6-form threshold) over a space derived from the bundle and the data, on "
+        "one-shot tasks of the data's meta-VALIDATION split (never meta-test); choose the sparsest "
+        "setting within --tolerance of the best; write the sweep (JSON, Markdown, plot) and the chosen "
+        "rule into the bundle's manifest.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle directory (neuromaml export or neuromaml import)")
+    p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 with a 'val' split")
+    p.add_argument("--tasks", type=int, default=50, help="meta-validation tasks per setting")
+    p.add_argument("--queries", type=int, default=5, help="query samples per class")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="choose the sparsest setting within this fraction of the best accuracy (0.01 = 1 point)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="sweep outputs (default: BUNDLE/calibration)")
+    _add_json(p)
+    p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser(
         "rule-check",
         help="will my rule still learn on the chip? sweep weight precision, eta and thresholds",
         description="Sweep weight precision (bits), eta exponents and error thresholds of the "
@@ -87,6 +107,8 @@ def register(sub) -> None:
         "A second run reuses what the first built.",
     )
     p.add_argument("--out", type=Path, default=Path("demo-out"))
+    p.add_argument("--data", type=Path, default=None, metavar="FILE.h5",
+                   help="run the path on this meta-dataset (neuromaml data build) instead of the embedded default")
     p.add_argument("--config", type=Path, default=None, help="meta-train config (default: the packaged demo config)")
     p.add_argument("--tasks", type=int, default=200, help="fast-engine emulation tasks")
     p.add_argument("--lava-tasks", type=int, default=2, help="tasks also run on Lava (agreement checked)")
@@ -110,6 +132,12 @@ def _import(args) -> int:
     from neuromaml.emulator.importer import import_cli
 
     return import_cli(args)
+
+
+def _calibrate(args) -> int:
+    from neuromaml.emulator.calibrate import calibrate_cli
+
+    return calibrate_cli(args)
 
 
 def _rule_check(args) -> int:

@@ -4,11 +4,11 @@ Stages (each writes its outputs and JSON summary under OUT/, and is skipped
 when a complete result is already there, so a second run reuses the first;
 an interrupted meta-training resumes from its checkpoint):
 
-1. data      OUT/data.h5            synthetic Double-digits meta-dataset
+1. data      OUT/data.h5            synthetic Double-digits meta-dataset (or --data FILE.h5, read in place)
 2. train     OUT/run/               second-order MAML of the default network
    baselines OUT/baselines/         first-order MAML of it, MAML of the non-spiking CNN
 3. evaluate  OUT/run/eval/          Table 2 (with the baselines) / Figs. 3-6 of the paper
-4. export    OUT/bundle/            netx + NIR + manifest, the rule calibrated on meta-val
+4. export    OUT/bundle/            `neuromaml export` + `neuromaml calibrate` (meta-val tasks only)
 5. verify    OUT/bundle/verify.json Lava vs fixed engine vs slayer, bit for bit
 6. emulate   OUT/emulate/           one-shot learning on meta-test tasks: fast engine on
                                     many tasks, Lava on a few, agreement checked
@@ -32,9 +32,11 @@ def demo_per_class(quick: bool) -> int:
     return 8 if quick else DEFAULT_PER_CLASS
 
 
-def _stage_data(out: Path, quick: bool, seed: int) -> dict:
+def _stage_data(out: Path, quick: bool, seed: int, data: Path | None = None) -> dict:
     from neuromaml.meta.metadataset import MetaDataset, build_metadataset
 
+    if data is not None:            # the user's meta-dataset, read in place
+        return {"path": str(data), "reused": True, "user_data": True, **MetaDataset(data).summary()}
     path = out / "data.h5"
     if path.exists():
         try:
@@ -97,7 +99,7 @@ def _stage_baselines(out: Path, data: Path, cfg, seed: int) -> dict:
             for name, c in baseline_configs(cfg).items()}
 
 
-def _stage_evaluate(out: Path, quick: bool) -> dict:
+def _stage_evaluate(out: Path, data_file: Path, quick: bool) -> dict:
     from neuromaml.meta.evaluate import evaluate_run
 
     run = out / "run"
@@ -106,78 +108,36 @@ def _stage_evaluate(out: Path, quick: bool) -> dict:
         return {**read_json(res), "reused": True}
     base = {name: out / "baselines" / name for name in ("fomaml", "ann_cnn")
             if (out / "baselines" / name / "summary.json").exists()}
-    return evaluate_run(run, out / "data.h5", trials=2 if quick else 10, tasks_per_trial=3 if quick else 10,
+    return evaluate_run(run, data_file, trials=2 if quick else 10, tasks_per_trial=3 if quick else 10,
                         out_dir=run / "eval", quick=quick, baselines=base)
 
 
-def calibrate_rule(bundle: Path, data: Path, tasks: int, seed: int) -> tuple[object, list[dict]]:
-    """Pick the rule's learning rate (eta exponent), trace impulse and softmax gain on
-    meta-VALIDATION tasks with the fast engine (a grid of 60 settings, ~0.5 s each).
-
-    What the grid spans was measured on a meta-trained default network: a small softmax
-    gain (2^-8..2^-4) keeps the error near (1/N - label) during the presentation, so the
-    online rule makes the update one SGD step from theta0* would make instead of
-    saturating the output; the surrogate post factor never helped and is off. Trace impulse 1
-    (the smallest) gave the best accuracy on 40 meta-val tasks of the default network (95.4%
-    vs 93.1% with impulse 2 at eta 2^-10, gain 2^-8; softmax gains below 2^-8 did worse).
-
-    Meta-test tasks are never looked at. Returns (best RuleSpec, the sweep).
-    """
-    from tqdm import tqdm
-
-    from neuromaml.emulator.deployed import DeployedNet
-    from neuromaml.emulator.emulate import build_batch, pool_inputs
-    from neuromaml.emulator.episodes import run_fast
-    from neuromaml.meta.metadataset import MetaDataset
-    from neuromaml.meta.tasks import TaskSampler
-    from neuromaml.onchip.rule import RuleError
-
-    dep = DeployedNet.load(bundle)
-    ds = MetaDataset(data)
-    sampler = TaskSampler(ds, "val", dep.n_out, 1, 5, seed=seed + 1000, disjoint_parts=True)
-    batch, pool = build_batch(sampler, tasks)
-    feats = dep.frozen_features(pool_inputs(ds, pool))
-    sweep, best = [], None
-    grid = [(g, i, e) for g in (-8, -6, -4) for i in (1, 2, 4, 8) for e in range(-10, -5)]
-    for gain, impulse, eta in tqdm(grid, desc="rule calibration", unit="setting", leave=False):
-        try:
-            spec = dataclasses.replace(dep.rule, eta_exp=eta, x1_impulse=impulse, surrogate="none",
-                                       softmax_gain_exp=gain)
-        except RuleError:
-            continue
-        acc = float(run_fast(dep, feats, batch, spec).accuracy.mean())
-        sweep.append({"eta_exp": eta, "x1_impulse": impulse, "softmax_gain_exp": gain,
-                      "surrogate": "none", "val_accuracy": acc})
-        if best is None or acc > best[0]:
-            best = (acc, spec)
-    return best[1], sweep
-
-
 def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
-    from neuromaml.deploy.bundle import export_bundle, load_bundle
-    from neuromaml.deploy.cli import load_run
+    """``neuromaml export RUN --out BUNDLE`` then ``neuromaml calibrate BUNDLE --data DATA``
+    (the same library calls; a run meta-trained through the rule keeps its trained form)."""
+    from neuromaml.deploy.bundle import load_bundle, rule_status
+    from neuromaml.deploy.cli import export_run
+    from neuromaml.emulator.calibrate import calibrate
 
     bundle = out / "bundle"
     if (bundle / "manifest.json").exists():
         try:
             man, _ = load_bundle(bundle)
-            if man.get("calibration"):
-                return {"bundle": str(bundle), "reused": True, "calibration": man["calibration"]}
+            if rule_status(man) != "uncalibrated":
+                return {"bundle": str(bundle), "reused": True, "rule_status": rule_status(man),
+                        "calibration": man["adapt"].get("calibration")}
         except NeuromamlError:
             pass
-    model, mcfg, classes = load_run(out / "run")
-    kw = dict(input_shape=tuple(mcfg.input_shape), time_steps=mcfg.time_steps, burn_in=mcfg.burn_in,
-              classes=classes, source_run=str((out / "run").resolve()), overwrite=True,
-              extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(mcfg).items()}})
     t0 = time.perf_counter()
-    staging = out / ".bundle-uncalibrated"
-    export_bundle(model, staging, **kw)
-    spec, sweep = calibrate_rule(staging, data, 8 if quick else 60, seed)
-    shutil.rmtree(staging, ignore_errors=True)
-    calib = {"split": "val", "sweep": sweep, "chosen_eta_exp": spec.eta_exp}
-    man = export_bundle(model, bundle, rule=spec, **{**kw, "extra": {**kw["extra"], "calibration": calib}})
-    return {"bundle": str(bundle), "reused": False, "seconds": time.perf_counter() - t0,
-            "layers": [r["type"] for r in man["layers"]], "calibration": calib}
+    man = export_run(out / "run", bundle, overwrite=True)
+    r = {"bundle": str(bundle), "reused": False, "layers": [x["type"] for x in man["layers"]],
+         "rule_status": rule_status(man)}
+    if r["rule_status"] == "uncalibrated":
+        cal = calibrate(bundle, data, tasks=8 if quick else 50, seed=seed, strict=not quick)
+        r.update(rule_status="calibrated", calibration=load_bundle(bundle)[0]["adapt"]["calibration"],
+                 calibration_outputs=cal["outputs"])
+    r["seconds"] = time.perf_counter() - t0
+    return r
 
 
 def _stage_verify(out: Path, quick: bool) -> dict:
@@ -200,7 +160,7 @@ def _stage_verify(out: Path, quick: bool) -> dict:
     return rep
 
 
-def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
+def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
     from neuromaml.emulator.emulate import emulate, lava_agrees
 
     res = out / "emulate" / "emulate.json"
@@ -209,7 +169,7 @@ def _stage_emulate(out: Path, tasks: int, lava_tasks: int, quick: bool, seed: in
         if (s.get("tasks") == tasks and lava_agrees(s)
                 and s["lava"]["agreement"]["episodes"] == min(tasks, lava_tasks)):
             return {**s, "reused": True}
-    s = emulate(out / "bundle", out / "data.h5", split="test", tasks=tasks, shots=1,
+    s = emulate(out / "bundle", data_file, split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
                 slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate", progress=True)
     if lava_agrees(s) is False:
@@ -235,21 +195,30 @@ def _check_same_settings(out: Path, **settings) -> None:
 
 
 def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks: int = 2,
-         fresh: bool = False, quick: bool = False, seed: int = 0) -> dict:
+         fresh: bool = False, quick: bool = False, seed: int = 0, data: Path | None = None) -> dict:
+    """The path on the embedded default data, or on the user's meta-dataset ``data``."""
     from tqdm import tqdm
 
+    from neuromaml.deploy.bundle import sha256
+
     out = Path(out)
+    if data is not None:
+        data = Path(data).resolve()
+        if not data.is_file():
+            raise fail(data, "meta-dataset not found (--data)", "give a .h5 written by neuromaml data build")
     if fresh and out.exists():
         shutil.rmtree(out)
     # the data's samples per class and class split are settings too: a folder from an older
     # version (20 per class, 00..63 / 64..79 / 80..99) must not pass for today's default
-    settings = {"quick": quick, "seed": seed, "config": str(config) if config else None,
-                "data": {"per_class": demo_per_class(quick), "split": "authors"}}
+    data_setting = ({"file": str(data), "sha256": sha256(data)} if data is not None
+                    else {"per_class": demo_per_class(quick), "split": "authors"})
+    settings = {"quick": quick, "seed": seed, "config": str(config) if config else None, "data": data_setting}
     _check_same_settings(out, **settings)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
     cfg = demo_config(config, quick)
+    data_file = data if data is not None else out / "data.h5"
     summary: dict = {"out": str(out), **settings, "stages": {}, "seconds": {}}
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
@@ -259,21 +228,21 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
         if name == "data":
             from neuromaml.meta.data_cli import summary_lines
 
-            r = _stage_data(out, quick, seed)
+            r = _stage_data(out, quick, seed, data)
             bar.write("meta-dataset " + ("(reused)" if r["reused"] else "(built)") + ": "
                       + "\n".join(summary_lines(r)))
         elif name == "train":
-            r = _stage_train(out, out / "data.h5", cfg, seed)
+            r = _stage_train(out, data_file, cfg, seed)
         elif name == "baselines":
-            r = _stage_baselines(out, out / "data.h5", cfg, seed)
+            r = _stage_baselines(out, data_file, cfg, seed)
         elif name == "evaluate":
-            r = _stage_evaluate(out, quick)
+            r = _stage_evaluate(out, data_file, quick)
         elif name == "export":
-            r = _stage_export(out, out / "data.h5", quick, seed)
+            r = _stage_export(out, data_file, quick, seed)
         elif name == "verify":
             r = _stage_verify(out, quick)
         elif name == "emulate":
-            r = _stage_emulate(out, tasks, lava_tasks, quick, seed)
+            r = _stage_emulate(out, data_file, tasks, lava_tasks, quick, seed)
         else:
             summary["seconds"]["total"] = time.perf_counter() - t_all
             r = write_report(out, summary)
@@ -332,7 +301,8 @@ def write_report(out: Path, summary: dict) -> dict:
     sl = em.get("slayer") or {}
     gap_png = _plot_gap(out, em)
     lines = ["# neuromaml demo report", "",
-             f"Synthetic Double-digits meta-dataset, default network, seed {summary['seed']}"
+             (f"Meta-dataset `{summary['data']['file']}`" if summary["data"].get("file")
+              else "Synthetic Double-digits meta-dataset") + f", network config {summary['config'] or 'small (default)'}, seed {summary['seed']}"
              + (" (--quick: tiny settings, accuracy not meaningful)" if summary["quick"] else "") + ".", "",
              f"## One-shot accuracy on meta-test classes ({em.get('n_way')}-way {em.get('k_shot')}-shot, "
              f"{em.get('tasks')} tasks)", "",
@@ -352,13 +322,25 @@ def write_report(out: Path, summary: dict) -> dict:
         lines += [f"Export verified bit for bit: **{ver.get('ok')}** "
                   f"({ver.get('samples')} samples x {ver.get('steps')} steps; Lava vs fixed engine"
                   + (", slayer vs fixed engine" if ver.get("slayer_vs_fixed") else "") + ").", ""]
+    ref = em.get("references") or {}
+    if ref:
+        lines += [f"References on the same tasks, from the bundle alone: fixed-point network + float SGD of the "
+                  f"final layer {_pct(ref.get('bundle_sgd'))}; no learning, nearest class mean of the plastic "
+                  f"layer's input spike counts {_pct(ref.get('ncm'))}.", ""]
     if ex.get("calibration"):
         c = ex["calibration"]
-        best = max(c["sweep"], key=lambda r: r["val_accuracy"])
-        lines += [f"On-chip rule: eta = 2^{best['eta_exp']}, trace impulse {best['x1_impulse']}, softmax gain "
-                  f"2^{best['softmax_gain_exp']}, post factor {best['surrogate']}; chosen among {len(c['sweep'])} settings on meta-validation tasks "
-                  f"({100 * best['val_accuracy']:.1f}% there). Labels are presented during each support "
-                  f"sample's readout window only (`adapt.label_window`).", ""]
+        r = em.get("rule") or {}
+        lines += [f"On-chip rule (`neuromaml calibrate`): plastic weight exponent {c['weight_exp']}, eta = "
+                  f"2^{r.get('eta_exp')}, trace impulse {r.get('x1_impulse')}, softmax gain 2^{r.get('softmax_gain_exp')}, "
+                  f"factor threshold {r.get('factor_threshold')}, post factor {r.get('surrogate')}; chosen among "
+                  f"{c['settings_tried']} settings on {c['tasks']} meta-validation tasks ({100 * c['val_accuracy']:.1f}% "
+                  f"there, {100 * c['fraction_synapses_updated']:.0f}% of the synapses updated per episode; "
+                  f"{c['selection']}). Labels are presented during each support sample's readout window only "
+                  f"(`adapt.label_window`).", ""]
+        if c.get("warning"):
+            lines += [f"Calibration warning: {c['warning']}.", ""]
+    elif ex.get("rule_status") == "trained":
+        lines += ["On-chip rule: the form the network was meta-trained through (deployed as trained).", ""]
     if tr:
         lines += [f"Meta-training: {tr.get('steps')} meta-steps, best meta-val accuracy "
                   f"{100 * float(tr.get('best_val_acc', float('nan'))):.1f}% at step {tr.get('best_step')}.", ""]
@@ -402,7 +384,7 @@ def write_report(out: Path, summary: dict) -> dict:
 
 def demo_cli(args) -> int:
     s = demo(args.out, config=args.config, tasks=args.tasks, lava_tasks=args.lava_tasks,
-             fresh=args.fresh, quick=args.quick, seed=args.seed)
+             fresh=args.fresh, quick=args.quick, seed=args.seed, data=args.data)
     print((Path(args.out) / "report.md").read_text())
     print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'demo.json'} "
           f"in {s['seconds']['total']:.0f} s")

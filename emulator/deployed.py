@@ -48,8 +48,9 @@ class DeployedNet:
     manifest: dict
     net: FixedPointNet              # the whole network (fast engine)
     plastic: int                    # index of the plastic layer in net.layers
-    w0: np.ndarray                  # (O, I) int64 initial plastic weights as stored (netx units)
-    weight_exp: int                 # plastic Dense weight exponent (0: weights as stored)
+    w0: np.ndarray                  # (O, I) int64 initial plastic weights as the chip holds them:
+                                    # network.net's weights << -weight_exp
+    weight_exp: int                 # plastic Dense weight exponent, -8..0 (manifest adapt.weight_exp)
     num_weight_bits: int            # plastic Dense weight bits (8)
     neuron: PlasticNeuron           # plastic layer's CUBA neuron (onchip registers)
     rule: RuleSpec
@@ -78,14 +79,25 @@ class DeployedNet:
                        f"(the network has {len(net.layers)} layers)",
                        "only the final dense layer adapts on chip; re-export with adapt_layer=None")
         layer = net.layers[L]
-        # The plastic layer takes the weights as stored, with weight_exp 0 and 8 bits: netx would
-        # shift them left by k and set weight_exp -k (optimize_weight_bits), which gives the same
-        # synaptic sums; keeping them unshifted keeps the rule in the exported weight units.
+        # The plastic layer starts from the weights as stored (netx's optimize_weight_bits would
+        # choose its own shift; the same synaptic sums), then takes the calibrated exponent below.
         w0 = _raw_weight(netpath, layer.index)
-        wexp, nbits = 0, 8
+        nbits = 8
         if w0.min() < -256 or w0.max() > 255:
             raise fail(netpath, f"layer/{layer.index}/weight spans {w0.min()}..{w0.max()}, outside the "
                        "plastic weight range -256..255", "re-export with neuromaml export (8-bit weights)")
+        # The plastic layer's weight exponent -k (adapt.weight_exp, set by `neuromaml calibrate`):
+        # the chip holds w0 << k and shifts the synaptic sum right by k, which gives exactly the
+        # same sums for theta0*, while the rule's 1-LSB steps become 2^-k of a stored weight LSB.
+        wexp = adapt.get("weight_exp", 0)
+        if isinstance(wexp, bool) or not isinstance(wexp, int) or not -8 <= wexp <= 0:
+            raise fail(man_path, f"field 'adapt.weight_exp' = {wexp!r} is not an integer in [-8, 0]",
+                       "re-run neuromaml calibrate, or remove the field (0: weights as stored)")
+        if not weight_range_ok(w0, -wexp):
+            raise fail(man_path, f"field 'adapt.weight_exp' = {wexp}: theta0* << {-wexp} spans "
+                       f"{w0.min() << -wexp}..{w0.max() << -wexp}, outside -256..255",
+                       "re-run neuromaml calibrate (it chooses an exponent the weights fit)")
+        w0 = w0 << -wexp
         p = layer.neuron
         bias = 0 if p.bias is None else int(np.unique(p.bias)[0]) if np.unique(p.bias).size == 1 else None
         if bias is None:
@@ -125,6 +137,21 @@ class DeployedNet:
     @property
     def n_pre(self) -> int:
         return int(self.w0.shape[1])
+
+    @property
+    def stored_w0(self) -> np.ndarray:
+        """theta0* of the plastic layer in the units network.net stores (weight_exp 0)."""
+        return self.w0 >> -self.weight_exp
+
+    def with_weight_exp(self, weight_exp: int) -> "DeployedNet":
+        """The same network with the plastic layer held at another weight exponent (<= 0)."""
+        import dataclasses
+
+        k = -int(weight_exp)
+        w = self.stored_w0
+        if not 0 <= k <= 8 or not weight_range_ok(w, k):
+            raise ValueError(f"weight_exp {weight_exp} does not fit theta0* ({w.min()}..{w.max()})")
+        return dataclasses.replace(self, w0=w << k, weight_exp=-k)
 
     def delay_depth(self, j: int) -> int:
         """Synapse delays from the input to the output of layer ``j`` (all layers are synaptic)."""
@@ -207,6 +234,12 @@ class DeployedNet:
             a = P + s * T + D
             out[:, a:a + T] = feats[order[:, s], D:D + T]
         return out[:, :P + S * T]
+
+
+def weight_range_ok(w0: np.ndarray, k: int) -> bool:
+    """Whether theta0* (stored units) scaled by 2^k fits the plastic range -256..255."""
+    w0 = np.asarray(w0, np.int64)
+    return not w0.size or (int(w0.min()) << k >= -256 and int(w0.max()) << k <= 255)
 
 
 def _raw_weight(netpath: Path, index: int) -> np.ndarray:

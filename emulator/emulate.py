@@ -13,7 +13,10 @@ Three columns, the deployment gap stage by stage, on the same tasks
    (fast engine; on ``--engine lava|both`` also on Lava, and the two must agree
    bit for bit in output spikes and final weights).
 
-Columns 1 and 2 need the source run; an imported bundle has only column 3.
+Columns 1 and 2 need the source run. Every bundle, imported ones too, gets two references
+on the same tasks, from the bundle alone: the fixed-point network's frozen features with
+float SGD of the final layer (``bundle_sgd``), and a no-learning nearest class mean of the
+plastic layer's input spike counts (``ncm``).
 """
 from __future__ import annotations
 
@@ -77,7 +80,8 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
     run = dep.manifest.get("source_run")
     if not run or not Path(run).is_dir():
         return {"float": None, "fixed_sgd": None,
-                "note": "no source run in the bundle (imported network): only the on-chip column"}
+                "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
+                        "bundle's float-SGD and nearest-class-mean references stand in for them"}
     model, params, lrs, cfg = load_run(run)
     # Column 1 is the network as meta-trained (``model``): float arithmetic with the weights
     # the training forward used. With model.quantize (the default: quantization-aware in both
@@ -104,6 +108,41 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
             "inner_as_trained": dataclasses.asdict(cfg.inner)}
 
 
+def ncm_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch) -> dict:
+    """No-learning reference: nearest class mean (cosine) on the plastic layer's input spike counts.
+
+    Each sample's counts over its window (``feats[:, D-1:D-1+T]``, what the plastic layer sees);
+    the class means of the support samples; each query takes the class of the most similar mean
+    (first on ties). What the frozen features alone separate, whatever the final layer learns.
+    """
+    D1 = dep.depth - 1
+    cnt = feats[:, D1:D1 + dep.time_steps].sum(axis=1, dtype=np.float64)          # (n, I)
+    ns, N = batch.n_support, int(batch.labels.max()) + 1
+    sup, lab = cnt[batch.order[:, :ns]], batch.labels[:, :ns]                     # (B, ns, I)
+    onehot = (lab[:, :, None] == np.arange(N)).astype(np.float64)                  # (B, ns, N)
+    means = np.einsum("bsn,bsi->bni", onehot, sup) / np.maximum(onehot.sum(1), 1)[:, :, None]
+    q = cnt[batch.order[:, ns:]]
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)  # noqa: E731
+    pred = np.einsum("bqi,bni->bqn", unit(q), unit(means)).argmax(axis=-1)
+    return _mean_std((pred == batch.labels[:, ns:]).mean(axis=1))
+
+
+def bundle_sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch) -> dict:
+    """Fixed-point frozen layers (the fast engine's features) + float SGD on the final layer,
+    from the bundle alone (``rulecheck.sgd_reference``): with the lr its calibration chose on
+    meta-validation tasks, else the best of a grid on these very tasks (optimistic, labelled)."""
+    from neuromaml.emulator.calibrate import SGD_LRS, _logit_scale
+    from neuromaml.emulator.rulecheck import sgd_reference
+
+    cal = (dep.manifest.get("adapt") or {}).get("calibration") or {}
+    lr = (cal.get("sgd_reference") or {}).get("lr")
+    lrs = [float(lr)] if lr else list(SGD_LRS)
+    r = sgd_reference(dep, feats, batch, lrs=lrs, logit_scale=_logit_scale(dep))
+    return {**r["accuracy"], "lr": r["lr"], "fraction_synapses_updated": r["fraction_synapses_updated"],
+            "lr_from": "calibration (meta-val)" if lr else "best of the grid on these tasks (optimistic)",
+            "seconds": r["seconds"]}
+
+
 def lava_agrees(summary: dict) -> bool | None:
     """Whether Lava and the fast engine gave identical output spikes and final weights in an
     ``emulate`` summary (None where Lava did not run beside the fast engine)."""
@@ -120,6 +159,8 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
 
+    from neuromaml.deploy.bundle import rule_status
+
     dep = DeployedNet.load(bundle, rule=rule)
     ds = MetaDataset(data)
     C, H, W, T = ds.shape
@@ -134,7 +175,9 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     t_feats = time.perf_counter() - t0
     summary = {"bundle": str(bundle), "data": str(data), "split": split, "tasks": tasks,
                "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
-               "rule": dep.rule.to_dict(), "time_steps": dep.time_steps, "burn_in": dep.burn_in,
+               "rule": dep.rule.to_dict(), "plastic_weight_exp": dep.weight_exp,
+               "rule_status": "given by the caller" if rule is not None else rule_status(dep.manifest),
+               "time_steps": dep.time_steps, "burn_in": dep.burn_in,
                "stream": {"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode":
                           dep.stream_length(batch.order.shape[1])}}
     res = None
@@ -165,6 +208,8 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
         else:
             summary["onchip"] = lava
         summary["lava"] = lava
+    summary["references"] = {"bundle_sgd": bundle_sgd_reference(dep, feats, batch),
+                             "ncm": ncm_reference(dep, feats, batch)}
     n_s = min(tasks, slayer_tasks if slayer_tasks is not None else tasks)
     summary["slayer"] = slayer_columns(dep, sampler, n_s) if n_s > 0 else {"float": None, "fixed_sgd": None}
     summary["package_versions"] = package_versions()
@@ -186,11 +231,19 @@ def _cell(col) -> str:
 
 def format_markdown(s: dict) -> str:
     sl = s.get("slayer") or {}
+    ref = s.get("references") or {}
     lines = [f"# One-shot emulation: {s['n_way']}-way {s['k_shot']}-shot, split `{s['split']}`", "",
              "| stage | accuracy (mean ± std over tasks) |", "|---|---|",
              f"| slayer as meta-trained (float arithmetic), its inner loop | {_cell(sl.get('float'))} |",
              f"| fixed-point weights, float SGD on the final layer | {_cell(sl.get('fixed_sgd'))} |",
+             f"| fixed-point network (fast engine), float SGD on the final layer | {_cell(ref.get('bundle_sgd'))} |",
+             f"| no learning: nearest class mean of the plastic layer's input spike counts | {_cell(ref.get('ncm'))} |",
              f"| on-chip rule, fixed point ({s.get('onchip', {}).get('engine', 'n/a')}) | {_cell(s.get('onchip'))} |"]
+    if ref.get("bundle_sgd"):
+        lines += ["", f"Float SGD reference: lr {ref['bundle_sgd']['lr']:g} ({ref['bundle_sgd']['lr_from']})."]
+    if s.get("rule_status") == "uncalibrated":
+        lines += ["", "**The bundle's rule is uncalibrated** (the default RuleSpec): run `neuromaml calibrate "
+                  "BUNDLE --data FILE.h5` first; the on-chip row says little until then."]
     if "lava" in s and "agreement" in s["lava"]:
         a = s["lava"]["agreement"]
         lines += ["", f"Lava vs fast engine on {a['episodes']} episodes: output spikes identical: "
@@ -215,6 +268,13 @@ def format_markdown(s: dict) -> str:
 
 
 def emulate_cli(args) -> int:
+    import sys
+
+    from neuromaml.deploy.bundle import load_bundle, uncalibrated_warning
+
+    warn = uncalibrated_warning(load_bundle(args.bundle)[0], args.bundle)
+    if warn:
+        print(warn, file=sys.stderr)
     s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                 queries=args.queries, engine=args.engine, lava_tasks=args.lava_tasks, seed=args.seed,
                 out=args.out, progress=True)

@@ -47,7 +47,9 @@ in the episode stream). Loss: ``CE(logit_scale * c, label)``, c = spike count
 over the readout window ``[burn_in, T)`` (window-relative steps
 ``[burn_in - D, T - D)``, D = the plastic layer's delay depth), averaged over
 the support samples; ``steps`` full-batch steps ``W <- W - lr dL/dW`` (W in
-weight LSB, lr in LSB^2 per unit loss gradient). lr is picked from a small
+the weight LSB of network.net, lr in LSB^2 per unit loss gradient; on a plastic layer
+held at weight exponent -k the chip's weights are 2^k W, and updates are reported in
+the chip's LSB as the rule's are). lr is picked from a small
 grid by mean query accuracy over the tasks (an optimistic reference: the
 choice sees the query labels) and all grid points are reported.
 
@@ -172,7 +174,9 @@ def sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, *,
     yq = batch.labels[:, ns:]
     B = batch.order.shape[0]
     w0 = torch.from_numpy(truncate_initial(dep.w0, dep.num_weight_bits).astype(np.float64))
-    lr = torch.tensor([float(v) for v in lrs], dtype=torch.float64)
+    # lrs are in stored-weight units (LSB^2 of network.net's weights); the chip holds them
+    # scaled by 2^k (weight_exp -k), where the same step is 4^k times the lr
+    lr = torch.tensor([float(v) * 4.0 ** (-dep.weight_exp) for v in lrs], dtype=torch.float64)
     R = lr.numel()
     W = w0.expand(R, B, *w0.shape).clone()
     for _ in range(int(steps)):
@@ -188,7 +192,7 @@ def sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, *,
         cq = float_counts(dep, W, xq.unsqueeze(0), beta).numpy()
     pred = cq.argmax(axis=-1)                                            # first index on ties
     acc = (pred == yq[None]).mean(axis=2)                                # (R, B)
-    dw = (W - w0).abs().numpy()
+    dw = (W - w0).abs().numpy()                                          # the chip's weight LSB
     per_lr = [{"lr": float(lrs[r]), "accuracy": _mean_std(acc[r]),
                "fraction_synapses_updated": float((dw[r] > 0).reshape(B, -1).mean(axis=1).mean())}
               for r in range(R)]
@@ -520,6 +524,13 @@ def write_plots(s: dict, out: Path) -> dict:
 
 def rule_check_cli(args) -> int:
     """`neuromaml rule-check`: run, print the Markdown, write --json if given."""
+    import sys
+
+    from neuromaml.deploy.bundle import load_bundle, uncalibrated_warning
+
+    warn = uncalibrated_warning(load_bundle(args.bundle)[0], args.bundle)
+    if warn:
+        print(warn, file=sys.stderr)
     s = rule_check(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                    queries=args.queries, bits=args.bits, eta_exps=args.eta_exp,
                    thresholds=args.thresholds, seed=args.seed, out=args.out)

@@ -30,8 +30,12 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
               "bundle/network.nir", "emulate/emulate.json", "deployment_gap.png"):
         assert (out / f).exists(), f
     man = json.loads((out / "bundle" / "manifest.json").read_text())
-    assert man["calibration"]["split"] == "val" and man["adapt"]["rule"]["eta_exp"] == \
-        man["calibration"]["chosen_eta_exp"]
+    cal = man["adapt"]["calibration"]
+    # the demo's bundle is what `neuromaml calibrate` writes: meta-val tasks of the demo's data
+    assert cal["split"] == "val" and cal["data"] == str((out / "data.h5").resolve())
+    assert man["adapt"]["rule_source"] == "calibrated" and man["adapt"]["weight_exp"] == cal["weight_exp"]
+    assert (out / "bundle" / "calibration" / "calibration.json").exists()
+    assert "| no learning: nearest class mean" in (out / "emulate" / "emulate.md").read_text()
 
     # second run: every stage reuses what the first built
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 0

@@ -42,15 +42,25 @@ CALIBRATED = dict(eta_exp=-7, x1_impulse=4, surrogate="none", softmax_gain_exp=-
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("cfg,rule", [(dict(name="small", hidden=[24]), None),
-                                      (dict(name="small", hidden=[32, 16]), None),
-                                      (dict(name="small", hidden=[24]), CALIBRATED),
-                                      (dict(name="small_cnn"), CALIBRATED)],
-                         ids=["mlp1", "mlp2", "mlp1-calibrated-rule", "cnn-flatten-dense"])
-def test_fast_engine_equals_lava(tmp_path, cfg, rule):
+@pytest.mark.parametrize("cfg,rule,scaled", [(dict(name="small", hidden=[24]), None, False),
+                                             (dict(name="small", hidden=[32, 16]), None, False),
+                                             (dict(name="small", hidden=[24]), CALIBRATED, False),
+                                             (dict(name="small_cnn"), CALIBRATED, False),
+                                             (dict(name="small", hidden=[24]), CALIBRATED, True)],
+                         ids=["mlp1", "mlp2", "mlp1-calibrated-rule", "cnn-flatten-dense",
+                              "mlp1-plastic-weight-exp"])
+def test_fast_engine_equals_lava(tmp_path, cfg, rule, scaled):
     import dataclasses
 
     dep = _bundle(tmp_path, "b", **cfg)
+    if scaled:
+        # the calibrated plastic layer: theta0* << k held at weight_exp -k (k as large as fits, >= 1)
+        from neuromaml.emulator.deployed import weight_range_ok
+
+        k = max(k for k in range(0, 9) if weight_range_ok(dep.w0, k))
+        assert k >= 1, "test is vacuous"
+        dep = dep.with_weight_exp(-k)
+        assert dep.weight_exp == -k and np.array_equal(dep.stored_w0 << k, dep.w0)
     spec = dataclasses.replace(dep.rule, **rule) if rule else None
     x, batch = _episodes(3)
     lava = run_lava(dep, x, batch, spec)            # the three episodes in one Lava graph

@@ -1,0 +1,324 @@
+"""`neuromaml calibrate`: choose the on-chip rule's settings for a bundle, on meta-validation tasks.
+
+Any bundle (exported or imported) and any meta-dataset whose frames fit it. The search
+runs the rule's fixed-point face (``episodes.run_fast``, bit-exact to Lava) on
+``tasks`` one-shot episodes drawn from the **val** split only (``TaskSampler(seed +
+1000)``, never the test split) and writes the chosen rule into the bundle's
+manifest.
+
+The search space is derived from the bundle and the data (``derive_space``), not
+from constants tuned on one network:
+
+* ``weight_exp`` (-k): the plastic layer's weight exponent. The chip holds theta0* << k
+  and shifts the synaptic sum right by k, so inference is unchanged while one learned
+  LSB is 2^-k of a stored LSB: the scale the rule lacks when the output neuron fires
+  on weights of a few LSB. ``w_sat`` is the per-synapse weight at which the mean
+  input drive (feature rate x fan-in) alone keeps the output neuron's current at its
+  threshold (``vth * (1 - current retention) / active inputs``); k_hi is the largest k
+  at which 8 w_sat and twice theta0*'s largest weight still fit the 9-bit range.
+  Candidates: k_hi and k_hi - 3.
+* ``softmax_gain_exp`` g: the error's softmax runs over 2^g x spike counts; counts in
+  the readout window go up to ``W = T - burn_in``, so g_hi = -ceil(log2 W) keeps
+  2^g x count <= 1. Candidates g_hi - 4, g_hi - 2, g_hi.
+* ``x1_impulse``: 1, and the largest power of two at which the trace of the busiest
+  input stays below its 7-bit bound (rate x impulse x tau <= 127), at most 16.
+* ``eta_exp``: the engine's seven smallest exponents, -10..-4.
+* ``factor_threshold`` (the Eq. 6 form Lava runs, gating |y2| per post neuron):
+  0, e_max/16, e_max/8, e_max/4, e_max/2 (e_max = the error's full scale), tried at the
+  best three settings of the first stage, with the surrogate post factor on and off.
+
+Selection: by default the sparsest setting (fewest synapses updated per episode) whose
+meta-val accuracy is within ``tolerance`` (1 point) of the best; ties go to the more
+accurate. A float-SGD reference of the same final layer (``rulecheck.sgd_reference``,
+lr chosen on the same val tasks) is recorded beside it, and ``emulate`` reuses its lr.
+
+Outputs (``out``, default ``BUNDLE/calibration``): ``calibration.json``,
+``calibration.md``, ``calibration.png``; then ``manifest.json`` is rewritten
+atomically with ``adapt.rule``, ``adapt.weight_exp`` and ``adapt.calibration`` (what
+data, which split and tasks, the choice). Nothing is written when the search fails.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
+from neuromaml.io import atomic_write_text, fail, package_versions, write_json
+from neuromaml.onchip.rule import TRACE_MAX, RuleError, RuleSpec
+
+ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
+SGD_LRS = tuple(4.0 ** e for e in range(-4, 8))   # stored-weight LSB^2 per unit loss gradient
+VAL_SEED_OFFSET = 1000                    # val tasks: TaskSampler(seed + 1000)
+
+
+def _log2_floor(x: float) -> int:
+    return int(math.floor(math.log2(x))) if x > 0 else 0
+
+
+def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
+    """The candidate values of every searched field, with the quantities they come from."""
+    D1 = dep.depth - 1
+    win = feats[:, D1:D1 + dep.time_steps].astype(np.float64)         # (n, T, I)
+    rate_mean = float(win.mean())                                       # spikes / input / step
+    rate_max = float(win.mean(axis=(0, 1)).max()) if win.size else 0.0
+    n_active = rate_mean * dep.n_pre
+    retain_u = (4096 - dep.neuron.du - 1) / 4096
+    w_sat = dep.neuron.vth * (1 - retain_u) / max(n_active, 1e-9)       # stored-weight LSB
+    head = int(np.abs(dep.stored_w0).max()) if dep.w0.size else 0
+    bound = max(2 * head, 8 * w_sat, 1e-9)
+    k_hi = int(np.clip(_log2_floor(255 / bound), 0, 8))
+    while k_hi > 0 and not weight_range_ok(dep.stored_w0, k_hi):
+        k_hi -= 1
+    ks = sorted({k_hi, max(0, k_hi - 3)}, reverse=True)
+    window = dep.time_steps - dep.burn_in
+    g_hi = -int(math.ceil(math.log2(max(window, 1))))
+    gains = sorted({int(np.clip(g, -12, 6)) for g in (g_hi - 4, g_hi - 2, g_hi)})
+    tau = dep.rule.x1_tau
+    big = 1
+    while big < 16 and rate_max * (2 * big) * (tau + 0.5) <= TRACE_MAX:
+        big *= 2
+    impulses = sorted({1, big})
+    e_max = dep.rule.e_max
+    factor = sorted({0, e_max // 16, e_max // 8, e_max // 4, e_max // 2})
+    return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
+            "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
+            "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
+                             "fan_in": dep.n_pre, "active_inputs_per_step": n_active,
+                             "threshold_vth": dep.neuron.vth, "current_retention": retain_u,
+                             "w_sat_stored_lsb": w_sat, "theta0_max_abs_stored_lsb": head,
+                             "k_hi": k_hi, "readout_window_steps": window, "x1_tau": tau,
+                             "e_max": e_max}}
+
+
+def _spec(base: RuleSpec, **kw) -> RuleSpec | None:
+    try:
+        return dataclasses.replace(base, **kw)
+    except RuleError:
+        return None
+
+
+def select(settings: list[dict], tolerance: float) -> dict:
+    """The sparsest setting within ``tolerance`` of the best val accuracy (ties: more accurate,
+    then earlier)."""
+    best = max(s["val_accuracy"] for s in settings)
+    near = [s for s in settings if s["val_accuracy"] >= best - tolerance - 1e-12]
+    return min(near, key=lambda s: (s["fraction_synapses_updated"], -s["val_accuracy"]))
+
+
+def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0, tolerance: float = 0.01,
+              out: Path | None = None, progress: bool = False, write_manifest: bool = True,
+              strict: bool = True) -> dict:
+    """Search, choose, write the outputs and the manifest; return the summary.
+
+    ``strict``: a search whose best setting is not above chance (by two standard errors)
+    is an error and writes nothing; with ``strict=False`` the best setting is written
+    with ``warning`` in the summary and the manifest's record (smoke tests on tiny data).
+    """
+    from tqdm import tqdm
+
+    from neuromaml.deploy.bundle import MANIFEST, load_bundle
+    from neuromaml.deploy.bundle import sha256 as file_sha256
+    from neuromaml.emulator.emulate import build_batch, pool_inputs
+    from neuromaml.emulator.episodes import run_fast
+    from neuromaml.emulator.rulecheck import magnitude_stats, sgd_reference
+    from neuromaml.meta.metadataset import MetaDataset
+    from neuromaml.meta.tasks import TaskSampler
+
+    if isinstance(tasks, bool) or int(tasks) != tasks or tasks < 1:
+        raise fail(None, f"--tasks {tasks}: need at least one meta-validation task", "pass --tasks 1 or more")
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and 0 <= tolerance < 1):
+        raise fail(None, f"--tolerance {tolerance}: must be a fraction in [0, 1)", "e.g. --tolerance 0.01")
+    t_start = time.perf_counter()
+    bundle = Path(bundle)
+    dep = DeployedNet.load(bundle)
+    ds = MetaDataset(data)
+    C, H, W, T = ds.shape
+    dep.check_frames(np.zeros((1, C, H, W, T)), data)
+    if "val" not in ds.splits or len(ds.splits["val"]) < dep.n_out:
+        have = len(ds.splits.get("val", []))
+        raise fail(data, f"split 'val' has {have} classes, fewer than the bundle's {dep.n_out} outputs: "
+                   f"calibration draws {dep.n_out}-way tasks from meta-validation classes only",
+                   f"rebuild the meta-dataset with at least {dep.n_out} validation classes")
+    sampler = TaskSampler(ds, "val", dep.n_out, 1, queries, seed=seed + VAL_SEED_OFFSET, disjoint_parts=True)
+    batch, pool = build_batch(sampler, int(tasks))
+    feats = dep.frozen_features(pool_inputs(ds, pool))
+    if not feats.any():
+        raise fail(bundle, "the plastic layer receives no spikes on these data (the frozen layers are silent)",
+                   "check that the data's frames are what the network was trained on")
+    space = derive_space(dep, feats)
+    base = dataclasses.replace(dep.rule, error_threshold=0, factor_threshold=0, eq6_threshold=0)
+    nets = {e: dep.with_weight_exp(e) for e in space["weight_exp"]}
+
+    def run(wexp: int, spec: RuleSpec, stage: str) -> dict:
+        r = run_fast(nets[wexp], feats, batch, spec)
+        return {"stage": stage, "weight_exp": wexp, "eta_exp": spec.eta_exp, "x1_impulse": spec.x1_impulse,
+                "softmax_gain_exp": spec.softmax_gain_exp, "factor_threshold": spec.factor_threshold,
+                "surrogate": spec.surrogate, "val_accuracy": float(r.accuracy.mean()),
+                "val_std": float(r.accuracy.std()),
+                "fraction_synapses_updated": float((r.n_updates / r.weights[0].size).mean()),
+                "mean_abs_update_stored_lsb": float(np.abs(r.weights - r.initial).mean() * 2.0 ** wexp),
+                "_spec": spec}
+
+    grid = [(w, g, i, e) for w, g, i, e in itertools.product(
+        space["weight_exp"], space["softmax_gain_exp"], space["x1_impulse"], space["eta_exp"])]
+    settings: list[dict] = []
+    bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])), desc="calibrate", unit="setting",
+               disable=not progress, leave=False)
+    try:
+        for w, g, i, e in grid:
+            spec = _spec(base, eta_exp=e, x1_impulse=i, softmax_gain_exp=g, surrogate="none")
+            if spec is not None:
+                settings.append(run(w, spec, "step"))
+            bar.update()
+        top = sorted(settings, key=lambda s: -s["val_accuracy"])[:3]
+        for s in top:
+            for thr, sur in itertools.chain(((t, "none") for t in space["factor_threshold"][1:]),
+                                            [(0, "fast_sigmoid")]):
+                spec = _spec(s["_spec"], factor_threshold=thr, surrogate=sur)
+                if spec is not None:
+                    settings.append(run(s["weight_exp"], spec, "threshold"))
+                bar.update()
+    finally:
+        bar.close()
+    chance = 1.0 / dep.n_out
+    best_acc = max(s["val_accuracy"] for s in settings)
+    margin = 2 * math.sqrt(chance * (1 - chance) / (int(tasks) * dep.n_out * queries))
+    warning = None
+    if best_acc <= chance + margin:
+        warning = (f"no setting above chance on meta-val: best {100 * best_acc:.1f}% (chance "
+                   f"{100 * chance:.1f}%)")
+    if warning and strict:
+        raise fail(bundle, f"no rule setting learns on meta-validation tasks of {data}: the best reads "
+                   f"{100 * best_acc:.1f}% (chance {100 * chance:.1f}%) over {len(settings)} settings",
+                   "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
+                   "nearest-class-mean reference); nothing was written")
+    chosen = select(settings, float(tolerance))
+    spec = chosen["_spec"]
+    dep_c = nets[chosen["weight_exp"]]
+    final = run_fast(dep_c, feats, batch, spec)
+    sgd = sgd_reference(dep_c, feats, batch, lrs=SGD_LRS, logit_scale=_logit_scale(dep))
+    record = {"data": str(Path(data).resolve()), "data_sha256": file_sha256(data), "split": "val",
+              "tasks": int(tasks), "n_way": dep.n_out, "k_shot": 1, "n_query": queries,
+              "seed": seed + VAL_SEED_OFFSET, "tolerance": float(tolerance),
+              "selection": f"sparsest setting within {100 * tolerance:g} points of the best meta-val accuracy",
+              "val_accuracy": chosen["val_accuracy"], "best_val_accuracy": best_acc,
+              "fraction_synapses_updated": chosen["fraction_synapses_updated"],
+              "weight_exp": chosen["weight_exp"], "settings_tried": len(settings),
+              "sgd_reference": {"lr": sgd["lr"], "val_accuracy": sgd["accuracy"]["mean"],
+                                "fraction_synapses_updated": sgd["fraction_synapses_updated"],
+                                "logit_scale": sgd["logit_scale"]},
+              "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "warning": warning}
+    for s in settings:
+        s.pop("_spec")
+    summary = {"bundle": str(bundle), **record, "rule": spec.to_dict(), "space": space, "settings": settings,
+               "update_magnitude": {"rule": magnitude_stats(final.weights - final.initial),
+                                    "sgd": sgd["update_magnitude"]},
+               "seconds": time.perf_counter() - t_start, "package_versions": package_versions()}
+    out = Path(out) if out is not None else bundle / "calibration"
+    out.mkdir(parents=True, exist_ok=True)
+    summary["outputs"] = {"json": str(out / "calibration.json"), "markdown": str(out / "calibration.md"),
+                          "plot": _plot(summary, out / "calibration.png")}
+    write_json(out / "calibration.json", summary)
+    atomic_write_text(out / "calibration.md", format_markdown(summary))
+    if write_manifest:
+        man_path = bundle / MANIFEST
+        manifest, _ = load_bundle(bundle)          # re-read: unchanged files, fresh manifest
+        manifest["adapt"]["rule"] = spec.to_dict()
+        manifest["adapt"]["weight_exp"] = int(chosen["weight_exp"])
+        manifest["adapt"]["rule_source"] = "calibrated"
+        manifest["adapt"]["calibration"] = record
+        manifest.pop("calibration", None)            # an older demo's record
+        write_json(man_path, manifest)
+    return summary
+
+
+def _logit_scale(dep: DeployedNet) -> float:
+    from neuromaml.emulator.rulecheck import _run_logit_scale
+
+    return _run_logit_scale(dep.manifest)[0]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def format_markdown(s: dict) -> str:
+    r, sp, sgd = s["rule"], s["space"], s["sgd_reference"]
+    lines = [f"# Rule calibration of `{s['bundle']}`", "",
+             f"{s['n_way']}-way 1-shot tasks from the **meta-validation** split of `{s['data']}` "
+             f"({s['tasks']} tasks, {s['n_query']} queries per class, seed {s['seed']}); "
+             f"{s['settings_tried']} settings, {s['seconds']:.0f} s.", "",
+             "| | meta-val accuracy | synapses updated per episode |", "|---|---|---|",
+             f"| chosen rule ({s['selection']}) | {_pct(s['val_accuracy'])} | "
+             f"{_pct(s['fraction_synapses_updated'])} |",
+             f"| best rule setting | {_pct(s['best_val_accuracy'])} | |",
+             f"| float SGD of the final layer (lr {sgd['lr']:g}, chosen on the same tasks) | "
+             f"{_pct(sgd['val_accuracy'])} | {_pct(sgd['fraction_synapses_updated'])} |", "",
+             f"Chosen: plastic weight exponent {s['weight_exp']} (the chip holds theta0* << {-s['weight_exp']}), "
+             f"eta = 2^{r['eta_exp']}, trace impulse {r['x1_impulse']} (tau {r['x1_tau']}), softmax gain "
+             f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}.",
+             "", f"Lava form: `{r['lava_form']['dw']}`, x1_impulse {r['x1_impulse']}, x1_tau {r['x1_tau']}, "
+             f"Dense weight_exp {s['weight_exp']}.", "",
+             "Search space (derived from the bundle and the data):", ""]
+    lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
+                                          "factor_threshold")]
+    d = sp["derived_from"]
+    lines += [f"- from: feature rate {d['feature_rate_mean']:.3f} (max {d['feature_rate_max']:.3f}) per input "
+              f"and step, fan-in {d['fan_in']}, vth {d['threshold_vth']}, w_sat {d['w_sat_stored_lsb']:.3g} "
+              f"stored LSB, |theta0*| <= {d['theta0_max_abs_stored_lsb']}, readout window "
+              f"{d['readout_window_steps']} steps, e_max {d['e_max']}", "", "![sweep](calibration.png)", ""]
+    return "\n".join(lines)
+
+
+def _plot(s: dict, path: Path) -> str:
+    # a Figure without pyplot: no backend switch (a notebook's inline plots keep working)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
+    ax = axes[0]
+    for stage, mk in (("step", "o"), ("threshold", "s")):
+        pts = [x for x in s["settings"] if x["stage"] == stage]
+        ax.scatter([100 * x["fraction_synapses_updated"] for x in pts], [100 * x["val_accuracy"] for x in pts],
+                   s=14, marker=mk, alpha=0.6, label=f"{stage} stage")
+    ax.scatter([100 * s["fraction_synapses_updated"]], [100 * s["val_accuracy"]], s=120, facecolors="none",
+               edgecolors="k", label="chosen")
+    ax.axhline(100 * s["sgd_reference"]["val_accuracy"], ls="--", c="g", lw=1, label="float SGD")
+    ax.axhline(100 / s["n_way"], ls=":", c="gray", lw=1, label="chance")
+    ax.set_xlabel("synapses updated per episode (%)")
+    ax.set_ylabel("meta-val accuracy (%)")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    um = s["update_magnitude"]
+    edges = np.asarray(um["rule"]["hist"]["edges"])
+    mid = np.sqrt(edges[:-1] * edges[1:])
+    for name, c in (("rule", "C3"), ("sgd", "C2")):
+        cnt = np.asarray(um[name]["hist"]["counts"], float)
+        tot = max(um[name]["synapses"], 1)
+        ax.step(mid, cnt / tot, where="mid", c=c, label=f"{name} (zero: {100 * um[name]['zero_fraction']:.0f}%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("|w_end - w_start| per synapse (chip weight LSB)")
+    ax.set_ylabel("fraction of synapses")
+    ax.set_title("update magnitudes (Fig. 5 form)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return str(path)
+
+
+def calibrate_cli(args) -> int:
+    s = calibrate(args.bundle, args.data, tasks=args.tasks, queries=args.queries, seed=args.seed,
+                  tolerance=args.tolerance, out=args.out, progress=True)
+    print(format_markdown(s))
+    if args.json:
+        write_json(args.json, s)
+    print(f"wrote {s['outputs']['json']} and the chosen rule into {Path(args.bundle) / 'manifest.json'}")
+    return 0
+

@@ -1,0 +1,193 @@
+"""`neuromaml calibrate`: the rule's settings chosen on meta-validation tasks for any bundle.
+
+The search space follows the bundle (weights, threshold, feature rates, readout window),
+the choice is the sparsest setting within the tolerance, only the val split is looked at,
+the manifest is rewritten atomically and nothing is written when the search fails.
+"""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neuromaml import cli
+from neuromaml.deploy.bundle import export_bundle, rule_status
+from neuromaml.emulator.calibrate import calibrate, derive_space, select
+from neuromaml.emulator.deployed import DeployedNet
+from neuromaml.emulator.emulate import build_batch, ncm_reference, pool_inputs
+from neuromaml.emulator.episodes import EpisodeBatch, run_fast
+from neuromaml.io import NeuromamlError
+from neuromaml.meta.metadataset import MetaDataset
+from neuromaml.meta.models import ModelConfig, build_model
+from neuromaml.meta.tasks import TaskSampler
+
+T, BURN = 100, 4
+
+
+def _export(path, n_way=5, gain=3.0, silent=False, hidden=(24,)):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, name="small", hidden=list(hidden), n_way=n_way,
+                                zero_head=False), seed=1)
+    with torch.no_grad():
+        m(torch.zeros(1, 2, 16, 32, T))
+        last = f"blocks.{len(m.blocks) - 1}."
+        for name, p in m.named_parameters():      # silent: every layer below the plastic one
+            p.mul_(0.0 if silent and not name.startswith(last) else gain)
+    export_bundle(m, path, input_shape=(2, 16, 32), time_steps=T, burn_in=BURN)
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, tiny_metadataset):
+    b = _export(tmp_path_factory.mktemp("cal") / "bundle")
+    before = json.loads((b / "manifest.json").read_text())
+    seen = []
+    orig = TaskSampler.__init__
+
+    def spy(self, dataset, split, *a, **kw):
+        seen.append(split)
+        orig(self, dataset, split, *a, **kw)
+
+    TaskSampler.__init__ = spy
+    try:
+        s = calibrate(b, tiny_metadataset, tasks=3, queries=2, strict=False)
+    finally:
+        TaskSampler.__init__ = orig
+    return b, before, s, seen
+
+
+def test_calibration_writes_the_chosen_rule_into_the_manifest(calibrated, tiny_metadataset):
+    b, before, s, seen = calibrated
+    assert seen == ["val"]                                   # never the test split
+    man = json.loads((b / "manifest.json").read_text())
+    adapt = man["adapt"]
+    assert rule_status(before) == "uncalibrated" and rule_status(man) == "calibrated"
+    assert adapt["rule"] == s["rule"] and adapt["weight_exp"] == s["weight_exp"] in s["space"]["weight_exp"]
+    rec = adapt["calibration"]
+    assert rec["split"] == "val" and rec["data"] == str(tiny_metadataset.resolve())
+    assert len(rec["data_sha256"]) == 64 and rec["settings_tried"] == len(s["settings"])
+    for key in ("json", "markdown", "plot"):
+        assert (b / "calibration").joinpath(s["outputs"][key].split("/")[-1]).exists()
+    # the bundle still loads (checksums of network.net / .nir unchanged) with the new exponent, and
+    # the chosen setting re-run from the manifest reads what the sweep recorded
+    dep = DeployedNet.load(b)
+    assert dep.weight_exp == s["weight_exp"] and np.array_equal(dep.stored_w0, DeployedNet.load(b).stored_w0)
+    ds = MetaDataset(tiny_metadataset)
+    batch, pool = build_batch(TaskSampler(ds, "val", 5, 1, 2, seed=1000, disjoint_parts=True), 3)
+    r = run_fast(dep, dep.frozen_features(pool_inputs(ds, pool)), batch)
+    assert r.accuracy.mean() == pytest.approx(s["val_accuracy"])
+
+
+def test_chosen_setting_is_the_sparsest_within_tolerance(calibrated):
+    _, _, s, _ = calibrated
+    best = max(x["val_accuracy"] for x in s["settings"])
+    near = [x for x in s["settings"] if x["val_accuracy"] >= best - 0.01 - 1e-12]
+    assert s["fraction_synapses_updated"] == min(x["fraction_synapses_updated"] for x in near)
+
+
+def test_select_unit():
+    rows = [dict(val_accuracy=0.90, fraction_synapses_updated=0.9),
+            dict(val_accuracy=0.895, fraction_synapses_updated=0.2),
+            dict(val_accuracy=0.85, fraction_synapses_updated=0.01)]
+    assert select(rows, 0.01) is rows[1]
+    assert select(rows, 0.0) is rows[0]
+    assert select(rows, 0.1) is rows[2]
+
+
+def test_search_space_follows_the_bundle(tmp_path, tiny_metadataset):
+    dep = DeployedNet.load(_export(tmp_path / "b"))
+    ds = MetaDataset(tiny_metadataset)
+    feats = dep.frozen_features(pool_inputs(ds, np.arange(12)))
+    sp = derive_space(dep, feats)
+    k_hi = sp["derived_from"]["k_hi"]
+    # twice the largest head weight fits the 9-bit range at k_hi, not at k_hi + 1
+    head = np.abs(dep.stored_w0).max()
+    assert 2 * head << k_hi <= 255 or k_hi == 0
+    # a head with 4x smaller weights leaves room for a larger exponent (when the neuron allows it)
+    small = dataclasses.replace(dep, w0=dep.w0 // 4)
+    assert derive_space(small, feats)["derived_from"]["k_hi"] >= k_hi
+    # the softmax gain keeps 2^g x (readout window) <= 1
+    window = T - BURN
+    assert max(sp["softmax_gain_exp"]) == -int(np.ceil(np.log2(window)))
+    assert sp["factor_threshold"][0] == 0 and max(sp["factor_threshold"]) == dep.rule.e_max // 2
+
+
+def test_failed_calibration_writes_nothing(tmp_path, tiny_metadataset, monkeypatch):
+    from neuromaml.emulator import episodes
+
+    b = _export(tmp_path / "b")
+    before = (b / "manifest.json").read_bytes()
+    real_run = episodes.run_fast
+
+    def at_chance(*a, **k):             # every setting reads chance
+        r = real_run(*a, **k)
+        r.accuracy = np.full_like(r.accuracy, 0.2)
+        return r
+
+    monkeypatch.setattr(episodes, "run_fast", at_chance)
+    with pytest.raises(NeuromamlError, match=r"no rule setting learns.*nothing was written"):
+        calibrate(b, tiny_metadataset, tasks=2, queries=2)
+    assert (b / "manifest.json").read_bytes() == before and not (b / "calibration").exists()
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("shape", r"frames are \(C,H,W\) = \(2, 16, 32\) but the bundle expects \(2, 8, 16\)"),
+    ("classes", r"split 'val' has 16 classes, fewer than the bundle's 20 outputs.*rebuild"),
+    ("silent", r"receives no spikes"),
+    ("tasks", r"--tasks 0: need at least one"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, tiny_metadataset, case, pattern):
+    if case == "shape":
+        torch.manual_seed(0)
+        m = build_model(ModelConfig(time_steps=T, burn_in=BURN, name="small", hidden=[8], zero_head=False,
+                                    input_shape=(2, 8, 16)), seed=1)
+        with torch.no_grad():
+            m(torch.zeros(1, 2, 8, 16, T))
+        b = tmp_path / "b"
+        export_bundle(m, b, input_shape=(2, 8, 16), time_steps=T, burn_in=BURN)
+    else:
+        b = _export(tmp_path / "b", n_way=20 if case == "classes" else 5, silent=case == "silent")
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(NeuromamlError, match=pattern):
+        calibrate(b, tiny_metadataset, tasks=0 if case == "tasks" else 2, queries=2)
+    assert (b / "manifest.json").read_bytes() == before
+
+
+def test_bad_weight_exp_in_manifest(tmp_path):
+    b = _export(tmp_path / "b")
+    man = json.loads((b / "manifest.json").read_text())
+    for val, pat in ((3, r"adapt.weight_exp' = 3 is not an integer in \[-8, 0\]"),
+                     (-8, r"adapt.weight_exp' = -8: theta0\* << 8 spans")):
+        man["adapt"]["weight_exp"] = val
+        (b / "manifest.json").write_text(json.dumps(man))
+        with pytest.raises(NeuromamlError, match=pat):
+            DeployedNet.load(b)
+
+
+def test_ncm_reference_by_hand():
+    # 2 classes, inputs 0-1 belong to class 0, inputs 2-3 to class 1; D = 2 -> window starts at 1
+    dep = type("D", (), {"depth": 2, "time_steps": 4})()
+    feats = np.zeros((4, 5, 4), np.int8)
+    feats[0, 1:5, 0:2] = 1                # support class 0
+    feats[1, 1:5, 2:4] = 1                # support class 1
+    feats[2, 1:3, 0] = 1                  # query, class 0 pattern
+    feats[3, 1:3, 3] = 1                  # query, class 1 pattern
+    feats[3, 0, 0:2] = 1                  # outside the window: ignored
+    b = EpisodeBatch(np.array([[0, 1, 2, 3], [0, 1, 3, 2]]), np.array([[0, 1, 0, 1], [0, 1, 0, 1]]), 2)
+    r = ncm_reference(dep, feats, b)
+    assert r["tasks"] == 2 and r["mean"] == pytest.approx(0.5)     # episode 0 right, episode 1 swapped
+
+
+def test_cli_calibrate_and_the_uncalibrated_warning(tmp_path, tiny_metadataset, capsys):
+    b = _export(tmp_path / "b")
+    assert cli.main(["emulate", str(b), "--data", str(tiny_metadataset), "--tasks", "2", "--queries", "2",
+                     "--out", str(tmp_path / "em")]) == 0
+    out = capsys.readouterr()
+    assert "rule in manifest.json is uncalibrated" in out.err and "**The bundle's rule is uncalibrated**" in out.out
+    em = json.loads((tmp_path / "em" / "emulate.json").read_text())
+    assert em["rule_status"] == "uncalibrated"
+    assert {"bundle_sgd", "ncm"} <= set(em["references"])
+    bad = tmp_path / "nope.h5"
+    assert cli.main(["calibrate", str(b), "--data", str(bad), "--tasks", "2"]) == 2
+    assert str(bad) in capsys.readouterr().err
