@@ -93,3 +93,23 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "meta_train", real)
     r = demo_mod._stage_train(out, out / "data.h5", cfg, seed=0)
     assert r["resumed"] is True and r["steps"] == 3
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_quick_demo_on_the_users_data(tmp_path):
+    """`demo --data FILE.h5`: the path runs on a meta-dataset the user built, read in place, and
+    the bundle is calibrated on that file's meta-validation split."""
+    from neuromaml.deploy.bundle import sha256
+    from neuromaml.meta.metadataset import build_metadataset
+
+    data = tmp_path / "mine.h5"
+    build_metadataset("synthetic", data, per_class=8, seed=3)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--quick", "--data", str(data)]) == 0
+    s = json.loads((out / "demo.json").read_text())
+    assert s["data"] == {"file": str(data.resolve()), "sha256": sha256(data)}
+    assert not (out / "data.h5").exists()
+    cal = man_of(out)["adapt"]["calibration"]
+    assert cal["data"] == str(data.resolve()) and cal["split"] == "val"
+    assert f"Meta-dataset `{data.resolve()}`" in (out / "report.md").read_text()
