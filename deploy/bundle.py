@@ -79,22 +79,27 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
 def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int, int, int], time_steps: int,
                   burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                   adapt_layer: int | None = None, source_run: str | None = None, allow_clip: bool = False,
-                  overwrite: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  overwrite: bool = False, extra: dict[str, Any] | None = None,
+                  rule_source: str | None = None) -> dict[str, Any]:
     """Quantize + lower + write a bundle for ``model`` (slayer blocks). Returns the manifest."""
     from neuromaml.deploy.quantize import netx_layers
 
     layers, lowered, qreport = netx_layers(model, tuple(input_shape), allow_clip=allow_clip, source=out)
     return write_bundle(layers, out, input_shape=input_shape, time_steps=time_steps, burn_in=burn_in,
                         classes=classes, rule=rule, adapt_layer=adapt_layer, source_run=source_run,
-                        overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport)
+                        overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport,
+                        rule_source=rule_source)
 
 
 def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int, int, int], time_steps: int,
                  burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                  adapt_layer: int | None = None, source_run: str | None = None, overwrite: bool = False,
                  extra: dict[str, Any] | None = None, lowered: list | None = None,
-                 quantization: list | None = None) -> dict[str, Any]:
-    """Write a bundle for netx ``layers`` (``NetxLayer`` list, written as read). Returns the manifest."""
+                 quantization: list | None = None, rule_source: str | None = None) -> dict[str, Any]:
+    """Write a bundle for netx ``layers`` (``NetxLayer`` list, written as read). Returns the manifest.
+
+    ``rule_source``: where ``rule`` comes from, kept as ``adapt.rule_source`` ('trained': the
+    form the run was meta-trained through; see ``rule_status``)."""
     from neuromaml.deploy.netxfile import describe, write_layers
     from neuromaml.deploy.nir_export import write_nir
     from neuromaml.meta.quant import DECAY_BITS, MANTISSA_BITS, W_SCALE
@@ -132,7 +137,8 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                       "engine_layer": [L.index for L in computing].index(int(adapt_layer))
                       if int(adapt_layer) in [L.index for L in computing] else None,
                       "note": "layer = index in network.net; engine_layer = index in "
-                              "deploy.fixed.FixedPointNet.layers"},
+                              "deploy.fixed.FixedPointNet.layers",
+                      **({"rule_source": rule_source} if rule_source else {})},
             "quantization": {"weight_mantissa_bits": MANTISSA_BITS, "w_scale": W_SCALE,
                              "stored_weight_range": [-256, 254], "decay_bits": DECAY_BITS,
                              "threshold": "vThMant = int(theta * 64), spike if v > vThMant << 6",
@@ -187,9 +193,14 @@ def rule_status(manifest: dict) -> str:
     return "uncalibrated"
 
 
-def uncalibrated_warning(manifest: dict, bundle) -> str | None:
-    if rule_status(manifest) != "uncalibrated":
-        return None
-    return (f"warning: {bundle}: the on-chip rule in manifest.json is uncalibrated (the default RuleSpec, "
-            f"which is not fitted to this network and may not learn); run `neuromaml calibrate {bundle} "
-            f"--data FILE.h5` first")
+def warn_if_uncalibrated(bundle, manifest: dict | None = None, note: str = "") -> None:
+    """Tell the user (stderr) that a bundle's rule is uncalibrated; ``manifest`` defaults to the
+    bundle's, read without re-checking its files (the command that follows loads it)."""
+    import sys
+
+    if manifest is None:
+        manifest = read_json(Path(bundle) / MANIFEST)
+    if isinstance(manifest, dict) and rule_status(manifest) == "uncalibrated":
+        print(f"warning: {bundle}: the on-chip rule in manifest.json is uncalibrated (the default RuleSpec, "
+              f"which is not fitted to this network and may not learn); run `neuromaml calibrate {bundle} "
+              f"--data FILE.h5` first{note}", file=sys.stderr)

@@ -168,28 +168,28 @@ def _model_config_dict(mcfg) -> dict:
 
 
 def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip: bool = False,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, input_shape: tuple[int, int, int] | None = None) -> dict:
     """Export a meta-train RUN_DIR as a bundle (what ``neuromaml export RUN_DIR`` does).
 
     A run meta-trained through the rule deploys exactly that rule (``adapt.rule_source``
     'trained'); an SGD-trained run gets the default rule, to be fitted by
-    ``neuromaml calibrate``. Returns the manifest.
+    ``neuromaml calibrate``. ``input_shape`` (C, H, W), when given, must be the model's.
+    Returns the manifest.
     """
     from neuromaml.deploy.bundle import export_bundle
 
     run_dir = Path(run_dir)
     model, mcfg, classes = load_run(run_dir)
+    if input_shape and tuple(input_shape) != tuple(mcfg.input_shape):
+        raise fail(run_dir, f"--input-shape {tuple(input_shape)} disagrees with the model's "
+                   f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
     steps = steps or mcfg.time_steps
     rule = _trained_rule(run_dir)
     man = export_bundle(model, out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
                         burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=str(run_dir.resolve()),
-                        rule=rule, allow_clip=allow_clip, overwrite=overwrite,
+                        rule=rule, rule_source="trained" if rule is not None else None,
+                        allow_clip=allow_clip, overwrite=overwrite,
                         extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None})
-    if rule is not None:
-        from neuromaml.io import write_json as _write
-
-        man["adapt"]["rule_source"] = "trained"
-        _write(Path(out) / "manifest.json", man)
     return man
 
 
@@ -202,13 +202,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
         raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.run_dir is not None:
-        if args.input_shape:
-            _, mcfg, _ = load_run(args.run_dir)
-            if tuple(args.input_shape) != tuple(mcfg.input_shape):
-                raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
-                           f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
         man = export_run(args.run_dir, args.out, steps=args.steps, allow_clip=args.allow_clip,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, input_shape=args.input_shape)
         _after_export(args, man)
         return 0
     else:
@@ -299,11 +294,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     net, man = _net_path(args.target)
     if man is not None:
-        from neuromaml.deploy.bundle import uncalibrated_warning
+        from neuromaml.deploy.bundle import warn_if_uncalibrated
 
-        warn = uncalibrated_warning(man, args.target)
-        if warn:
-            print(warn + " (verify checks the network, not the rule)", file=sys.stderr)
+        warn_if_uncalibrated(args.target, man, " (verify checks the network, not the rule)")
     model = None if args.no_slayer else reference_model(man)
     steps = args.steps or (man["input"]["time_steps"] if man else 50)
     if args.samples < 1 or steps < 1:

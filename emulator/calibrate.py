@@ -126,7 +126,7 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     from neuromaml.deploy.bundle import sha256 as file_sha256
     from neuromaml.emulator.emulate import build_batch, pool_inputs
     from neuromaml.emulator.episodes import run_fast
-    from neuromaml.emulator.rulecheck import magnitude_stats, sgd_reference
+    from neuromaml.emulator.rulecheck import _run_logit_scale, magnitude_stats, sgd_reference
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
 
@@ -202,7 +202,7 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     spec = chosen["_spec"]
     dep_c = nets[chosen["weight_exp"]]
     final = run_fast(dep_c, feats, batch, spec)
-    sgd = sgd_reference(dep_c, feats, batch, lrs=SGD_LRS, logit_scale=_logit_scale(dep))
+    sgd = sgd_reference(dep_c, feats, batch, lrs=SGD_LRS, logit_scale=_run_logit_scale(dep.manifest)[0])
     record = {"data": str(Path(data).resolve()), "data_sha256": file_sha256(data), "split": "val",
               "tasks": int(tasks), "n_way": dep.n_out, "k_shot": 1, "n_query": queries,
               "seed": seed + VAL_SEED_OFFSET, "tolerance": float(tolerance),
@@ -237,12 +237,6 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
         manifest.pop("calibration", None)            # an older demo's record
         write_json(man_path, manifest)
     return summary
-
-
-def _logit_scale(dep: DeployedNet) -> float:
-    from neuromaml.emulator.rulecheck import _run_logit_scale
-
-    return _run_logit_scale(dep.manifest)[0]
 
 
 def _pct(x: float) -> str:

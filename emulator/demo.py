@@ -134,7 +134,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
          "rule_status": rule_status(man)}
     if r["rule_status"] == "uncalibrated":
         cal = calibrate(bundle, data, tasks=8 if quick else 50, seed=seed, strict=not quick)
-        r.update(rule_status="calibrated", calibration=load_bundle(bundle)[0]["adapt"]["calibration"],
+        r.update(rule_status="calibrated", calibration=read_json(bundle / "manifest.json")["adapt"]["calibration"],
                  calibration_outputs=cal["outputs"])
     r["seconds"] = time.perf_counter() - t0
     return r

@@ -131,13 +131,13 @@ def bundle_sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatc
     """Fixed-point frozen layers (the fast engine's features) + float SGD on the final layer,
     from the bundle alone (``rulecheck.sgd_reference``): with the lr its calibration chose on
     meta-validation tasks, else the best of a grid on these very tasks (optimistic, labelled)."""
-    from neuromaml.emulator.calibrate import SGD_LRS, _logit_scale
-    from neuromaml.emulator.rulecheck import sgd_reference
+    from neuromaml.emulator.calibrate import SGD_LRS
+    from neuromaml.emulator.rulecheck import _run_logit_scale, sgd_reference
 
     cal = (dep.manifest.get("adapt") or {}).get("calibration") or {}
     lr = (cal.get("sgd_reference") or {}).get("lr")
     lrs = [float(lr)] if lr else list(SGD_LRS)
-    r = sgd_reference(dep, feats, batch, lrs=lrs, logit_scale=_logit_scale(dep))
+    r = sgd_reference(dep, feats, batch, lrs=lrs, logit_scale=_run_logit_scale(dep.manifest)[0])
     return {**r["accuracy"], "lr": r["lr"], "fraction_synapses_updated": r["fraction_synapses_updated"],
             "lr_from": "calibration (meta-val)" if lr else "best of the grid on these tasks (optimistic)",
             "seconds": r["seconds"]}
@@ -156,10 +156,9 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
             engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
             seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> dict:
     """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
+    from neuromaml.deploy.bundle import rule_status
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
-
-    from neuromaml.deploy.bundle import rule_status
 
     dep = DeployedNet.load(bundle, rule=rule)
     ds = MetaDataset(data)
@@ -268,13 +267,9 @@ def format_markdown(s: dict) -> str:
 
 
 def emulate_cli(args) -> int:
-    import sys
+    from neuromaml.deploy.bundle import warn_if_uncalibrated
 
-    from neuromaml.deploy.bundle import load_bundle, uncalibrated_warning
-
-    warn = uncalibrated_warning(load_bundle(args.bundle)[0], args.bundle)
-    if warn:
-        print(warn, file=sys.stderr)
+    warn_if_uncalibrated(args.bundle)
     s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                 queries=args.queries, engine=args.engine, lava_tasks=args.lava_tasks, seed=args.seed,
                 out=args.out, progress=True)

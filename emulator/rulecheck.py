@@ -524,13 +524,9 @@ def write_plots(s: dict, out: Path) -> dict:
 
 def rule_check_cli(args) -> int:
     """`neuromaml rule-check`: run, print the Markdown, write --json if given."""
-    import sys
+    from neuromaml.deploy.bundle import warn_if_uncalibrated
 
-    from neuromaml.deploy.bundle import load_bundle, uncalibrated_warning
-
-    warn = uncalibrated_warning(load_bundle(args.bundle)[0], args.bundle)
-    if warn:
-        print(warn, file=sys.stderr)
+    warn_if_uncalibrated(args.bundle)
     s = rule_check(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                    queries=args.queries, bits=args.bits, eta_exps=args.eta_exp,
                    thresholds=args.thresholds, seed=args.seed, out=args.out)

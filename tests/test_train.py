@@ -285,6 +285,7 @@ def test_rule_trained_run_starts_from_init_and_exports_its_rule(tiny_metadataset
     assert main(["export", str(run), "--out", str(tmp_path / "bundle")]) == 0
     man = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert man["adapt"]["rule"]["eta_exp"] == -8 and man["adapt"]["rule"]["softmax_gain_exp"] == -6
+    assert man["adapt"]["rule_source"] == "trained"          # deployed as trained, not "uncalibrated"
     # a rule field that does not exist, or a window outside the sample: one-line errors naming the key
     for bad, key in (({"rule_spec": {"eta": 1}}, "inner.rule_spec"), ({"label_window": [5, 500]}, "inner.label_window")):
         with pytest.raises(NeuromamlError, match=key.replace(".", r"\.")):
