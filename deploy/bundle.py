@@ -16,16 +16,20 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from neuromaml.io import fail, package_versions, read_json, write_json
+import numpy as np
+
+from neuromaml.io import NeuromamlError, check_output, fail, json_default, package_versions, read_json, write_json
 
 FORMAT = "neuromaml-bundle"
 FORMAT_VERSION = 1
+MANIFEST_DIGEST = "manifest_sha256"   # sha256 of the manifest's canonical JSON without this field
 NET, NIR, MANIFEST = "network.net", "network.nir", "manifest.json"
 
 
@@ -49,11 +53,7 @@ def default_rule() -> dict[str, Any] | None:
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
     """Yield a temp dir beside ``out``; on success it replaces ``out`` (rename), else it is removed."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise fail(out, "already exists", "choose another --out or pass --overwrite")
-    if out.exists() and not out.is_dir():
-        raise fail(out, "exists and is not a directory", "choose another --out")
+    out = check_output(out, kind="dir", overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     umask = os.umask(0)
@@ -84,11 +84,38 @@ def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int,
     """Quantize + lower + write a bundle for ``model`` (slayer blocks). Returns the manifest."""
     from neuromaml.deploy.quantize import netx_layers
 
+    _check_finite_parameters(model, source_run or out)
     layers, lowered, qreport = netx_layers(model, tuple(input_shape), allow_clip=allow_clip, source=out)
     return write_bundle(layers, out, input_shape=input_shape, time_steps=time_steps, burn_in=burn_in,
                         classes=classes, rule=rule, adapt_layer=adapt_layer, source_run=source_run,
                         overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport,
                         rule_source=rule_source)
+
+
+def _check_finite_parameters(model: Any, where: Any) -> None:
+    """A NaN or inf weight must never reach a bundle (both engines would convert it alike)."""
+    import torch
+
+    for name, t in model.state_dict().items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise fail(where, f"parameter '{name}' holds {bad} non-finite value(s) (NaN or inf)",
+                       "meta-training diverged: resume from an earlier checkpoint with a lower outer.lr, "
+                       "or train again")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys), without its own digest field."""
+
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_manifest(bundle: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    """Write ``BUNDLE/manifest.json`` atomically with its digest; the one way to change a manifest."""
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    return write_json(Path(bundle) / MANIFEST, manifest)
 
 
 def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int, int, int], time_steps: int,
@@ -150,7 +177,7 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
             **(extra or {}),
         }
         manifest["files"] = {name: sha256(tmp / name) for name in (NET, NIR)}
-        write_json(tmp / MANIFEST, manifest)
+        write_manifest(tmp, manifest)
     return manifest
 
 
@@ -180,7 +207,61 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
         if got != digest:
             raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
                        "(the file changed after export)", "re-export the bundle")
+    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
+        raise fail(man_path, f"field '{MANIFEST_DIGEST}' does not match its contents: manifest.json was "
+                   "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
+                   "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
+    cross_check(manifest, path / NET, man_path)
     return manifest, path / NET
+
+
+def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
+    """The manifest must describe ``network.net``: layers, input shape, output count, finite weights."""
+    from neuromaml.deploy.netxfile import describe, read_layers
+
+    try:
+        layers = read_layers(net)
+    except NeuromamlError:
+        raise
+    except Exception as exc:   # h5py: truncated or foreign file
+        raise fail(net, f"cannot be read as a netx HDF5 file ({type(exc).__name__}: {exc})",
+                   "re-export the bundle") from None
+    for L in layers:
+        for key in ("weight", "bias"):
+            arr = L.get(key)
+            if arr is not None and np.asarray(arr).dtype.kind == "f" and not np.isfinite(np.asarray(arr)).all():
+                raise fail(net, f"layer {L.index} ({L.type}) '{key}' holds NaN or inf",
+                           "re-export the bundle from a run with finite weights")
+    stated = manifest.get("layers")
+    actual = json.loads(json.dumps(describe(layers), default=json_default))
+    if stated is not None and stated != actual:
+        i = next((k for k, (a, b) in enumerate(zip(stated, actual)) if a != b), min(len(stated), len(actual)))
+        raise fail(man_path, f"field 'layers' disagrees with network.net at layer {i} "
+                   f"(manifest: {stated[i] if i < len(stated) else 'none'}; network.net: "
+                   f"{actual[i] if i < len(actual) else 'none'})", "re-export or re-import the bundle")
+    inp = manifest.get("input") or {}
+    chw, xyf = inp.get("shape_chw"), inp.get("shape_xyf")
+    if not (isinstance(chw, list) and len(chw) == 3 and all(isinstance(v, int) and v > 0 for v in chw)):
+        raise fail(man_path, f"field 'input.shape_chw' is {chw!r}", "re-export or re-import the bundle")
+    if xyf is not None and list(xyf) != list(chw)[::-1]:
+        raise fail(man_path, f"fields 'input.shape_xyf' {xyf} and 'input.shape_chw' {chw} disagree",
+                   "re-export or re-import the bundle")
+    computing = [L for L in layers if L.type in ("dense", "conv")]
+    if computing and computing[0].weight is not None:
+        w = np.asarray(computing[0].weight)
+        C, H, W = chw
+        want = C if computing[0].type == "conv" else C * H * W
+        got = int(w.shape[1]) if w.ndim >= 2 else None
+        if got is not None and computing[0].type == "conv" and int(np.asarray(computing[0].get("groups", 1))) > 1:
+            got *= int(np.asarray(computing[0].get("groups", 1)))
+        if got is not None and got != want:
+            raise fail(man_path, f"field 'input.shape_chw' {chw} gives {want} inputs, but the first "
+                       f"{computing[0].type} layer of network.net takes {got}", "re-export or re-import the bundle")
+    out = manifest.get("output") or {}
+    if computing and computing[-1].type == "dense" and out.get("neurons") is not None \
+            and int(out["neurons"]) != int(computing[-1].shape[0]):
+        raise fail(man_path, f"field 'output.neurons' is {out['neurons']}, network.net's last layer has "
+                   f"{int(computing[-1].shape[0])}", "re-export or re-import the bundle")
 
 
 def rule_status(manifest: dict) -> str:
@@ -199,7 +280,10 @@ def warn_if_uncalibrated(bundle, manifest: dict | None = None, note: str = "") -
     import sys
 
     if manifest is None:
-        manifest = read_json(Path(bundle) / MANIFEST)
+        try:
+            manifest = read_json(Path(bundle) / MANIFEST)
+        except NeuromamlError:
+            return              # the command's load_bundle reports what is wrong with the bundle
     if isinstance(manifest, dict) and rule_status(manifest) == "uncalibrated":
         print(f"warning: {bundle}: the on-chip rule in manifest.json is uncalibrated (the default RuleSpec, "
               f"which is not fitted to this network and may not learn); run `neuromaml calibrate {bundle} "

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuromaml.io import fail, read_json, write_json
+from neuromaml.io import check_output, fail, positive_int, probability, read_json, write_json
 
 CHECKPOINT_NAMES = ("theta.pt", "model.pt", "checkpoint.pt", "final.pt", "best.pt")
 CONFIG_NAMES = ("config.json", "run.json", "config.yaml", "config.yml")
@@ -29,9 +29,9 @@ def register(sub) -> None:
     e.add_argument("run_dir", nargs="?", type=Path, help="meta-train output directory (config + checkpoint)")
     e.add_argument("--model", default=None, help="export a freshly initialised model: small|paper_cnn|lava_mlp")
     e.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    e.add_argument("--input-shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
-    e.add_argument("--n-way", type=int, default=None)
-    e.add_argument("--steps", type=int, default=None, help="time steps per sample (default: model config)")
+    e.add_argument("--input-shape", type=positive_int, nargs=3, default=None, metavar=("C", "H", "W"))
+    e.add_argument("--n-way", type=positive_int, default=None)
+    e.add_argument("--steps", type=positive_int, default=None, help="time steps per sample (default: model config)")
     e.add_argument("--seed", type=int, default=0, help="init seed for --model")
     e.add_argument("--allow-clip", action="store_true", help="clip weights that overflow 8 bits instead of failing")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
@@ -48,9 +48,9 @@ def register(sub) -> None:
 
     v = sub.add_parser("verify", help="run a bundle on Lava and the fixed engine; compare spikes bit for bit")
     v.add_argument("target", type=Path, help="BUNDLE directory or FILE.net")
-    v.add_argument("--samples", type=int, default=4)
-    v.add_argument("--steps", type=int, default=None, help="steps per sample (default: manifest, else 50)")
-    v.add_argument("--rate", type=float, default=0.2, help="input spike probability per step")
+    v.add_argument("--samples", type=positive_int, default=4)
+    v.add_argument("--steps", type=positive_int, default=None, help="steps per sample (default: manifest, else 50)")
+    v.add_argument("--rate", type=probability, default=0.2, help="input spike probability per step")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--all-layers", action="store_true", help="compare every layer, not only the output")
     v.add_argument("--no-lava", action="store_true", help="skip Lava (fixed engine only; for quick checks)")
@@ -199,6 +199,9 @@ def _export(args: argparse.Namespace) -> int:
 
     if (args.run_dir is None) == (args.model is None):
         raise fail(None, "give exactly one of RUN_DIR or --model NAME", "e.g. neuromaml export runs/x --out bundle")
+    check_output(args.out, kind="dir", overwrite=args.overwrite)
+    if args.json is not None:
+        check_output(args.json, kind="file", overwrite=True, flag="--json")
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
         raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.run_dir is not None:

@@ -122,7 +122,8 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     """
     from tqdm import tqdm
 
-    from neuromaml.deploy.bundle import MANIFEST, load_bundle
+    from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.deploy.bundle import write_manifest as save_manifest
     from neuromaml.deploy.bundle import sha256 as file_sha256
     from neuromaml.emulator.emulate import build_batch, pool_inputs
     from neuromaml.emulator.episodes import run_fast
@@ -228,14 +229,13 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     write_json(out / "calibration.json", summary)
     atomic_write_text(out / "calibration.md", format_markdown(summary))
     if write_manifest:
-        man_path = bundle / MANIFEST
         manifest, _ = load_bundle(bundle)          # re-read: unchanged files, fresh manifest
         manifest["adapt"]["rule"] = spec.to_dict()
         manifest["adapt"]["weight_exp"] = int(chosen["weight_exp"])
         manifest["adapt"]["rule_source"] = "calibrated"
         manifest["adapt"]["calibration"] = record
         manifest.pop("calibration", None)            # an older demo's record
-        write_json(man_path, manifest)
+        save_manifest(bundle, manifest)
     return summary
 
 

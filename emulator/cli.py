@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuromaml.io import check_output, fail, positive_int, probability
+
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None,
@@ -25,12 +27,12 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path, help="bundle directory written by `neuromaml export` or `neuromaml import`")
     p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 (neuromaml data build)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=int, default=100, help="number of tasks (episodes)")
-    p.add_argument("--shots", type=int, default=1, help="K support samples per class (N-way = the bundle's outputs)")
-    p.add_argument("--queries", type=int, default=5, help="query samples per class")
+    p.add_argument("--tasks", type=positive_int, default=100, help="number of tasks (episodes)")
+    p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class (N-way = the bundle's outputs)")
+    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
-    p.add_argument("--lava-tasks", type=int, default=2,
+    p.add_argument("--lava-tasks", type=positive_int, default=2,
                    help="with --engine both: how many of the tasks also run on Lava (agreement checked)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/emulate-<split>)")
@@ -46,8 +48,8 @@ def register(sub) -> None:
     p.add_argument("netfile", type=Path)
     p.add_argument("--input-shape", required=True,
                    help="input shape in slayer order C,H,W (e.g. 2,16,32), as the data's frames")
-    p.add_argument("--classes", type=int, required=True, help="number of output classes (N-way)")
-    p.add_argument("--time-steps", type=int, default=100)
+    p.add_argument("--classes", type=positive_int, required=True, help="number of output classes (N-way)")
+    p.add_argument("--time-steps", type=positive_int, default=100)
     p.add_argument("--burn-in", type=int, default=None,
                    help="readout window starts at this step (default: the network's pipeline depth)")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
@@ -66,9 +68,9 @@ def register(sub) -> None:
     )
     p.add_argument("bundle", type=Path, help="bundle directory (neuromaml export or neuromaml import)")
     p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 with a 'val' split")
-    p.add_argument("--tasks", type=int, default=50, help="meta-validation tasks per setting")
-    p.add_argument("--queries", type=int, default=5, help="query samples per class")
-    p.add_argument("--tolerance", type=float, default=0.01,
+    p.add_argument("--tasks", type=positive_int, default=50, help="meta-validation tasks per setting")
+    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
+    p.add_argument("--tolerance", type=probability, default=0.01,
                    help="choose the sparsest setting within this fraction of the best accuracy (0.01 = 1 point)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="sweep outputs (default: BUNDLE/calibration)")
@@ -85,9 +87,9 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=int, default=50)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=5)
+    p.add_argument("--tasks", type=positive_int, default=50)
+    p.add_argument("--shots", type=positive_int, default=1)
+    p.add_argument("--queries", type=positive_int, default=5)
     p.add_argument("--bits", default="8,6,4,3,2", help="weight precisions to sweep")
     p.add_argument("--eta-exp", default=None, help="eta exponents to sweep, e.g. --eta-exp=-9,-7 (with '=': the values start with '-'; default: around the bundle's)")
     p.add_argument("--thresholds", default=None, help="error thresholds to sweep, e.g. --thresholds 0,8,16 (default: around the bundle's)")
@@ -110,46 +112,69 @@ def register(sub) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="FILE.h5",
                    help="run the path on this meta-dataset (neuromaml data build) instead of the embedded default")
     p.add_argument("--config", type=Path, default=None, help="meta-train config (default: the packaged demo config)")
-    p.add_argument("--tasks", type=int, default=200, help="fast-engine emulation tasks")
-    p.add_argument("--lava-tasks", type=int, default=2, help="tasks also run on Lava (agreement checked)")
+    p.add_argument("--tasks", type=positive_int, default=200, help="fast-engine emulation tasks")
+    p.add_argument("--lava-tasks", type=positive_int, default=2, help="tasks also run on Lava (agreement checked)")
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run built")
     p.add_argument("--quick", action="store_true", help="tiny settings (for tests): minutes, not accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
 
 
-def _csv(text, cast):
-    return None if text is None else [cast(v) for v in str(text).split(",") if v.strip()]
+def _csv(text, cast, flag: str = ""):
+    if text is None:
+        return None
+    try:
+        values = [cast(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise fail(None, f"{flag} {text!r} is not a comma-separated list of whole numbers",
+                   f"write e.g. {flag}=-9,-7 (with '=' when the first value starts with '-')") from None
+    if not values:
+        raise fail(None, f"{flag} {text!r} holds no value", f"give at least one, e.g. {flag}=-9")
+    return values
+
+
+def _check_outs(args) -> None:
+    """Report folders (emulate, calibrate, rule-check) are regenerated: replacing them is fine,
+    but they must be writable folders; checked before any work starts."""
+    if getattr(args, "out", None) is not None:
+        check_output(args.out, kind="dir", overwrite=True)
+    if getattr(args, "json", None) is not None:
+        check_output(args.json, kind="file", overwrite=True, flag="--json")
 
 
 def _emulate(args) -> int:
     from neuromaml.emulator.emulate import emulate_cli
 
+    _check_outs(args)
     return emulate_cli(args)
 
 
 def _import(args) -> int:
     from neuromaml.emulator.importer import import_cli
 
+    check_output(args.out, kind="dir", overwrite=args.overwrite)
     return import_cli(args)
 
 
 def _calibrate(args) -> int:
     from neuromaml.emulator.calibrate import calibrate_cli
 
+    _check_outs(args)
     return calibrate_cli(args)
 
 
 def _rule_check(args) -> int:
     from neuromaml.emulator.rulecheck import rule_check_cli
 
-    args.bits = _csv(args.bits, int)
-    args.eta_exp = _csv(args.eta_exp, int)
-    args.thresholds = _csv(args.thresholds, int)
+    _check_outs(args)
+    args.bits = _csv(args.bits, int, "--bits")
+    args.eta_exp = _csv(args.eta_exp, int, "--eta-exp")
+    args.thresholds = _csv(args.thresholds, int, "--thresholds")
     return rule_check_cli(args)
 
 
 def _demo(args) -> int:
     from neuromaml.emulator.demo import demo_cli
 
+    check_output(args.out, kind="dir", resume=True)   # a demo folder is reused stage by stage
     return demo_cli(args)

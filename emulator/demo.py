@@ -206,6 +206,10 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
         data = Path(data).resolve()
         if not data.is_file():
             raise fail(data, "meta-dataset not found (--data)", "give a .h5 written by neuromaml data build")
+    if out.is_dir() and any(out.iterdir()) and not (out / "demo.json").exists():
+        raise fail(out, "exists, is not empty and holds no demo.json: not a demo folder; its files would be "
+                   "mixed with the demo's" + (" or deleted by --fresh" if fresh else ""),
+                   "choose a new or empty --out")
     if fresh and out.exists():
         shutil.rmtree(out)
     # the data's samples per class and class split are settings too: a folder from an older
@@ -220,6 +224,8 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
     cfg = demo_config(config, quick)
     data_file = data if data is not None else out / "data.h5"
     summary: dict = {"out": str(out), **settings, "stages": {}, "seconds": {}}
+    if not (out / "demo.json").exists():   # marks the folder as a demo's from the first stage on
+        write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
     for name in bar:
@@ -376,8 +382,8 @@ def write_report(out: Path, summary: dict) -> dict:
         lines += ["## Meta-dataset (`neuromaml data info`)", "", "```", *summary_lines(st["data"]), "```", ""]
     lines += ["## Time (2-core CPU budget: 20 min)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in secs.items()]
-    lines += ["", f"Machine-readable: `demo.json`, `emulate/emulate.json`, `bundle/verify.json`, "
-              f"`run/summary.json`.", ""]
+    lines += ["", "Machine-readable: `demo.json`, `emulate/emulate.json`, `bundle/verify.json`, "
+              "`run/summary.json`.", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     return {"report": str(out / "report.md"), "plot": gap_png}
 

@@ -82,6 +82,9 @@ def _merge(obj, data: dict, path, prefix: str):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise fail(path, f"'{dotted}' must be a number, got {value!r}")
             value = float(value)
+            if not math.isfinite(value) or abs(value) > 1e12:
+                raise fail(path, f"'{dotted}' is {value!r}, not a finite number of a sensible size",
+                           "use a finite value (no .inf / .nan, |value| <= 1e12)")
         elif isinstance(cur, dict):
             if not isinstance(value, dict):
                 raise fail(path, f"'{dotted}' must be a mapping, got {value!r}")
@@ -110,8 +113,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     need(m.time_steps > 0, "model.time_steps", f"is {m.time_steps}", "use a positive number of steps")
     need(0 <= m.burn_in < m.time_steps, "model.burn_in", f"is {m.burn_in}, not in [0, time_steps={m.time_steps})",
          "use a burn-in shorter than the sample")
-    need(m.threshold > 0 and (m.threshold * 64) == int(m.threshold * 64), "model.threshold",
-         f"is {m.threshold}", "use a positive multiple of 1/64 (Loihi threshold mantissa)")
+    need(0 < m.threshold <= 2 ** 17 / 64 and (m.threshold * 64) == int(m.threshold * 64), "model.threshold",
+         f"is {m.threshold}", "use a positive multiple of 1/64 up to 2048 (Loihi's 17-bit threshold mantissa)")
     for k in ("current_decay", "voltage_decay"):
         v = getattr(m, k)
         need(0 <= v <= 1, f"model.{k}", f"is {v}", "use a fraction in [0, 1]")
@@ -151,7 +154,7 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     need(i.frozen >= -1, "inner.frozen", f"is {i.frozen}", "use -1 (all but the last layer) or a count >= 0")
     need(o.steps >= 0, "outer.steps", f"is {o.steps}", "use a count >= 0")
     need(o.meta_batch >= 1, "outer.meta_batch", f"is {o.meta_batch}", "use at least 1 task")
-    need(o.lr > 0, "outer.lr", f"is {o.lr}", "use a learning rate > 0")
+    need(o.lr > 0 and math.isfinite(o.lr), "outer.lr", f"is {o.lr}", "use a learning rate > 0")
     need(0 <= o.lr_min_ratio <= 1, "outer.lr_min_ratio", f"is {o.lr_min_ratio}", "use a fraction in [0, 1]")
     for k in ("val_every", "val_tasks", "checkpoint_every"):
         need(getattr(o, k) >= 1, f"outer.{k}", f"is {getattr(o, k)}", "use a count >= 1")
@@ -168,7 +171,12 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
 
 def from_dict(data: dict, path=None) -> RunConfig:
     cfg = RunConfig()
-    data = dict(data or {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise fail(path, f"the top level must be a mapping of sections (model, inner, outer, task), "
+                   f"got a {type(data).__name__}", "write e.g. 'model:\n  hidden: [128]' (see meta/configs/small.yaml)")
+    data = dict(data)
     if "task" in data and isinstance(data["task"], dict) and "n_way" in data["task"]:
         model = dict(data.get("model") or {})
         model.setdefault("n_way", data["task"]["n_way"])
@@ -182,7 +190,12 @@ def read_file(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise fail(path, "config file not found", "give a YAML/TOML file or a name in " + str(CONFIG_DIR))
-    text = path.read_text()
+    if not path.is_file():
+        raise fail(path, "is not a file", "give a YAML or TOML config file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise fail(path, "is not a text file (not UTF-8)", "give a YAML or TOML config file") from None
     try:
         if path.suffix.lower() == ".toml":
             try:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from neuromaml.io import finite_float, positive_int
 
 
 def register(sub) -> None:
@@ -33,7 +36,7 @@ def register(sub) -> None:
     b.add_argument("--source", default="synthetic",
                    help="synthetic | nmnist:DIR | asl-dvs:DIR | events:DIR (default: synthetic)")
     b.add_argument("--out", type=Path, required=True, help="meta-dataset file to write (.h5)")
-    b.add_argument("--per-class", type=int, default=None,
+    b.add_argument("--per-class", type=positive_int, default=None,
                    help="samples per class (default 80, metadataset.DEFAULT_PER_CLASS)")
     b.add_argument("--seed", type=int, default=0, help="seed of recording choice, synthesis and split")
     b.add_argument("--split-file", type=Path, default=None,
@@ -41,13 +44,14 @@ def register(sub) -> None:
     b.add_argument("--digit-split", choices=("authors", "ordered"), default="authors",
                    help="synthetic/nmnist: the authors' Double N-MNIST class split (default) or "
                    "'ordered' 00..63/64..79/80..99 (meta-test digits 8, 9 never on the left in meta-train)")
-    b.add_argument("--fractions", type=float, nargs=3, default=(0.64, 0.16, 0.20),
+    b.add_argument("--fractions", type=finite_float, nargs=3, default=(0.64, 0.16, 0.20),
                    metavar=("TRAIN", "VAL", "TEST"), help="events: class split fractions (default 0.64 0.16 0.2)")
-    b.add_argument("--duration-us", type=int, default=None,
+    b.add_argument("--duration-us", type=positive_int, default=None,
                    help="time window from t=0 in us (default: 100000; events: meta.json's duration_us)")
-    b.add_argument("--downsample", type=int, default=None,
+    b.add_argument("--downsample", type=positive_int, default=None,
                    help="sum-pooling factor (default: 2 digits, 6 asl-dvs, 1 events)")
     b.add_argument("--json", type=Path, default=None, help="JSON summary path (default: OUT.json)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
 
@@ -62,21 +66,29 @@ def register(sub) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from neuromaml.io import package_versions, write_json
+    from neuromaml.io import check_output, package_versions, write_json
     from neuromaml.meta.metadataset import DEFAULT_PER_CLASS, build_metadataset
 
+    check_output(args.out, kind="file", overwrite=args.overwrite)
+    jpath = args.json or Path(str(args.out) + ".json")
+    check_output(jpath, kind="file", overwrite=True, flag="--json")
     per_class = DEFAULT_PER_CLASS if args.per_class is None else args.per_class
     summary = build_metadataset(args.source, args.out, per_class=per_class, seed=args.seed,
                                 split_file=args.split_file, fractions=tuple(args.fractions),
                                 duration_us=args.duration_us, downsample=args.downsample,
                                 progress=not args.quiet, digit_split=args.digit_split)
     summary["versions"] = package_versions()
-    jpath = args.json or Path(str(args.out) + ".json")
     write_json(jpath, summary)
-    print(f"wrote {summary['path']}: {summary['num_classes']} classes x {summary['per_class']} samples, "
+    spc = summary["samples_per_class"]
+    held = f"{spc['min']}" + (f"..{spc['max']}" if spc["max"] != spc["min"] else "")
+    if summary["classes_below_per_class"]:
+        print(f"note: {summary['classes_below_per_class']} class(es) hold fewer recordings than --per-class "
+              f"{summary['per_class']}; they keep all they have", file=sys.stderr)
+    print(f"wrote {summary['path']}: {summary['num_classes']} classes x {held} samples, "
           f"frames {tuple(summary['shape'])}, {summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.1f} s "
           f"(summary: {jpath})")
     return 0
+
 
 
 def summary_lines(s: dict) -> list[str]:

@@ -35,6 +35,8 @@ EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 NMNIST_SENSOR = (34, 34, 2)     # (W, H, C) of the ATIS crop used by N-MNIST
 ASL_SENSOR = (240, 180, 2)      # (W, H, C) of the DAVIS240 used by ASL-DVS
 ASL_LETTERS = "abcdefghiklmnopqrstuvwxy"  # 24 static letters (no j, no z)
+MAX_SENSOR_PX = 4096            # a side; today's largest event sensors are 1280 x 720
+MAX_DURATION_US = 100_000_000   # 100 s per recording
 _NMNIST_OVERFLOW_Y = 240
 _NMNIST_OVERFLOW_US = 2 ** 13
 
@@ -109,7 +111,10 @@ def read_nmnist_bin(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise fail(path, "N-MNIST file not found", "check the path")
-    return decode_nmnist(path.read_bytes(), path)
+    raw = path.read_bytes()
+    if not raw:
+        raise fail(path, "empty N-MNIST file (0 bytes): a failed copy or download", "re-copy the file from the dataset")
+    return decode_nmnist(raw, path)
 
 
 # --------------------------------------------------------------------------- ASL-DVS
@@ -160,16 +165,21 @@ def read_event_meta(root) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the JSON") from None
+    except UnicodeDecodeError:
+        raise fail(path, "not a UTF-8 text file", 'write meta.json as JSON text') from None
     ss = meta.get("sensor_size") if isinstance(meta, dict) else None
     ok = (isinstance(ss, list) and len(ss) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in ss)
           and ss[0] > 0 and ss[1] > 0 and ss[2] == 2)
     if not ok:
         raise fail(path, f"field 'sensor_size' is {ss!r}, expected [W, H, 2] with positive integers W, H",
                    'write e.g. "sensor_size": [34, 34, 2]')
+    if ss[0] > MAX_SENSOR_PX or ss[1] > MAX_SENSOR_PX:
+        raise fail(path, f"field 'sensor_size' is {ss!r}: larger than any event sensor "
+                   f"(at most {MAX_SENSOR_PX} px a side here)", "give the sensor's real width and height in pixels")
     dur = meta.get("duration_us")
-    if not (isinstance(dur, int) and not isinstance(dur, bool) and dur > 0):
-        raise fail(path, f"field 'duration_us' is {dur!r}, expected a positive integer (microseconds)",
-                   'write e.g. "duration_us": 100000')
+    if not (isinstance(dur, int) and not isinstance(dur, bool) and 0 < dur <= MAX_DURATION_US):
+        raise fail(path, f"field 'duration_us' is {dur!r}, expected a positive integer of microseconds "
+                   f"up to {MAX_DURATION_US} (100 s)", 'write e.g. "duration_us": 100000')
     return {"sensor_size": tuple(ss), "duration_us": dur}
 
 

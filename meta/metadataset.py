@@ -275,10 +275,17 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
     T = plan.duration_us // dt_us
     if T < 1:
         raise fail(None, f"duration {plan.duration_us} us is shorter than one {dt_us} us bin", "raise the duration")
-    samples, _ = _assign(plan, per_class, seed)
     cw, ch = plan.crop[2] - plan.crop[0], plan.crop[3] - plan.crop[1]
     hw, H = cw // plan.ds, ch // plan.ds
     W = hw * len(plan.parts[0])
+    if hw < 1 or H < 1:
+        raise fail(None, f"--downsample {plan.ds} is larger than the {cw} x {ch} px recordings "
+                   "(no pixel would remain)", f"use --downsample <= {min(cw, ch)}")
+    sample_mb = 2 * H * W * T / 2 ** 20
+    if sample_mb > 256:
+        raise fail(None, f"one sample's frames would be 2 x {H} x {W} x {T} = {sample_mb:.0f} MiB",
+                   "use a larger --downsample or a shorter --duration-us")
+    samples, _ = _assign(plan, per_class, seed)
     n = len(samples)
     # reference counts: load each recording once, drop it after its last use
     uses: dict[tuple, int] = {}
@@ -333,9 +340,13 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
     finally:
         if bar is not None:
             bar.close()
+    held = np.bincount([s[0] for s in samples], minlength=len(plan.classes))
     return {"path": str(out), "seconds": round(time.perf_counter() - t_start, 3), "bytes": out.stat().st_size,
             "source": plan.source, "composition": plan.composition, "num_classes": len(plan.classes),
             "num_samples": n, "per_class": per_class, "seed": seed, "shape": [2, H, W, T],
+            # what each class really holds: a class with fewer recordings than --per-class keeps them all
+            "samples_per_class": {"min": int(held.min()), "max": int(held.max())},
+            "classes_below_per_class": int((held < per_class).sum()),
             "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()}}
 
 
@@ -355,6 +366,16 @@ class MetaDataset:
             raise fail(self.path, "meta-dataset file not found", "build one with `neuromaml data build`")
         if not h5py.is_hdf5(self.path):
             raise fail(self.path, "not an HDF5 file", "build the meta-dataset with `neuromaml data build`")
+        try:
+            self._read_index(h5py)
+        except OSError as exc:   # h5py's error for a truncated or damaged file
+            raise fail(self.path, f"cannot be read as HDF5 ({exc}): truncated or damaged",
+                       "re-copy it or rebuild it with `neuromaml data build`") from None
+        except KeyError as exc:
+            raise fail(self.path, f"unexpected layout ({exc})", "rebuild it with `neuromaml data build`") from None
+        self._check_index()
+
+    def _read_index(self, h5py) -> None:
         with h5py.File(self.path, "r") as f:
             fmt = f.attrs.get("format")
             fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
@@ -374,10 +395,18 @@ class MetaDataset:
             self.labels = np.asarray(f["labels"][()], np.int64)
             self.sample_ids = np.asarray(f["sample_ids"][()], np.int64)
             fshape = f["frames"].shape
+            self._frames_dtype = f["frames"].dtype
             # recording ids of the parts of each sample (optional: older or foreign files lack it)
             self.part_ids = np.asarray(f["part_ids"][()], np.int64).reshape(len(self.labels), -1) \
                 if "part_ids" in f else None
+        self._fshape = fshape
+
+    def _check_index(self) -> None:
+        fshape = self._fshape
         n = self.labels.size
+        if self._frames_dtype != np.uint8:
+            raise fail(self.path, f"'/frames' has dtype {self._frames_dtype}, expected uint8 spike counts",
+                       "rebuild the meta-dataset with `neuromaml data build`")
         if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n:
             raise fail(self.path, f"'/frames' has shape {fshape} for {n} labels and {self.sample_ids.size} sample_ids",
                        "rebuild the meta-dataset")
@@ -386,6 +415,14 @@ class MetaDataset:
         for s, idx in self.splits.items():
             if idx.size and (idx.min() < 0 or idx.max() >= len(self.classes)):
                 raise fail(self.path, f"'/splits/{s}' names classes that do not exist", "rebuild the meta-dataset")
+        names = list(self.splits)
+        for a_i, a in enumerate(names):
+            for b in names[a_i + 1:]:
+                both = np.intersect1d(self.splits[a], self.splits[b])
+                if both.size:
+                    raise fail(self.path, f"splits '{a}' and '{b}' share {both.size} class(es) (e.g. "
+                               f"'{self.classes[int(both[0])]}'): meta-test results would not be on new classes",
+                               "rebuild it with disjoint class splits (`neuromaml data build`)")
         self.shape = tuple(int(v) for v in fshape[1:])
         self._by_class = {c: np.flatnonzero(self.labels == c) for c in range(len(self.classes))}
         self._cache: dict[int, np.ndarray] = {}
@@ -410,10 +447,14 @@ class MetaDataset:
             m = np.asarray(missing)
             starts = np.flatnonzero(np.diff(m, prepend=-2) != 1)   # contiguous runs: one slice read each
             ends = np.append(starts[1:], m.size)
-            with h5py.File(self.path, "r") as f:
-                ds = f["frames"]
-                for a, b in zip(starts, ends):
-                    self._cache.update(zip(m[a:b].tolist(), ds[m[a]:m[b - 1] + 1]))
+            try:
+                with h5py.File(self.path, "r") as f:
+                    ds = f["frames"]
+                    for a, b in zip(starts, ends):
+                        self._cache.update(zip(m[a:b].tolist(), ds[m[a]:m[b - 1] + 1]))
+            except OSError as exc:
+                raise fail(self.path, f"frames cannot be read ({exc}): truncated or damaged",
+                           "re-copy it or rebuild it with `neuromaml data build`") from None
         out = np.stack([self._cache[i] for i in idx.tolist()]) if idx.size else np.zeros((0, *self.shape), np.uint8)
         if binary:
             out = np.minimum(out, 1)

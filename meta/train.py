@@ -168,19 +168,31 @@ class Trainer:
         self.step = 0
         self.best_val = -1.0
         self.best_step = -1
+        # The run's own random stream, seeded by the run's seed. The process-wide torch generator
+        # is seeded at random when torch starts (torch.initial_seed() differs per process), so
+        # saving it made two identical runs' checkpoints differ, and restoring it on resume
+        # reached outside the run. Tasks come from the seeded TaskSamplers and the initial
+        # weights from build_model(seed); anything random added to training draws from this.
+        self.generator = torch.Generator().manual_seed(int(seed))
 
     # -- checkpoints ----------------------------------------------------
     def state(self) -> dict:
         return {"format": CKPT_FORMAT, "version": 1, "step": self.step, "config": self.cfg.to_dict(),
                 "seed": self.seed, "model": self.model.state_dict(), "lrs": self.lrs.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "rng": torch.get_rng_state(), "best_val": self.best_val, "best_step": self.best_step}
+                "rng": self.generator.get_state(), "best_val": self.best_val, "best_step": self.best_step}
 
     def save(self, path) -> None:
         for p in self.params.values():
             if not torch.isfinite(p).all():
-                raise fail(path, f"parameters are not finite at step {self.step}; checkpoint not written",
-                           "lower outer.lr or inner.lr and resume from the last good checkpoint")
+                name = next(k for k, v in self.params.items() if not torch.isfinite(v).all())
+                run = Path(path).parent
+                fix = ("meta-train again into a new --out with a lower outer.lr or inner.lr"
+                       + (f", adding --init {run} to start from this run's last good weights"
+                          if (run / "best.pt").exists() or (run / "ckpt.pt").exists() else "")
+                       + "; check the data for empty or saturated frames (neuromaml data info)")
+                raise fail(path, f"parameter '{name}' is not finite (NaN or inf) at meta-step {self.step}: "
+                           "training diverged; this checkpoint was not written", fix)
         with atomic_path(path) as tmp:
             torch.save(self.state(), tmp)
 
@@ -190,7 +202,7 @@ class Trainer:
         self.lrs.load_state_dict(state["lrs"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        self.generator.set_state(state["rng"])
         self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
 
     # -- steps ------------------------------------------------------------
@@ -247,7 +259,19 @@ def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
                    f"{tuple(m.input_shape) + (m.time_steps,)}", "use the data file the run was trained on")
 
 
-def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int | None = None,
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _config_diff(va, vb, f"{prefix}{k}.")
+        elif (list(va) if isinstance(va, tuple) else va) != (list(vb) if isinstance(vb, tuple) else vb):
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, steps: int | None = None,
                seed: int | None = None, progress: bool = True, on_step=None, init=None,
                device: str | None = "cpu") -> dict:
     """Meta-train (or resume) into ``out_dir``; returns the summary dict.
@@ -273,7 +297,20 @@ def meta_train(data, cfg: RunConfig, out_dir, resume: bool = False, steps: int |
         if not (out / "config.yaml").exists():
             raise fail(out / "config.yaml", "no run to resume here", "start without --resume")
         state = load_checkpoint(ckpt)
-        cfg = from_dict(state["config"], out / "config.yaml")
+        given, cfg = cfg, from_dict(state["config"], out / "config.yaml")
+        if given is not None:
+            given.outer.steps = cfg.outer.steps   # --steps is how a resumed run is extended
+            given.seed = cfg.seed if seed is None else seed
+            # frame shape and time steps are adopted from the data, not taken from --config
+            given.model.input_shape, given.model.time_steps = cfg.model.input_shape, cfg.model.time_steps
+            diff = _config_diff(given.to_dict(), cfg.to_dict())
+            if diff:
+                raise fail(out / "config.yaml", f"--resume continues this run with its own config, but the "
+                           f"--config given differs in {', '.join(diff[:6])}" + (" ..." if len(diff) > 6 else ""),
+                           "drop --config to resume (change only --steps), or start a new run in another --out")
+        if seed is not None and seed != state["seed"]:
+            raise fail(out / "config.yaml", f"--seed {seed} differs from the run's seed {state['seed']}",
+                       "drop --seed to resume, or start a new run in another --out")
         seed = state["seed"]
     else:
         seed = cfg.seed if seed is None else seed

@@ -5,17 +5,24 @@ import argparse
 import json
 from pathlib import Path
 
+from neuromaml.io import nonneg_int, positive_int
+
 
 def _meta_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import finish_distributed, maybe_init_distributed, meta_train, resolve_device
 
-    maybe_init_distributed(resolve_device(args.device))
-    cfg = None if args.resume else load_config(args.config)
-    if cfg is None:
-        from .config import RunConfig
+    from neuromaml.io import check_output
 
-        cfg = RunConfig()  # replaced by the checkpoint's config
+    check_output(args.out, kind="dir", resume=args.resume,
+                 exists_fix="add --resume to continue the run in it, or choose a new --out")
+    if not args.resume and not Path(args.data).is_file():
+        from neuromaml.io import fail
+
+        raise fail(args.data, "meta-dataset not found (--data)", "build one with `neuromaml data build --out FILE.h5`")
+    maybe_init_distributed(resolve_device(args.device))
+    # on --resume the run's own config rules; a --config given as well must agree with it
+    cfg = load_config(args.config) if args.config else (None if args.resume else load_config("small"))
     summary = meta_train(args.data, cfg, args.out, resume=args.resume, steps=args.steps, seed=args.seed,
                          progress=not args.no_progress, init=args.init, device=args.device)
     finish_distributed()    # on success only: after an error the ranks are out of step, torchrun ends them
@@ -29,6 +36,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
     run = Path(args.run_dir)
+    if not run.is_dir():
+        raise fail(run, "run directory not found", "give a directory written by `neuromaml meta-train`")
+    if args.out is not None:
+        from neuromaml.io import check_output
+
+        check_output(args.out, kind="dir", overwrite=True)
     data = args.data
     if data is None:
         meta = read_json(run / "run.json")
@@ -60,10 +73,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("meta-train", help="meta-train an SNN with surrogate-gradient MAML")
     p.add_argument("--data", required=True, help="meta-dataset .h5 (neuromaml data build)")
-    p.add_argument("--config", default="small", help="YAML/TOML file or a named default: small, small_cnn, cnn, paper_cnn, lava_mlp, ann_cnn")
+    p.add_argument("--config", default=None, help="(default: small) YAML/TOML file or a named default: small, small_cnn, cnn, paper_cnn, lava_mlp, ann_cnn")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, summary.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--steps", type=int, default=None, help="total meta-steps (overrides outer.steps)")
+    p.add_argument("--steps", type=nonneg_int, default=None, help="total meta-steps (overrides outer.steps)")
     p.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
     p.add_argument("--init", default=None, metavar="RUN_DIR",
                    help="start from another run's best initialization (e.g. to meta-train it further "
@@ -77,14 +90,14 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("evaluate", help="paper-style evaluation of a meta-trained run")
     e.add_argument("run_dir", help="run directory written by meta-train")
     e.add_argument("--data", default=None, help="meta-dataset .h5 (default: the one the run used)")
-    e.add_argument("--trials", type=int, default=10, help="trials for mean +- std")
-    e.add_argument("--tasks", type=int, default=20, help="tasks per trial")
+    e.add_argument("--trials", type=positive_int, default=10, help="trials for mean +- std")
+    e.add_argument("--tasks", type=positive_int, default=20, help="tasks per trial")
     e.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
     e.add_argument("--quick", action="store_true",
                    help="skip the inner-steps / frozen-layers sweeps and the transfer-learning baseline")
     e.add_argument("--baseline", action="append", metavar="LABEL=RUN_DIR",
                    help="another run to evaluate on the same tasks (first-order MAML, ann_cnn); repeatable")
     e.add_argument("--no-transfer", action="store_true", help="skip the transfer-learning baseline (Fig. 6)")
-    e.add_argument("--transfer-epochs", type=int, default=None, help="pre-training epochs of the transfer baseline (8)")
-    e.add_argument("--transfer-tasks", type=int, default=20, help="meta-test tasks of the Fig. 6 curves")
+    e.add_argument("--transfer-epochs", type=positive_int, default=None, help="pre-training epochs of the transfer baseline (8)")
+    e.add_argument("--transfer-tasks", type=positive_int, default=20, help="meta-test tasks of the Fig. 6 curves")
     e.set_defaults(func=_evaluate)

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and emulate one-shot on-chip learning on a CPU.",
     )
     parser.add_argument("--version", action="version", version=f"neuromaml {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full Python traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in _STAGES:
         try:
@@ -42,7 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(exc: OSError) -> str:
+    """An OSError as ``PATH: what (fix: ...)``; h5py reports truncated or foreign files this way."""
+    where = exc.filename or "?"
+    text = exc.strerror or str(exc)
+    if isinstance(exc, PermissionError):
+        fix = "fix the permissions or choose another path"
+    elif isinstance(exc, IsADirectoryError):
+        fix = "give a file name, not a directory"
+    elif isinstance(exc, NotADirectoryError):
+        fix = "a part of the path is a file; choose another path"
+    elif isinstance(exc, FileNotFoundError):
+        fix = "check the path"
+    elif getattr(exc, "errno", None) == 28:   # ENOSPC
+        fix = "free disk space or write elsewhere"
+    else:
+        fix = "check that the file is complete and of the expected format (re-create or re-copy it)"
+    return f"{where}: {text} (fix: {fix})"
+
+
+def _crash_report(argv: list[str], exc: BaseException) -> str:
+    """Write the traceback of an unexpected error to a log file; return its path."""
+    import datetime
+    import os
+    import tempfile
+    import traceback
+
+    text = (f"neuromaml {__version__} {' '.join(argv)}\n{datetime.datetime.now().isoformat()}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    try:
+        fd, path = tempfile.mkstemp(prefix="neuromaml-error-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return path
+    except OSError:
+        return "(could not write a log; run again with --debug)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -51,14 +91,45 @@ def main(argv: list[str] | None = None) -> int:
     from neuromaml.sysperf import keep_freed_memory
 
     keep_freed_memory()  # large activation tensors reused, not re-mapped (see neuromaml.sysperf)
+    # The one place where errors become messages: a NeuromamlError is the user's to fix; any
+    # other exception is reported in one line with where the traceback went (--debug shows it).
     try:
         rc = args.func(args)
     except NeuromamlError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"error: neuromaml {args.command}: out of memory (fix: use smaller inputs, fewer tasks or a "
+              "smaller batch; check sizes such as sensor_size and --per-class)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: neuromaml {args.command}: {_os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary
+        if args.debug:
+            raise
+        from neuromaml.onchip.rule import RuleError
+
+        if isinstance(exc, RuleError):   # a rule the chip cannot run: the user's to fix
+            print(f"error: {exc} (fix: choose rule settings the chip represents; see "
+                  f"`neuromaml rule-check --help`)", file=sys.stderr)
+            return 2
+        log = _crash_report(argv, exc)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: neuromaml {args.command} stopped on an unexpected {type(exc).__name__}"
+              + (f": {msg}" if msg else "")
+              + f" (this input is not checked yet: please report it; traceback in {log}, "
+              f"or run again with --debug)", file=sys.stderr)
+        return 3
     return int(rc or 0)
 
 

@@ -30,16 +30,60 @@ def fail(path: str | os.PathLike | None, what: str, fix: str | None = None) -> N
     return NeuromamlError(msg)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove temporary files that a killed writer of ``path`` left beside it.
+
+    Temporary names carry the writer's pid (``.NAME.PID.XXXX.tmp``); one whose process is gone
+    is a leftover of a crash or ``kill -9`` and is deleted. A live writer's file is kept.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{path.name}.*"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if not parts or not parts[0].isdigit() or int(parts[0]) == os.getpid() or _pid_alive(int(parts[0])):
+            continue
+        with contextlib.suppress(OSError):
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
-    A crash or exception leaves no partial file at ``path`` (and removes the temp file).
-    Works for files written by libraries that want a filename (h5py, torch.save).
+    A crash or exception leaves no partial file at ``path`` (and removes the temp file); a
+    ``kill -9`` leaves ``.NAME.PID.XXXX.tmp``, which the next write of ``path`` removes. The file
+    gets the usual permissions (0666 less the umask), not mkstemp's 0600. Works for files written
+    by libraries that want a filename (h5py, torch.save).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,6 +91,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with open(tmp_path, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -63,7 +108,103 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(obj: Any) -> Any:
+def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool = False,
+                 flag: str = "--out", resume: bool = False, exists_fix: str | None = None) -> Path:
+    """Check an output path before any work starts; return it as a Path.
+
+    ``kind`` is ``"file"`` or ``"dir"``. Refused, each with a message naming the path and the fix:
+    a path under a regular file, a folder that cannot be written, a file where a directory is
+    wanted (and the reverse), and an existing output unless ``overwrite`` (a non-empty directory
+    for ``kind="dir"``; ``resume`` accepts an existing directory). Missing parents are created
+    later by the writer.
+    """
+    path = Path(path)
+    if str(path) in ("", "."):
+        raise fail(path, f"{flag} names the current directory", f"give {flag} a new file or folder name")
+    # the nearest existing ancestor must be a writable directory
+    anc = path.parent if str(path.parent) else Path(".")
+    while not anc.exists():
+        if anc.is_symlink():
+            raise fail(anc, f"{flag}'s parent is a dangling symbolic link", "remove it or choose another path")
+        anc = anc.parent
+    if not anc.is_dir():
+        raise fail(path, f"cannot be created: {anc} is a file, not a folder", f"choose {flag} outside {anc}")
+    if path.exists() or path.is_symlink():
+        if kind == "file":
+            if path.is_dir():
+                raise fail(path, f"{flag} is an existing directory, a file is wanted",
+                           f"give {flag} a file name, e.g. {path / 'out.h5'}")
+            if not overwrite:
+                raise fail(path, "exists and would be overwritten",
+                           exists_fix or "pass --overwrite to replace it, or choose another path")
+            if not os.access(path.parent if str(path.parent) else ".", os.W_OK | os.X_OK):
+                raise fail(path, "the folder holding it is not writable", "choose a writable folder")
+        else:
+            if not path.is_dir():
+                raise fail(path, f"{flag} is an existing file, a directory is wanted",
+                           f"remove the file or choose another {flag}")
+            if any(path.iterdir()) and not (overwrite or resume):
+                raise fail(path, "exists and is not empty; its contents would be overwritten",
+                           exists_fix or "pass --overwrite to replace it, or choose another path")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise fail(path, "directory is not writable", "fix its permissions or choose another path")
+        return path
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise fail(path, f"cannot be created: {anc} is not writable", f"choose {flag} in a folder you can write")
+    return path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse prints the error and exits 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    import argparse
+
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in [0, 1]")
+    return value
+
+
+def json_default(obj: Any) -> Any:
     # numpy / torch scalars and arrays, Paths, dataclasses
     import dataclasses
 
@@ -80,7 +221,7 @@ def _json_default(obj: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as pretty JSON, atomically. Returns the path."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    text = json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n"
     atomic_write_text(path, text)
     return Path(path)
 

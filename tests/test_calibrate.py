@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from neuromaml import cli
-from neuromaml.deploy.bundle import export_bundle, rule_status
+from neuromaml.deploy.bundle import export_bundle, rule_status, write_manifest
 from neuromaml.emulator.calibrate import calibrate, derive_space, select
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.emulate import build_batch, ncm_reference, pool_inputs
@@ -160,7 +160,7 @@ def test_bad_weight_exp_in_manifest(tmp_path):
     for val, pat in ((3, r"adapt.weight_exp' = 3 is not an integer in \[-8, 0\]"),
                      (-8, r"adapt.weight_exp' = -8: theta0\* << 8 spans")):
         man["adapt"]["weight_exp"] = val
-        (b / "manifest.json").write_text(json.dumps(man))
+        write_manifest(b, man)      # signed: the value is what is under test, not the edit
         with pytest.raises(NeuromamlError, match=pat):
             DeployedNet.load(b)
 

@@ -51,6 +51,13 @@ def test_resume_is_bit_identical(tiny_metadataset, tmp_path):
     assert _state_equal(a["model"], b["model"]) and _state_equal(a["lrs"], b["lrs"])
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
     assert all(_state_equal(sa[k], sb[k]) for k in sa)
+    # the whole checkpoint, the saved random state included, is bit-identical (torch's
+    # process-wide generator, randomly seeded per process, is not part of a run)
+    assert torch.equal(a["rng"], b["rng"]) and a["scheduler"] == b["scheduler"]
+    torch.seed()                               # another process-wide state: the run must not see it
+    again = meta_train(tiny_metadataset, _cfg(), tmp_path / "again", progress=False)
+    c = load_checkpoint(tmp_path / "again" / "ckpt.pt")
+    assert again["steps"] == 4 and torch.equal(a["rng"], c["rng"]) and _state_equal(a["model"], c["model"])
     # the run directory records what was run
     run = tmp_path / "full"
     for name in ("config.yaml", "run.json", "summary.json", "best.pt", "history.jsonl"):

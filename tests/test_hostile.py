@@ -1,0 +1,483 @@
+"""Hostile and careless input, across every subcommand and file format.
+
+Each case prepares its inputs in a fresh folder, runs ``neuromaml ...`` in-process and asserts:
+
+* the exit code (2: an error the user can fix; argparse's usage errors are 2 too), never 3
+  (the CLI boundary's "unexpected exception"), and no traceback on stderr;
+* the message names the file or the field and says how to fix it (a regex per case);
+* nothing was overwritten or lost: every file that existed before (the case's folder and the
+  shared fixtures) has the same bytes after, and no temporary file is left behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuromaml import cli
+from neuromaml.deploy.bundle import export_bundle, write_manifest
+from neuromaml.meta.events import EVENT_DTYPE
+from neuromaml.meta.models import ModelConfig, build_model
+
+T, BURN = 100, 4
+TINY_RUN = {"model": {"name": "small", "hidden": [8], "burn_in": 90},
+            "inner": {"lr": 0.5}, "outer": {"steps": 1, "meta_batch": 1, "val_every": 1, "val_tasks": 1,
+                                             "checkpoint_every": 1},
+            "task": {"n_way": 3, "k_shot": 1, "n_query": 1}, "seed": 1}
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory, tiny_metadataset):
+    """Shared, read-only inputs: data, a bundle, a run, an event folder, a config."""
+    root = tmp_path_factory.mktemp("hostile")
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(time_steps=T, burn_in=BURN, name="small", hidden=[16], n_way=5,
+                                zero_head=False), seed=1)
+    with torch.no_grad():
+        m(torch.zeros(1, 2, 16, 32, T))
+    export_bundle(m, root / "bundle", input_shape=(2, 16, 32), time_steps=T, burn_in=BURN)
+    cfg = root / "tiny.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump(TINY_RUN))
+    assert cli.main(["meta-train", "--data", str(tiny_metadataset), "--config", str(cfg),
+                     "--out", str(root / "run"), "--no-progress"]) == 0
+    ev = root / "events"
+    _event_folder(ev)
+    return {"root": root, "data": Path(tiny_metadataset), "bundle": root / "bundle", "run": root / "run",
+            "config": cfg, "events": ev}
+
+
+def _event_folder(ev: Path, classes: int = 10, per: int = 3, sensor=(8, 6)) -> Path:
+    ev.mkdir(parents=True)
+    (ev / "meta.json").write_text(json.dumps({"sensor_size": [sensor[0], sensor[1], 2], "duration_us": 20_000}))
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (ev / f"c{c}").mkdir()
+        for i in range(per):
+            n = 50
+            a = np.zeros(n, EVENT_DTYPE)
+            a["t"] = np.sort(rng.integers(0, 20_000, n))
+            a["x"], a["y"], a["p"] = rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n), rng.integers(0, 2, n)
+            np.save(ev / f"c{c}" / f"{i}.npy", a)
+    return ev
+
+
+def _snapshot(*roots: Path) -> dict[str, str]:
+    out = {}
+    for root in roots:
+        for dirpath, dirnames, files in os.walk(root):
+            for name in files:
+                p = Path(dirpath) / name
+                try:
+                    out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+                except OSError:                 # unreadable on purpose (a case's chmod)
+                    out[str(p)] = "unreadable"
+    return out
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------- case builders
+# Each builder gets (tmp: Path, fx: dict) and returns (argv, pattern); exit code 2 unless stated.
+def _yaml(tmp: Path, text: str) -> str:
+    p = tmp / "cfg.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def _truncate(src: Path, dst: Path, keep: float = 0.5) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * keep)])
+    return dst
+
+
+def _h5_edit(tmp: Path, fx, edit) -> str:
+    import h5py
+
+    p = _copy(fx["data"], tmp / "d.h5")
+    with h5py.File(p, "r+") as f:
+        edit(f)
+    return str(p)
+
+
+def _bundle_edit(tmp: Path, fx, edit, sign: bool) -> str:
+    b = _copy(fx["bundle"], tmp / "b")
+    man = json.loads((b / "manifest.json").read_text())
+    edit(man)
+    if sign:
+        write_manifest(b, man)      # a careful forger: the digest matches, the contents do not
+    else:
+        (b / "manifest.json").write_text(json.dumps(man))
+    return str(b)
+
+
+def _nan_run(tmp: Path, fx) -> str:
+    r = _copy(fx["run"], tmp / "run")
+    for ck in r.glob("*.pt"):
+        state = torch.load(ck, map_location="cpu", weights_only=False)
+        sd = state["model"] if "model" in state else state
+        k = next(k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point())
+        sd[k] = sd[k].clone().fill_(float("nan"))
+        torch.save(state, ck)
+    return str(r)
+
+
+def _ev_variant(tmp: Path, mutate) -> str:
+    ev = _event_folder(tmp / "ev")
+    mutate(ev)
+    return f"events:{ev}"
+
+
+def _write_npy(path: Path, arr) -> None:
+    np.save(path, arr)
+
+
+def _nmnist(tmp: Path, bad: bytes) -> str:
+    root = tmp / "nmnist"
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        (root / "Train" / str(d)).mkdir(parents=True)
+        rec = np.zeros((4, 5), np.uint8)
+        rec[:, 0], rec[:, 1], rec[:, 4] = rng.integers(0, 34, 4), rng.integers(0, 34, 4), np.arange(4)
+        for i in range(3):
+            (root / "Train" / str(d) / f"{i}.bin").write_bytes(rec.tobytes())
+    (root / "Train" / "3" / "1.bin").write_bytes(bad)
+    return f"nmnist:{root}"
+
+
+def _file(tmp: Path, name: str = "f", text: str = "x") -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+def _nonempty_dir(tmp: Path, name: str = "d") -> Path:
+    d = tmp / name
+    d.mkdir()
+    (d / "keep.txt").write_text("precious")
+    return d
+
+
+CASES = {
+    # ---------------------------------------------------------------- data build: output paths
+    "build-out-exists": lambda t, f: (["data", "build", "--out", str(_file(t, "x.h5")), "--per-class", "1"],
+                                      r"x\.h5: exists and would be overwritten.*--overwrite"),
+    "build-out-is-dir": lambda t, f: (["data", "build", "--out", str(_nonempty_dir(t)), "--per-class", "1"],
+                                      r"existing directory, a file is wanted"),
+    "build-out-under-file": lambda t, f: (["data", "build", "--out", str(_file(t) / "x.h5"), "--per-class", "1"],
+                                          r"is a file, not a folder"),
+    "build-json-is-dir": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--json", str(_nonempty_dir(t)),
+                                        "--per-class", "1"], r"--json is an existing directory"),
+    "build-out-dot": lambda t, f: (["data", "build", "--out", ".", "--per-class", "1"], r"directory"),
+    # ---------------------------------------------------------------- data build: flags
+    "build-per-class-0": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class", "0"],
+                                       r"--per-class: invalid positive_int value|not >= 1"),
+    "build-per-class-text": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class", "many"],
+                                          r"not a whole number"),
+    "build-downsample-huge": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class", "1",
+                                            "--downsample", "100"], r"--downsample 100 is larger.*use --downsample <="),
+    "build-fractions-nan": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--fractions", "0.5", "0.5", "nan"],
+                                         r"not finite"),
+    "build-source-unknown": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", "imagenet"],
+                                          r"imagenet.*(use|fix)"),
+    "build-duration-0": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--duration-us", "0"],
+                                      r"not >= 1"),
+    # ---------------------------------------------------------------- data build: event folders
+    "events-missing-dir": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", f"events:{t / 'nope'}"],
+                                        r"nope: event folder not found"),
+    "events-no-meta": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                     _ev_variant(t, lambda ev: (ev / "meta.json").unlink())], r"meta\.json not found"),
+    "events-meta-not-json": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                           _ev_variant(t, lambda ev: (ev / "meta.json").write_text("{oops"))],
+                                          r"meta\.json: not valid JSON"),
+    "events-meta-binary": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                         _ev_variant(t, lambda ev: (ev / "meta.json").write_bytes(b"\xff\xfe\x00"))],
+                                        r"meta\.json: not a UTF-8 text file"),
+    "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                       _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
+                                      r"sensor_size"),
+    "events-sensor-huge": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                         _ev_variant(t, lambda ev: (ev / "meta.json").write_text(
+                                             json.dumps({"sensor_size": [20000, 20000, 2], "duration_us": 1000})))],
+                                        r"larger than any event sensor"),
+    "events-duration-negative": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                               _ev_variant(t, lambda ev: (ev / "meta.json").write_text(
+                                                   json.dumps({"sensor_size": [8, 6, 2], "duration_us": -5})))],
+                                              r"duration_us"),
+    "events-npy-plain-floats": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                              _ev_variant(t, lambda ev: _write_npy(ev / "c1" / "0.npy", np.zeros(5)))],
+                                             r"0\.npy: events must be a structured array"),
+    "events-npy-out-of-sensor": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                               _ev_variant(t, lambda ev: _write_npy(ev / "c2" / "1.npy", np.array(
+                                                   [(0, 99, 0, 1)], EVENT_DTYPE)))], r"outside the 8x6 sensor"),
+    "events-npy-garbage": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                         _ev_variant(t, lambda ev: (ev / "c0" / "2.npy").write_bytes(os.urandom(64)))],
+                                        r"2\.npy: not a readable \.npy"),
+    "events-npy-negative-time": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                               _ev_variant(t, lambda ev: _write_npy(ev / "c3" / "0.npy", np.array(
+                                                   [(-4, 1, 1, 1)], EVENT_DTYPE)))], r"negative timestamps"),
+    "events-npy-bad-polarity": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                              _ev_variant(t, lambda ev: _write_npy(ev / "c3" / "1.npy", np.array(
+                                                  [(4, 1, 1, 7)], EVENT_DTYPE)))], r"field 'p' holds \[7\]"),
+    "events-empty-class": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                         _ev_variant(t, lambda ev: (ev / "c99").mkdir())], r"c99: empty class"),
+    "events-no-classes": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                        _ev_variant(t, lambda ev: [shutil.rmtree(ev / f"c{c}") for c in range(10)])],
+                                       r"no class folders"),
+    "nmnist-zero-bytes": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class", "1",
+                                        "--source", _nmnist(t, b"")], r"1\.bin: empty N-MNIST file"),
+    "nmnist-truncated": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class", "1",
+                                       "--source", _nmnist(t, b"\x01" * 7)], r"truncated N-MNIST file"),
+    # ---------------------------------------------------------------- data info: damaged files
+    "info-missing": lambda t, f: (["data", "info", str(t / "none.h5")], r"none\.h5: meta-dataset file not found"),
+    "info-truncated": lambda t, f: (["data", "info", str(_truncate(f["data"], t / "cut.h5"))],
+                                    r"cut\.h5: .*(truncated or damaged|not an HDF5)"),
+    "info-text-file": lambda t, f: (["data", "info", str(_file(t, "x.h5", "hello"))], r"x\.h5: not an HDF5 file"),
+    "info-splits-overlap": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h["splits/test"].__setitem__(slice(None), h["splits/train"][: h["splits/test"].shape[0]])))],
+                                         r"splits 'train' and 'test' share"),
+    "info-float-frames": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__delitem__("frames"), h.create_dataset("frames", data=np.full((len(h["labels"]), 2, 1, 1, 1), np.nan))))],
+                                       r"'/frames' has dtype float64"),
+    "info-missing-labels": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.__delitem__("labels"))],
+                                         r"dataset '/labels' is missing"),
+    "info-labels-out-of-range": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h["labels"].__setitem__(0, 999))],
+                                              r"'/labels' holds class indices outside"),
+    # ---------------------------------------------------------------- meta-train: configs
+    "train-config-list": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                        "--config", _yaml(t, "- 1\n- 2\n")], r"cfg\.yaml: the top level must be a mapping"),
+    "train-config-inf-lr": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                          "--config", _yaml(t, "outer:\n  lr: .inf\n")],
+                                         r"'outer\.lr' is inf, not a finite number"),
+    "train-config-nan": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                       "--config", _yaml(t, "inner:\n  lr: .nan\n")], r"'inner\.lr' is nan"),
+    "train-config-huge-threshold": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                                  "--config", _yaml(t, "model:\n  threshold: 1.0e+308\n")],
+                                                 r"model\.threshold"),
+    "train-config-unknown-key": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                               "--config", _yaml(t, "model:\n  hiden: [4]\n")],
+                                              r"unknown key 'model\.hiden'"),
+    "train-config-bad-yaml": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                            "--config", _yaml(t, "model: [\n")], r"cannot parse config"),
+    "train-config-wrong-type": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                              "--config", _yaml(t, "outer:\n  steps: ten\n")],
+                                             r"'outer\.steps' must be an integer"),
+    "train-config-missing": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                           "--config", str(t / "nope.yaml")], r"nope\.yaml: config file not found"),
+    "train-config-binary": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                          "--config", str(_copy(f["data"], t / "c.yaml"))], r"c\.yaml"),
+    # ---------------------------------------------------------------- meta-train: paths and runs
+    "train-out-under-file": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                           "--out", str(_file(t) / "run")], r"is a file, not a folder"),
+    "train-out-is-file": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                        "--out", str(_file(t))], r"an existing file, a directory is wanted"),
+    "train-out-existing-run": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                             "--out", str(_copy(f["run"], t / "run"))], r"add --resume"),
+    "train-out-nonempty": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                         "--out", str(_nonempty_dir(t))], r"not empty.*add --resume|choose a new"),
+    "train-resume-other-config": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume",
+                                                "--out", str(_copy(f["run"], t / "run")),
+                                                "--config", _yaml(t, yaml_with(hidden=[12]))],
+                                               r"--config given differs in model\.hidden"),
+    "train-resume-other-seed": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--seed", "9",
+                                              "--out", str(_copy(f["run"], t / "run"))], r"--seed 9 differs"),
+    "train-resume-nothing": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume",
+                                           "--out", str(t / "empty")], r"no run to resume"),
+    "train-data-missing": lambda t, f: (["meta-train", "--data", str(t / "none.h5"), "--out", str(t / "r")],
+                                        r"none\.h5: meta-dataset not found"),
+    "train-steps-negative": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                           "--steps", "-3"], r"not >= 0"),
+    "train-device-bogus": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                         "--out", str(t / "r"), "--device", "tpu"], r"--device 'tpu': unknown device"),
+    "train-data-truncated": lambda t, f: (["meta-train", "--data", str(_truncate(f["data"], t / "cut.h5")),
+                                           "--out", str(t / "r")], r"cut\.h5"),
+    # ---------------------------------------------------------------- evaluate
+    "evaluate-missing-run": lambda t, f: (["evaluate", str(t / "nope")], r"nope: run directory not found"),
+    "evaluate-tasks-0": lambda t, f: (["evaluate", str(f["run"]), "--tasks", "0"], r"not >= 1"),
+    "evaluate-bad-baseline": lambda t, f: (["evaluate", str(f["run"]), "--baseline", "fomaml"],
+                                           r"is not LABEL=RUN_DIR"),
+    "evaluate-out-under-file": lambda t, f: (["evaluate", str(f["run"]), "--out", str(_file(t) / "e")],
+                                             r"is a file, not a folder"),
+    # ---------------------------------------------------------------- export
+    "export-out-exists": lambda t, f: (["export", str(f["run"]), "--out", str(_nonempty_dir(t))],
+                                       r"not empty.*--overwrite"),
+    "export-out-is-file": lambda t, f: (["export", str(f["run"]), "--out", str(_file(t))],
+                                        r"an existing file, a directory is wanted"),
+    "export-nan-weights": lambda t, f: (["export", _nan_run(t, f), "--out", str(t / "b")],
+                                        r"holds \d+ non-finite value"),
+    "export-no-run": lambda t, f: (["export", "--out", str(t / "b")], r"give exactly one of RUN_DIR or --model"),
+    "export-run-missing": lambda t, f: (["export", str(t / "nope"), "--out", str(t / "b")], r"nope"),
+    "export-calibrate-on-missing": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--calibrate-on",
+                                                  str(t / "none.h5")], r"none\.h5: meta-dataset not found"),
+    "export-input-shape-zero": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--input-shape",
+                                              "0", "16", "32"], r"not >= 1"),
+    "export-input-shape-wrong": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--input-shape",
+                                               "2", "8", "8"], r"disagrees with the model's"),
+    # ---------------------------------------------------------------- inspect / verify
+    "inspect-truncated-net": lambda t, f: (["inspect", str(_truncate(f["bundle"] / "network.net", t / "n.net"))],
+                                           r"n\.net"),
+    "inspect-missing": lambda t, f: (["inspect", str(t / "nope.net")], r"nope\.net"),
+    "verify-manifest-edited": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].__setitem__(
+        "shape_chw", [2, 8, 64]), sign=False), "--no-lava"], r"manifest_sha256' does not match.*edited"),
+    "verify-manifest-forged-shape": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].update(
+        shape_chw=[2, 8, 8], shape_xyf=[8, 8, 2]), sign=True), "--no-lava"], r"gives 128 inputs.*takes 1024"),
+    "verify-manifest-forged-outputs": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["output"].update(
+        neurons=7), sign=True), "--no-lava"], r"'output\.neurons' is 7, network\.net's last layer has 5"),
+    "verify-manifest-forged-layers": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["layers"][0].update(
+        type="conv"), sign=True), "--no-lava"], r"field 'layers' disagrees with network\.net at layer 0"),
+    "verify-net-replaced": lambda t, f: (["verify", str(_tamper_net(t, f)), "--no-lava"],
+                                         r"network\.net: sha256 .* does not match"),
+    "verify-manifest-missing": lambda t, f: (["verify", str(_drop(t, f, "manifest.json")), "--no-lava"],
+                                             r"manifest\.json: missing"),
+    "verify-manifest-not-json": lambda t, f: (["verify", str(_garble(t, f, "manifest.json")), "--no-lava"],
+                                              r"manifest\.json: not valid JSON"),
+    "verify-rate-2": lambda t, f: (["verify", str(f["bundle"]), "--rate", "2"], r"not in \[0, 1\]"),
+    "verify-samples-0": lambda t, f: (["verify", str(f["bundle"]), "--samples", "0"], r"not >= 1"),
+    # ---------------------------------------------------------------- emulate
+    "emulate-data-other-shape": lambda t, f: (["emulate", str(f["bundle"]), "--data", _other_shape_data(t),
+                                               "--tasks", "1"], r"shape|frames"),
+    "emulate-tasks-0": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "0"],
+                                     r"not >= 1"),
+    "emulate-out-under-file": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]),
+                                             "--out", str(_file(t) / "e")], r"is a file, not a folder"),
+    "emulate-data-truncated": lambda t, f: (["emulate", str(f["bundle"]), "--data",
+                                             str(_truncate(f["data"], t / "cut.h5")), "--tasks", "1"], r"cut\.h5"),
+    "emulate-not-a-bundle": lambda t, f: (["emulate", str(_nonempty_dir(t)), "--data", str(f["data"])],
+                                          r"manifest\.json: missing"),
+    # ---------------------------------------------------------------- import
+    "import-missing": lambda t, f: (["import", str(t / "x.net"), "--input-shape", "2,16,32", "--classes", "5",
+                                     "--out", str(t / "b")], r"x\.net"),
+    "import-bad-shape": lambda t, f: (["import", str(f["bundle"] / "network.net"), "--input-shape", "2,a,32",
+                                       "--classes", "5", "--out", str(t / "b")], r"input-shape"),
+    "import-wrong-classes": lambda t, f: (["import", str(f["bundle"] / "network.net"), "--input-shape", "2,16,32",
+                                           "--classes", "7", "--out", str(t / "b")], r"--classes is 7.*pass --classes 5"),
+    "import-out-exists": lambda t, f: (["import", str(f["bundle"] / "network.net"), "--input-shape", "2,16,32",
+                                        "--classes", "5", "--out", str(_nonempty_dir(t))], r"not empty.*--overwrite"),
+    "import-not-hdf5": lambda t, f: (["import", str(_file(t, "x.net", "not hdf5")), "--input-shape", "2,16,32",
+                                      "--classes", "5", "--out", str(t / "b")], r"x\.net"),
+    # ---------------------------------------------------------------- calibrate / rule-check
+    "calibrate-tolerance-5": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(f["data"]),
+                                            "--tolerance", "5"], r"not in \[0, 1\]"),
+    "calibrate-data-missing": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(t / "none.h5")],
+                                            r"none\.h5"),
+    "calibrate-json-is-dir": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(f["data"]),
+                                            "--json", str(_nonempty_dir(t))], r"--json is an existing directory"),
+    "rulecheck-eta-text": lambda t, f: (["rule-check", str(f["bundle"]), "--data", str(f["data"]),
+                                         "--eta-exp=abc"], r"--eta-exp 'abc' is not a comma-separated list"),
+    "rulecheck-bits-empty": lambda t, f: (["rule-check", str(f["bundle"]), "--data", str(f["data"]),
+                                           "--bits", ","], r"--bits ',' holds no value"),
+    # ---------------------------------------------------------------- demo
+    "demo-out-foreign-dir": lambda t, f: (["demo", "--quick", "--out", str(_nonempty_dir(t))],
+                                          r"holds no demo\.json: not a demo folder"),
+    "demo-fresh-foreign-dir": lambda t, f: (["demo", "--quick", "--fresh", "--out", str(_nonempty_dir(t))],
+                                            r"deleted by --fresh"),
+    "demo-out-is-file": lambda t, f: (["demo", "--quick", "--out", str(_file(t))],
+                                      r"an existing file, a directory is wanted"),
+    "demo-data-missing": lambda t, f: (["demo", "--quick", "--out", str(t / "d"), "--data", str(t / "none.h5")],
+                                       r"none\.h5: meta-dataset not found"),
+    # ---------------------------------------------------------------- files of the wrong kind
+    "info-directory": lambda t, f: (["data", "info", str(_nonempty_dir(t))], r"meta-dataset file not found"),
+    "inspect-metadataset-h5": lambda t, f: (["inspect", str(f["data"])], r"tiny\.h5"),
+    "import-metadataset-h5": lambda t, f: (["import", str(f["data"]), "--input-shape", "2,16,32", "--classes", "5",
+                                            "--out", str(t / "b")], r"tiny\.h5"),
+    "verify-text-net": lambda t, f: (["verify", str(_file(t, "x.net", "text")), "--no-lava"], r"x\.net"),
+    "train-config-toml-bad": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                            "--config", str(_file(t, "c.toml", "a = ["))], r"c\.toml: cannot parse"),
+    "evaluate-truncated-ckpt": lambda t, f: (["evaluate", str(_cut_ckpts(t, f)), "--tasks", "1", "--trials", "1",
+                                              "--quick"], r"\.pt"),
+    "export-run-no-checkpoint": lambda t, f: (["export", str(_drop_run_file(t, f, "*.pt")), "--out",
+                                               str(t / "b")], r"run.*checkpoint|checkpoint.*run"),
+    "emulate-queries-too-many": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "1",
+                                               "--queries", "50"], r"quer|sample"),
+}
+
+
+def _cut_ckpts(t: Path, fx) -> Path:
+    r = _copy(fx["run"], t / "run")
+    for ck in r.glob("*.pt"):
+        _truncate(ck, ck, 0.3)
+    return r
+
+
+def _drop_run_file(t: Path, fx, name: str) -> Path:
+    r = _copy(fx["run"], t / "run")
+    for p in r.glob(name):
+        p.unlink()
+    return r
+
+
+def yaml_with(**model) -> str:
+    import yaml
+
+    d = json.loads(json.dumps(TINY_RUN))
+    d["model"].update(model)
+    return yaml.safe_dump(d)
+
+
+def _tamper_net(t: Path, fx) -> Path:
+    b = _copy(fx["bundle"], t / "b")
+    raw = bytearray((b / "network.net").read_bytes())
+    raw[-1] ^= 0xFF
+    (b / "network.net").write_bytes(bytes(raw))
+    return b
+
+
+def _drop(t: Path, fx, name: str) -> Path:
+    b = _copy(fx["bundle"], t / "b")
+    (b / name).unlink()
+    return b
+
+
+def _garble(t: Path, fx, name: str) -> Path:
+    b = _copy(fx["bundle"], t / "b")
+    (b / name).write_text("{not json")
+    return b
+
+
+def _other_shape_data(t: Path) -> str:
+    from neuromaml.meta.metadataset import build_metadataset
+
+    ev = _event_folder(t / "ev", classes=12, per=2)
+    out = t / "other.h5"
+    build_metadataset(f"events:{ev}", out, per_class=2, seed=0)
+    return str(out)
+
+
+def test_enough_cases():
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_input(name, fx, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    argv, pattern = CASES[name](case_dir, fx)
+    before = _snapshot(case_dir, fx["root"])
+    capsys.readouterr()
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:        # argparse's usage errors
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2, f"{name}: exit {rc}, stderr:\n{err}"
+    assert "Traceback" not in err and "unexpected" not in err, err
+    import re
+
+    assert re.search(pattern, err, re.S), f"{name}: {pattern!r} not in:\n{err}"
+    after = _snapshot(case_dir, fx["root"])
+    changed = [p for p, h in before.items() if after.get(p) != h]
+    assert not changed, f"{name}: changed or lost {changed}"
+    new = sorted(set(after) - set(before))
+    assert not new, f"{name}: an error left files behind: {new}"
