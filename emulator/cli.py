@@ -1,4 +1,4 @@
-"""CLI of the emulator stage: `emulate`, `import`, `calibrate`, `rule-check`, `demo`.
+"""CLI of the emulator stage: `emulate`, `import`, `calibrate`, `rule-check`, `demo`, `cost`.
 
 Handlers import the heavy modules lazily so that `neuromaml --help` stays fast.
 """
@@ -119,6 +119,27 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser(
+        "cost",
+        help="will it fit, and what do one inference and one one-shot learning episode cost?",
+        description="Per layer: neurons, synapses, fan-in/out, weight bits, synaptic memory and the core "
+        "mapping onto Loihi 1 and Loihi 2 (published limits). With --data: spikes, synaptic operations "
+        "(NeuroBench's effective and dense), activation sparsity and learning-engine updates per inference "
+        "and per one-shot learning episode, measured on the fast engine on the tasks `neuromaml emulate` "
+        "runs, and ESTIMATES of energy and time from published per-operation figures. Writes "
+        "OUT/cost.json, cost.md and cost.png.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle directory (or a netx .net file: static part only, needs --out)")
+    p.add_argument("--data", type=Path, default=None, help="meta-dataset .h5: measure the activity on its tasks")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tasks", type=positive_int, default=20, help="number of tasks (episodes) measured")
+    p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class")
+    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
+    p.add_argument("--seed", type=int, default=0, help="task seed (the same tasks as emulate with this seed)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/cost)")
+    _add_json(p)
+    p.set_defaults(func=_cost)
+
 
 def _csv(text, cast, flag: str = ""):
     if text is None:
@@ -178,3 +199,10 @@ def _demo(args) -> int:
 
     check_output(args.out, kind="dir", resume=True)   # a demo folder is reused stage by stage
     return demo_cli(args)
+
+
+def _cost(args) -> int:
+    from neuromaml.emulator.cost_measure import cost_cli
+
+    _check_outs(args)
+    return cost_cli(args)

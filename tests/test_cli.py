@@ -7,7 +7,7 @@ import pytest
 from neuromaml import cli
 
 SUBCOMMANDS = ["data", "meta-train", "evaluate", "export", "inspect", "verify",
-               "emulate", "import", "calibrate", "rule-check", "demo"]
+               "emulate", "import", "calibrate", "rule-check", "demo", "cost"]
 
 
 def test_help_lists_every_subcommand(capsys):
