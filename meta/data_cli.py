@@ -1,4 +1,4 @@
-"""CLI of the data stage: ``neuromaml data build`` and ``neuromaml data info``.
+"""CLI of the data stage: ``neuromaml data build``, ``data info`` and ``data generate``.
 
 Handlers import numpy/h5py/torch lazily so that ``neuromaml --help`` stays fast.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,26 @@ def register(sub) -> None:
     i.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
     i.set_defaults(func=_info)
 
+    g = dsub.add_parser(
+        "generate",
+        help="write an embedded synthetic data set as a generic event folder",
+        description="Generate recordings into DIR/meta.json + DIR/<class>/<sample>.npy (the folder "
+        "'events:DIR' reads), atomically. 'gestures': synthetic DVS gestures, classes defined by "
+        "motion (a bright hand on a dark background tracing a closed path around the sensor's centre, "
+        "seen by the simulated event sensor; classes come in pairs that trace the same path in opposite "
+        "directions), sensor 32x16, 100 ms; then `neuromaml data build --source events:DIR` gives "
+        "frames 2x16x32x100.",
+    )
+    g.add_argument("kind", choices=("gestures",), help="what to generate")
+    g.add_argument("--out", type=Path, required=True, help="folder to write (must not exist or be empty)")
+    g.add_argument("--classes", type=positive_int, default=100, help="number of classes (default 100, even: "
+                   "direction pairs)")
+    g.add_argument("--per-class", type=positive_int, default=40, help="recordings per class (default 40)")
+    g.add_argument("--seed", type=int, default=0, help="seed of classes, recordings and sensor (default 0)")
+    g.add_argument("--json", type=Path, default=None, help="JSON summary path (default: OUT.json beside OUT)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_generate)
+
 
 def _build(args: argparse.Namespace) -> int:
     from neuromaml.io import check_output, package_versions, write_json
@@ -89,6 +110,26 @@ def _build(args: argparse.Namespace) -> int:
           f"(summary: {jpath})")
     return 0
 
+
+def _generate(args: argparse.Namespace) -> int:
+    from neuromaml.io import check_output, package_versions, write_json
+    from neuromaml.meta.gestures import check_generate_args, write_gesture_folder
+
+    check_generate_args(args.out, args.classes, args.per_class, args.seed)
+    check_output(args.out, kind="dir", exists_fix="choose a new --out folder or remove this one")
+    out = Path(os.path.abspath(args.out))
+    jpath = check_output(args.json or out.with_name(out.name + ".json"), kind="file", overwrite=True, flag="--json")
+    summary = write_gesture_folder(args.out, classes=args.classes, per_class=args.per_class, seed=args.seed,
+                                   progress=not args.quiet)
+    summary["versions"] = package_versions()
+    write_json(jpath, summary)
+    ev = summary["events_per_recording"]["mean"]
+    print(f"wrote {summary['path']}: {summary['classes']} classes x {summary['per_class']} recordings of synthetic "
+          f"gestures, sensor {summary['sensor_size'][0]}x{summary['sensor_size'][1]}, "
+          f"{summary['duration_us'] / 1000:g} ms, {ev:.0f} events per recording, {summary['bytes'] / 1e6:.1f} MB "
+          f"in {summary['seconds']:.1f} s (summary: {jpath}; next: neuromaml data build --source "
+          f"events:{summary['path']} --out FILE.h5)")
+    return 0
 
 
 def summary_lines(s: dict) -> list[str]:

@@ -20,11 +20,15 @@ saccades in front of an event sensor. Here the sensor is simulated:
 
 Deterministic: recording ``i`` depends only on ``(seed, i, params)``; a shorter ``duration_us``
 yields exactly the prefix of a longer one (noise is drawn per saccade).
+
+The sensor model itself (:func:`dvs_events`, :func:`threshold_map`, :func:`background_noise`)
+knows nothing of digits; ``neuromaml.meta.gestures`` records its moving objects with it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -100,49 +104,61 @@ def render(images28: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return out
 
 
-def threshold_map(seed: int, params: DVSParams) -> np.ndarray:
-    """The sensor's per-pixel contrast thresholds ``(H, W)`` (fixed per seed)."""
+def threshold_map(seed: int, params: DVSParams, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The sensor's per-pixel contrast thresholds ``(H, W)`` (fixed per seed).
+
+    ``shape`` is the sensor's ``(H, W)`` (default: the 34 x 34 digits sensor).
+    """
     rng = np.random.default_rng([seed, 0x5E750])
-    c = params.threshold * (1 + params.mismatch * rng.standard_normal((SENSOR_SIZE[1], SENSOR_SIZE[0])))
+    shape = (SENSOR_SIZE[1], SENSOR_SIZE[0]) if shape is None else tuple(shape)
+    c = params.threshold * (1 + params.mismatch * rng.standard_normal(shape))
     return np.maximum(c, 0.2 * params.threshold).astype(np.float32)
 
 
-def _noise(seed: int, gid: int, duration_us: int, rate_hz: float) -> np.ndarray:
-    W, H = SENSOR_SIZE[0], SENSOR_SIZE[1]
+def background_noise(entropy: Sequence[int], duration_us: int, rate_hz: float, sensor_wh: tuple[int, int],
+                     chunk_us: int = SACCADE_US) -> np.ndarray:
+    """Background events of one recording: Poisson, ``rate_hz`` per pixel, random pixel and polarity.
+
+    Drawn per ``chunk_us`` window from ``default_rng([*entropy, window, ...])``, so a shorter
+    ``duration_us`` yields exactly the prefix of a longer one. ``sensor_wh`` is ``(W, H)`` in px.
+    Events are in draw order (not sorted by time).
+    """
+    W, H = int(sensor_wh[0]), int(sensor_wh[1])
     parts = []
-    for s in range(int(np.ceil(duration_us / SACCADE_US))):
-        rng = np.random.default_rng([seed, gid, s, 0xA015E])
-        n = rng.poisson(rate_hz * W * H * SACCADE_US * 1e-6)
-        t = s * SACCADE_US + rng.integers(0, SACCADE_US, n)
+    for s in range(int(np.ceil(duration_us / chunk_us))):
+        rng = np.random.default_rng([*entropy, s, 0xA015E])
+        n = rng.poisson(rate_hz * W * H * chunk_us * 1e-6)
+        t = s * chunk_us + rng.integers(0, chunk_us, n)
         ev = np.empty(n, EVENT_DTYPE)
         ev["t"], ev["x"], ev["y"], ev["p"] = t, rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n)
         parts.append(ev[ev["t"] < duration_us])
     return np.concatenate(parts) if parts else np.empty(0, EVENT_DTYPE)
 
 
-def simulate_dvs(images28: np.ndarray, gids, seed: int = 0, duration_us: int = MAX_DURATION_US,
-                 params: DVSParams = DVSParams()) -> list[np.ndarray]:
-    """Simulate the sensor for a batch of upsampled images; one sorted event array per image.
+def _noise(seed: int, gid: int, duration_us: int, rate_hz: float) -> np.ndarray:
+    return background_noise((seed, gid), duration_us, rate_hz, SENSOR_SIZE[:2])
 
-    ``gids`` are the recordings' global ids (seed the per-recording randomness), so a recording
-    does not depend on the batch it is simulated in.
+
+def dvs_events(intensity: Callable[[int], np.ndarray], n_steps: int, ref_offsets: np.ndarray,
+               cmap: np.ndarray, params: DVSParams) -> list[np.ndarray]:
+    """The sensor model without background noise: events of a batch of B recordings.
+
+    ``intensity(s)`` returns the linear intensities ``(B, H, W)`` (float32, screen units,
+    0 = black) at time ``s * params.dt_us`` for ``s = 0 .. n_steps``; ``ref_offsets`` ``(B, H, W)``
+    are the initial reference offsets in units of ``params.threshold`` (uniform in
+    ``[-0.5, 0.5)``); ``cmap`` ``(H, W)`` the per-pixel thresholds (:func:`threshold_map`).
+    Every pixel is independent, so a recording does not depend on its batch. Returns one event
+    array per recording, sorted by ``t`` (us, all ``< n_steps * dt_us``).
     """
-    if not 0 < duration_us <= MAX_DURATION_US:
-        raise ValueError(f"duration_us must be in (0, {MAX_DURATION_US}], got {duration_us}")
-    gids = np.asarray(gids, dtype=np.int64)
-    b = images28.shape[0]
-    W, H = SENSOR_SIZE[0], SENSOR_SIZE[1]
+    b, H, W = ref_offsets.shape
     dt = params.dt_us
-    n_steps = int(np.ceil(duration_us / dt))
-    cmap = threshold_map(seed, params)[None]
+    cmap = cmap[None]
     n_max = max(1, dt // params.refractory_us)
-    sx, sy = saccade_offset(np.arange(n_steps + 1) * dt)
-    L = np.log(render(images28, sx[0], sy[0]) + params.eps)
-    offs = np.stack([np.random.default_rng([seed, int(g), 0x0FF5E7]).uniform(-0.5, 0.5, (H, W)) for g in gids])
-    ref = L + (offs * params.threshold).astype(np.float32)
+    L = np.log(intensity(0) + params.eps)
+    ref = L + (ref_offsets * params.threshold).astype(np.float32)
     chunks = []   # (rec, y, x, p, n, step)
     for s in range(n_steps):
-        L = np.log(render(images28, sx[s + 1], sy[s + 1]) + params.eps)
+        L = np.log(intensity(s + 1) + params.eps)
         diff = L - ref
         n = np.minimum(np.floor(np.abs(diff) / cmap), n_max).astype(np.int64)
         flat = np.flatnonzero(n)
@@ -168,6 +184,28 @@ def simulate_dvs(images28: np.ndarray, gids, seed: int = 0, duration_us: int = M
         sl = slice(bounds[i], bounds[i + 1])
         ev = np.empty(bounds[i + 1] - bounds[i], EVENT_DTYPE)
         ev["t"], ev["y"], ev["x"], ev["p"] = t[sl], rows[sl, 1], rows[sl, 2], rows[sl, 3]
+        out.append(ev)
+    return out
+
+
+def simulate_dvs(images28: np.ndarray, gids, seed: int = 0, duration_us: int = MAX_DURATION_US,
+                 params: DVSParams = DVSParams()) -> list[np.ndarray]:
+    """Simulate the sensor for a batch of upsampled images; one sorted event array per image.
+
+    ``gids`` are the recordings' global ids (seed the per-recording randomness), so a recording
+    does not depend on the batch it is simulated in.
+    """
+    if not 0 < duration_us <= MAX_DURATION_US:
+        raise ValueError(f"duration_us must be in (0, {MAX_DURATION_US}], got {duration_us}")
+    gids = np.asarray(gids, dtype=np.int64)
+    H, W = SENSOR_SIZE[1], SENSOR_SIZE[0]
+    dt = params.dt_us
+    n_steps = int(np.ceil(duration_us / dt))
+    sx, sy = saccade_offset(np.arange(n_steps + 1) * dt)
+    offs = np.stack([np.random.default_rng([seed, int(g), 0x0FF5E7]).uniform(-0.5, 0.5, (H, W)) for g in gids])
+    evs = dvs_events(lambda s: render(images28, sx[s], sy[s]), n_steps, offs, threshold_map(seed, params), params)
+    out = []
+    for i, ev in enumerate(evs):
         if params.noise_hz > 0:
             ev = np.concatenate([ev, _noise(seed, int(gids[i]), duration_us, params.noise_hz)])
         out.append(ev[np.argsort(ev["t"], kind="stable")])
