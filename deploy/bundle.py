@@ -284,6 +284,8 @@ def warn_if_uncalibrated(bundle, manifest: dict | None = None, note: str = "") -
             manifest = read_json(Path(bundle) / MANIFEST)
         except NeuromamlError:
             return              # the command's load_bundle reports what is wrong with the bundle
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return                  # not a manifest at all: load_bundle says so
     if isinstance(manifest, dict) and rule_status(manifest) == "uncalibrated":
         print(f"warning: {bundle}: the on-chip rule in manifest.json is uncalibrated (the default RuleSpec, "
               f"which is not fitted to this network and may not learn); run `neuromaml calibrate {bundle} "

@@ -4,9 +4,9 @@
   freshly initialised network): quantize, lower, write the bundle atomically.
 * ``inspect FILE.net|BUNDLE``: the layers as netx builds them; flags what cannot deploy
   (exit 1 if anything).
-* ``verify BUNDLE|FILE.net [--samples N] [--all-layers] [--json PATH]``: Lava vs the
+* ``verify BUNDLE|FILE.net [--samples N] [--all-layers] [--nir] [--json PATH]``: Lava vs the
   fixed engine bit for bit (exit 1 on mismatch, with the first differing layer,
-  neuron and step).
+  neuron and step); ``--nir`` adds ``network.nir`` run in snntorch (``deploy.nir_check``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuromaml.io import check_output, fail, positive_int, probability, read_json, write_json
+from neuromaml.io import (BUNDLE_FILES, RUN_FILES, bounded_int, check_output, fail, input_files, positive_int, probability,
+                          read_json, seed_int, write_json)
 
 CHECKPOINT_NAMES = ("theta.pt", "model.pt", "checkpoint.pt", "final.pt", "best.pt")
 CONFIG_NAMES = ("config.json", "run.json", "config.yaml", "config.yml")
@@ -32,7 +33,7 @@ def register(sub) -> None:
     e.add_argument("--input-shape", type=positive_int, nargs=3, default=None, metavar=("C", "H", "W"))
     e.add_argument("--n-way", type=positive_int, default=None)
     e.add_argument("--steps", type=positive_int, default=None, help="time steps per sample (default: model config)")
-    e.add_argument("--seed", type=int, default=0, help="init seed for --model")
+    e.add_argument("--seed", type=seed_int, default=0, help="init seed for --model")
     e.add_argument("--allow-clip", action="store_true", help="clip weights that overflow 8 bits instead of failing")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     e.add_argument("--calibrate-on", type=Path, default=None, metavar="FILE.h5",
@@ -48,16 +49,19 @@ def register(sub) -> None:
 
     v = sub.add_parser("verify", help="run a bundle on Lava and the fixed engine; compare spikes bit for bit")
     v.add_argument("target", type=Path, help="BUNDLE directory or FILE.net")
-    v.add_argument("--samples", type=positive_int, default=4)
+    v.add_argument("--samples", type=bounded_int(100_000), default=4)
     v.add_argument("--steps", type=positive_int, default=None, help="steps per sample (default: manifest, else 50)")
     v.add_argument("--rate", type=probability, default=0.2, help="input spike probability per step")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=seed_int, default=0)
     v.add_argument("--all-layers", action="store_true", help="compare every layer, not only the output")
     v.add_argument("--no-lava", action="store_true", help="skip Lava (fixed engine only; for quick checks)")
     v.add_argument("--no-slayer", action="store_true", help="skip the slayer comparison (needs the source run)")
     v.add_argument("--input-bias", type=Path, default=None, metavar="BIAS.npy",
                    help="for a network whose first layer is a bias-driven input neuron layer (lava-dl's "
                         "tinynet): that layer's bias (x, y, f); it then runs one sample of --steps steps")
+    v.add_argument("--nir", action="store_true",
+                   help="also run network.nir in another framework (snntorch; pip install -e '.[nir]') on the "
+                        "same spikes and measure its agreement with the fixed engine (= Lava)")
     v.add_argument("--json", type=Path, default=None,
                    help="JSON summary (default: BUNDLE/verify.json, or FILE.net.verify.json beside the file)")
     v.set_defaults(func=_verify)
@@ -199,9 +203,10 @@ def _export(args: argparse.Namespace) -> int:
 
     if (args.run_dir is None) == (args.model is None):
         raise fail(None, "give exactly one of RUN_DIR or --model NAME", "e.g. neuromaml export runs/x --out bundle")
-    check_output(args.out, kind="dir", overwrite=args.overwrite)
+    inputs = (*input_files(args.run_dir, RUN_FILES), args.calibrate_on)
+    check_output(args.out, kind="dir", overwrite=args.overwrite, inputs=inputs)
     if args.json is not None:
-        check_output(args.json, kind="file", overwrite=True, flag="--json")
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
         raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.run_dir is not None:
@@ -268,6 +273,8 @@ def _net_path(target: Path) -> tuple[Path, dict | None]:
 def _inspect(args: argparse.Namespace) -> int:
     from neuromaml.deploy.netxfile import describe, format_table, read_layers
 
+    if args.json is not None:
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=input_files(args.file, BUNDLE_FILES))
     net, _ = _net_path(args.file)
     rows = describe(read_layers(net))
     print(format_table(rows))
@@ -295,6 +302,12 @@ def reference_model(man: dict | None):
 def _verify(args: argparse.Namespace) -> int:
     from neuromaml.deploy.verify import format_report, verify_netx
 
+    if args.nir:
+        from neuromaml.deploy.nir_check import require_consumer
+        require_consumer()
+    if args.json is not None:
+        check_output(args.json, kind="file", overwrite=True, flag="--json",
+                     inputs=input_files(args.target, BUNDLE_FILES) + (args.input_bias,))
     net, man = _net_path(args.target)
     if man is not None:
         from neuromaml.deploy.bundle import warn_if_uncalibrated
@@ -319,7 +332,16 @@ def _verify(args: argparse.Namespace) -> int:
         rep["slayer_vs_fixed"] = None
         rep["slayer_note"] = ("no source network (FILE.net, or the bundle's source run is gone): Lava vs the "
                               "fixed-point engine (deploy.fixed, itself pinned to slayer by the tests) only")
+    if args.nir:
+        from neuromaml.deploy.nir_check import format_nir_report, verify_nir
+
+        rep["nir"] = verify_nir(net, args.target / "network.nir" if man is not None else None, samples=args.samples,
+                                steps=steps, rate=args.rate, seed=args.seed, model=model,
+                                burn_in=man["output"].get("burn_in", 0) if man else 0)
+        rep["ok"] = bool(rep["ok"] and rep["nir"]["ok"])
     print(format_report(rep))
+    if args.nir:
+        print(format_nir_report(rep["nir"]))
     out = args.json or (args.target / "verify.json" if args.target.is_dir()
                         else args.target.with_name(args.target.name + ".verify.json"))
     try:

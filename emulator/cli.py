@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuromaml.io import check_output, fail, positive_int, probability
+from neuromaml.io import BUNDLE_FILES, bounded_int, check_output, fail, input_files, positive_int, probability, seed_int
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -27,14 +27,14 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path, help="bundle directory written by `neuromaml export` or `neuromaml import`")
     p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 (neuromaml data build)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=positive_int, default=100, help="number of tasks (episodes)")
+    p.add_argument("--tasks", type=bounded_int(100_000), default=100, help="number of tasks (episodes)")
     p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class (N-way = the bundle's outputs)")
     p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
     p.add_argument("--lava-tasks", type=positive_int, default=2,
                    help="with --engine both: how many of the tasks also run on Lava (agreement checked)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/emulate-<split>)")
     _add_json(p)
     p.set_defaults(func=_emulate)
@@ -68,11 +68,11 @@ def register(sub) -> None:
     )
     p.add_argument("bundle", type=Path, help="bundle directory (neuromaml export or neuromaml import)")
     p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 with a 'val' split")
-    p.add_argument("--tasks", type=positive_int, default=50, help="meta-validation tasks per setting")
+    p.add_argument("--tasks", type=bounded_int(100_000), default=50, help="meta-validation tasks per setting")
     p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
     p.add_argument("--tolerance", type=probability, default=0.01,
                    help="choose the sparsest setting within this fraction of the best accuracy (0.01 = 1 point)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="sweep outputs (default: BUNDLE/calibration)")
     _add_json(p)
     p.set_defaults(func=_calibrate)
@@ -87,13 +87,13 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=positive_int, default=50)
+    p.add_argument("--tasks", type=bounded_int(100_000), default=50)
     p.add_argument("--shots", type=positive_int, default=1)
     p.add_argument("--queries", type=positive_int, default=5)
     p.add_argument("--bits", default="8,6,4,3,2", help="weight precisions to sweep")
     p.add_argument("--eta-exp", default=None, help="eta exponents to sweep, e.g. --eta-exp=-9,-7 (with '=': the values start with '-'; default: around the bundle's)")
     p.add_argument("--thresholds", default=None, help="error thresholds to sweep, e.g. --thresholds 0,8,16 (default: around the bundle's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/rule-check)")
     _add_json(p)
     p.set_defaults(func=_rule_check)
@@ -112,11 +112,11 @@ def register(sub) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="FILE.h5",
                    help="run the path on this meta-dataset (neuromaml data build) instead of the embedded default")
     p.add_argument("--config", type=Path, default=None, help="meta-train config (default: the packaged demo config)")
-    p.add_argument("--tasks", type=positive_int, default=200, help="fast-engine emulation tasks")
+    p.add_argument("--tasks", type=bounded_int(100_000), default=200, help="fast-engine emulation tasks")
     p.add_argument("--lava-tasks", type=positive_int, default=2, help="tasks also run on Lava (agreement checked)")
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run built")
     p.add_argument("--quick", action="store_true", help="tiny settings (for tests): minutes, not accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(
@@ -132,10 +132,10 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path, help="bundle directory (or a netx .net file: static part only, needs --out)")
     p.add_argument("--data", type=Path, default=None, help="meta-dataset .h5: measure the activity on its tasks")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=positive_int, default=20, help="number of tasks (episodes) measured")
+    p.add_argument("--tasks", type=bounded_int(100_000), default=20, help="number of tasks (episodes) measured")
     p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class")
     p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
-    p.add_argument("--seed", type=int, default=0, help="task seed (the same tasks as emulate with this seed)")
+    p.add_argument("--seed", type=seed_int, default=0, help="task seed (the same tasks as emulate with this seed)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/cost)")
     _add_json(p)
     p.set_defaults(func=_cost)
@@ -157,10 +157,11 @@ def _csv(text, cast, flag: str = ""):
 def _check_outs(args) -> None:
     """Report folders (emulate, calibrate, rule-check) are regenerated: replacing them is fine,
     but they must be writable folders; checked before any work starts."""
+    inputs = (*input_files(args.bundle, BUNDLE_FILES), getattr(args, "data", None))
     if getattr(args, "out", None) is not None:
-        check_output(args.out, kind="dir", overwrite=True)
+        check_output(args.out, kind="dir", overwrite=True, inputs=inputs)
     if getattr(args, "json", None) is not None:
-        check_output(args.json, kind="file", overwrite=True, flag="--json")
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
 
 
 def _emulate(args) -> int:
@@ -173,7 +174,9 @@ def _emulate(args) -> int:
 def _import(args) -> int:
     from neuromaml.emulator.importer import import_cli
 
-    check_output(args.out, kind="dir", overwrite=args.overwrite)
+    check_output(args.out, kind="dir", overwrite=args.overwrite, inputs=(args.netfile,))
+    if args.json is not None:
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=(args.netfile,))
     return import_cli(args)
 
 
@@ -197,7 +200,7 @@ def _rule_check(args) -> int:
 def _demo(args) -> int:
     from neuromaml.emulator.demo import demo_cli
 
-    check_output(args.out, kind="dir", resume=True)   # a demo folder is reused stage by stage
+    check_output(args.out, kind="dir", resume=True, inputs=(args.data, args.config))   # reused stage by stage
     return demo_cli(args)
 
 

@@ -98,14 +98,17 @@ def _merge(obj, data: dict, path, prefix: str):
         setattr(obj, key, value)
 
 
-def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunConfig:
-    """Check values; ``n_classes`` (split -> number of classes) checks n_way."""
+def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None) -> RunConfig:
+    """Check values; ``n_classes`` (split -> number of classes of the meta-dataset ``data``)
+    checks n_way."""
     m, i, o, t = cfg.model, cfg.inner, cfg.outer, cfg.task
 
     def need(cond: bool, key: str, what: str, fix: str):
         if not cond:
             raise fail(path, f"'{key}' {what}", fix)
 
+    need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2 ** 32, "seed", f"is {cfg.seed!r}",
+         "use a whole number in [0, 2**32)")
     need(m.name in MODEL_NAMES, "model.name", f"is {m.name!r}", f"use one of {', '.join(MODEL_NAMES)}")
     need(m.surrogate in KINDS, "model.surrogate", f"is {m.surrogate!r}", f"use one of {', '.join(KINDS)}")
     need(len(m.input_shape) == 3 and all(int(v) > 0 for v in m.input_shape), "model.input_shape",
@@ -164,8 +167,10 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None) -> RunCon
     need(m.n_way == t.n_way, "model.n_way", f"is {m.n_way} but task.n_way is {t.n_way}",
          "leave model.n_way out (it follows task.n_way) or make them equal")
     for split, n in (n_classes or {}).items():
-        need(t.n_way <= n, "task.n_way", f"is {t.n_way} but split '{split}' has only {n} classes",
-             f"use n_way <= {n}")
+        if t.n_way > n:
+            raise fail(data or path, f"split '{split}' has {n} classes, fewer than task.n_way = {t.n_way}",
+                       (f"use task.n_way <= {n}, or " if n >= 2 else "")
+                       + f"a meta-dataset with at least {t.n_way} classes in '{split}'")
     return cfg
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from neuromaml.io import finite_float, positive_int
+from neuromaml.io import finite_float, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -39,7 +39,7 @@ def register(sub) -> None:
     b.add_argument("--out", type=Path, required=True, help="meta-dataset file to write (.h5)")
     b.add_argument("--per-class", type=positive_int, default=None,
                    help="samples per class (default 80, metadataset.DEFAULT_PER_CLASS)")
-    b.add_argument("--seed", type=int, default=0, help="seed of recording choice, synthesis and split")
+    b.add_argument("--seed", type=seed_int, default=0, help="seed of recording choice, synthesis and split")
     b.add_argument("--split-file", type=Path, default=None,
                    help="asl-dvs: the authors' doubledvssign_splits_full.json (default: DIR/that name)")
     b.add_argument("--digit-split", choices=("authors", "ordered"), default="authors",
@@ -80,7 +80,7 @@ def register(sub) -> None:
     g.add_argument("--classes", type=positive_int, default=100, help="number of classes (default 100, even: "
                    "direction pairs)")
     g.add_argument("--per-class", type=positive_int, default=40, help="recordings per class (default 40)")
-    g.add_argument("--seed", type=int, default=0, help="seed of classes, recordings and sensor (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of classes, recordings and sensor (default 0)")
     g.add_argument("--json", type=Path, default=None, help="JSON summary path (default: OUT.json beside OUT)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)
@@ -90,9 +90,13 @@ def _build(args: argparse.Namespace) -> int:
     from neuromaml.io import check_output, package_versions, write_json
     from neuromaml.meta.metadataset import DEFAULT_PER_CLASS, build_metadataset
 
-    check_output(args.out, kind="file", overwrite=args.overwrite)
+    from neuromaml.meta.metadataset import parse_source
+
+    _, root = parse_source(args.source)
+    inputs = (root, args.split_file)
+    check_output(args.out, kind="file", overwrite=args.overwrite, inputs=inputs, trees=(root,))
     jpath = args.json or Path(str(args.out) + ".json")
-    check_output(jpath, kind="file", overwrite=True, flag="--json")
+    check_output(jpath, kind="file", overwrite=True, flag="--json", inputs=inputs + (args.out,), trees=(root,))
     per_class = DEFAULT_PER_CLASS if args.per_class is None else args.per_class
     summary = build_metadataset(args.source, args.out, per_class=per_class, seed=args.seed,
                                 split_file=args.split_file, fractions=tuple(args.fractions),
@@ -118,7 +122,8 @@ def _generate(args: argparse.Namespace) -> int:
     check_generate_args(args.out, args.classes, args.per_class, args.seed)
     check_output(args.out, kind="dir", exists_fix="choose a new --out folder or remove this one")
     out = Path(os.path.abspath(args.out))
-    jpath = check_output(args.json or out.with_name(out.name + ".json"), kind="file", overwrite=True, flag="--json")
+    jpath = check_output(args.json or out.with_name(out.name + ".json"), kind="file", overwrite=True, flag="--json",
+                         inputs=(args.out,))
     summary = write_gesture_folder(args.out, classes=args.classes, per_class=args.per_class, seed=args.seed,
                                    progress=not args.quiet)
     summary["versions"] = package_versions()
@@ -149,6 +154,10 @@ def _info(args: argparse.Namespace) -> int:
     from neuromaml.io import write_json
     from neuromaml.meta.metadataset import MetaDataset
 
+    if args.json:
+        from neuromaml.io import check_output
+
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=(args.file,))
     ds = MetaDataset(args.file)
     s = ds.summary()
     s["classes_per_split"] = {k: [ds.classes[c] for c in v] for k, v in ds.splits.items()}

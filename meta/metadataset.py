@@ -362,8 +362,11 @@ class MetaDataset:
         import h5py
 
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise fail(self.path, "meta-dataset file not found", "build one with `neuromaml data build`")
+        if not self.path.is_file():
+            raise fail(self.path, "is not a regular file (a folder, device or pipe)",
+                       "give the .h5 file written by `neuromaml data build`")
         if not h5py.is_hdf5(self.path):
             raise fail(self.path, "not an HDF5 file", "build the meta-dataset with `neuromaml data build`")
         try:
@@ -371,15 +374,16 @@ class MetaDataset:
         except OSError as exc:   # h5py's error for a truncated or damaged file
             raise fail(self.path, f"cannot be read as HDF5 ({exc}): truncated or damaged",
                        "re-copy it or rebuild it with `neuromaml data build`") from None
-        except KeyError as exc:
-            raise fail(self.path, f"unexpected layout ({exc})", "rebuild it with `neuromaml data build`") from None
+        except (KeyError, ValueError, TypeError) as exc:   # attributes or datasets of the wrong kind
+            raise fail(self.path, f"malformed layout or attribute values ({type(exc).__name__}: {exc})",
+                       "rebuild it with `neuromaml data build`") from None
         self._check_index()
 
     def _read_index(self, h5py) -> None:
         with h5py.File(self.path, "r") as f:
             fmt = f.attrs.get("format")
             fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-            if fmt != FORMAT:
+            if not isinstance(fmt, str) or fmt != FORMAT:
                 raise fail(self.path, f"attribute 'format' is {fmt!r}, expected {FORMAT!r}",
                            "build the meta-dataset with `neuromaml data build`")
             if int(f.attrs.get("version", -1)) != VERSION:
@@ -390,6 +394,9 @@ class MetaDataset:
                 if name not in f:
                     raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
             self.attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
+            for key in ("duration_us", "dt_us"):   # read back by summary(): must be whole numbers
+                if key in self.attrs:
+                    int(self.attrs[key])
             self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
             self.splits = {s: np.asarray(f[f"splits/{s}"][()], np.int64) for s in SPLITS}
             self.labels = np.asarray(f["labels"][()], np.int64)
@@ -407,7 +414,10 @@ class MetaDataset:
         if self._frames_dtype != np.uint8:
             raise fail(self.path, f"'/frames' has dtype {self._frames_dtype}, expected uint8 spike counts",
                        "rebuild the meta-dataset with `neuromaml data build`")
-        if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n:
+        if self.labels.ndim != 1 or self.sample_ids.ndim != 1:
+            raise fail(self.path, f"'/labels' and '/sample_ids' must be 1-D, have shapes {self.labels.shape} and "
+                       f"{self.sample_ids.shape}", "rebuild the meta-dataset")
+        if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n or min(fshape[2:]) < 1:
             raise fail(self.path, f"'/frames' has shape {fshape} for {n} labels and {self.sample_ids.size} sample_ids",
                        "rebuild the meta-dataset")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):

@@ -78,7 +78,8 @@ class TaskSampler:
         self.classes = np.asarray(ds.splits[split], np.int64)
         if self.classes.size < self.n_way:
             raise fail(ds.path, f"split '{split}' has {self.classes.size} classes, fewer than n_way={self.n_way}",
-                       f"use n_way <= {self.classes.size} or a dataset with more classes in '{split}'")
+                       (f"use n_way <= {self.classes.size} or " if self.classes.size >= 2 else "use ")
+                       + f"a meta-dataset with at least {self.n_way} classes in '{split}'")
         need = self.k_shot + self.n_query
         counts = np.array([ds.indices_of(c).size for c in self.classes])
         if counts.size and counts.min() < need:

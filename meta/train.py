@@ -325,7 +325,8 @@ def meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, steps
 
     ds = MetaDataset(data)
     _check_data(cfg, ds.shape, data, adopt=not resume)
-    validate(cfg, out / "config.yaml", {s: len(v) for s, v in ds.splits.items() if s in ("train", "val")})
+    validate(cfg, out / "config.yaml" if (out / "config.yaml").exists() else None,
+             {s: len(v) for s, v in ds.splits.items() if s in ("train", "val")}, data=data)
     dev = resolve_device(device)
     tr = Trainer(cfg, data, seed, dev)
     if resume:
@@ -417,6 +418,9 @@ def _truncate_history(path: Path, step: int) -> None:
 def _init_from(tr: Trainer, run: Path) -> None:
     """Load another run's best weights and inner rates into a fresh trainer."""
     path = run / "best.pt" if (run / "best.pt").exists() else run / "ckpt.pt"
+    if not path.exists():
+        raise fail(run, "--init: not a meta-train run directory (no best.pt or ckpt.pt)",
+                   "give --init a finished run's --out folder")
     state = load_checkpoint(path)
     try:
         tr.model.load_state_dict(state["model"])

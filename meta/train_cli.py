@@ -5,16 +5,18 @@ import argparse
 import json
 from pathlib import Path
 
-from neuromaml.io import nonneg_int, positive_int
+from neuromaml.io import bounded_int, nonneg_int, positive_int, seed_int
 
 
 def _meta_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import finish_distributed, maybe_init_distributed, meta_train, resolve_device
 
-    from neuromaml.io import check_output
+    from neuromaml.io import RUN_FILES, check_output, input_files
 
+    cfg_file = args.config if args.config and Path(args.config).exists() else None
     check_output(args.out, kind="dir", resume=args.resume,
+                 inputs=(args.data, cfg_file, *input_files(args.init, RUN_FILES)),
                  exists_fix="add --resume to continue the run in it, or choose a new --out")
     if not args.resume and not Path(args.data).is_file():
         from neuromaml.io import fail
@@ -39,9 +41,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not run.is_dir():
         raise fail(run, "run directory not found", "give a directory written by `neuromaml meta-train`")
     if args.out is not None:
-        from neuromaml.io import check_output
+        from neuromaml.io import RUN_FILES, check_output, input_files
 
-        check_output(args.out, kind="dir", overwrite=True)
+        base = [p for item in (args.baseline or []) for p in input_files(item.partition("=")[2] or None, RUN_FILES)]
+        check_output(args.out, kind="dir", overwrite=True,
+                     inputs=(args.data, *input_files(run, RUN_FILES), *base))
     data = args.data
     if data is None:
         meta = read_json(run / "run.json")
@@ -77,7 +81,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, summary.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--steps", type=nonneg_int, default=None, help="total meta-steps (overrides outer.steps)")
-    p.add_argument("--seed", type=int, default=None, help="seed (overrides the config's)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed (overrides the config's)")
     p.add_argument("--init", default=None, metavar="RUN_DIR",
                    help="start from another run's best initialization (e.g. to meta-train it further "
                         "through the on-chip rule: inner.rule three_factor)")
@@ -90,8 +94,8 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("evaluate", help="paper-style evaluation of a meta-trained run")
     e.add_argument("run_dir", help="run directory written by meta-train")
     e.add_argument("--data", default=None, help="meta-dataset .h5 (default: the one the run used)")
-    e.add_argument("--trials", type=positive_int, default=10, help="trials for mean +- std")
-    e.add_argument("--tasks", type=positive_int, default=20, help="tasks per trial")
+    e.add_argument("--trials", type=bounded_int(1000), default=10, help="trials for mean +- std")
+    e.add_argument("--tasks", type=bounded_int(100_000), default=20, help="tasks per trial")
     e.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
     e.add_argument("--quick", action="store_true",
                    help="skip the inner-steps / frozen-layers sweeps and the transfer-learning baseline")
@@ -99,5 +103,5 @@ def register(subparsers) -> None:
                    help="another run to evaluate on the same tasks (first-order MAML, ann_cnn); repeatable")
     e.add_argument("--no-transfer", action="store_true", help="skip the transfer-learning baseline (Fig. 6)")
     e.add_argument("--transfer-epochs", type=positive_int, default=None, help="pre-training epochs of the transfer baseline (8)")
-    e.add_argument("--transfer-tasks", type=positive_int, default=20, help="meta-test tasks of the Fig. 6 curves")
+    e.add_argument("--transfer-tasks", type=bounded_int(100_000), default=20, help="meta-test tasks of the Fig. 6 curves")
     e.set_defaults(func=_evaluate)

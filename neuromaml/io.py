@@ -108,19 +108,58 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _inside(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or lies inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def input_files(folder: str | os.PathLike | None, names=("*",)) -> tuple:
+    """A folder a command reads, and the files in it matching ``names`` (globs): the ``inputs``
+    of ``check_output`` for a bundle (its manifest and network files) or a run (checkpoints,
+    config). Empty for None or a missing folder."""
+    if folder is None or not Path(folder).is_dir():
+        return (folder,) if folder is not None else ()
+    folder = Path(folder)
+    return (folder, *sorted({p for n in names for p in folder.glob(n) if p.is_file()}))
+
+
+BUNDLE_FILES = ("manifest.json", "network.net", "network.nir")   # what a bundle's readers read
+RUN_FILES = ("*.pt", "config.*", "run.json")                      # what a run's readers read
+
+
 def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool = False,
-                 flag: str = "--out", resume: bool = False, exists_fix: str | None = None) -> Path:
+                 flag: str = "--out", resume: bool = False, exists_fix: str | None = None,
+                 inputs: tuple = (), trees: tuple = ()) -> Path:
     """Check an output path before any work starts; return it as a Path.
 
     ``kind`` is ``"file"`` or ``"dir"``. Refused, each with a message naming the path and the fix:
     a path under a regular file, a folder that cannot be written, a file where a directory is
-    wanted (and the reverse), and an existing output unless ``overwrite`` (a non-empty directory
-    for ``kind="dir"``; ``resume`` accepts an existing directory). Missing parents are created
+    wanted (and the reverse), a device, pipe or socket, an existing output unless ``overwrite``
+    (a non-empty directory for ``kind="dir"``; ``resume`` accepts an existing directory), and,
+    even with ``overwrite``, an output that is one of the command's ``inputs`` (the files and
+    folders it reads; see ``input_files``) or a folder holding one, or an existing path inside one
+    of the folder ``trees`` it reads recursively (a data folder). Missing parents are created
     later by the writer.
     """
     path = Path(path)
     if str(path) in ("", "."):
         raise fail(path, f"{flag} names the current directory", f"give {flag} a new file or folder name")
+    real = Path(os.path.realpath(path))
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(os.path.realpath(item))
+        if _inside(src, real):
+            raise fail(path, f"{flag} would overwrite this command's input {item}",
+                       f"choose a {flag} path outside the inputs")
+    for tree in trees:
+        if tree is not None and (path.exists() or path.is_symlink()) and \
+                _inside(real, Path(os.path.realpath(tree))):
+            raise fail(path, f"{flag} would overwrite a file of the input folder {tree}",
+                       f"choose a {flag} path outside {tree}")
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise fail(path, f"{flag} is a device, pipe or socket, not a file or folder",
+                   "give a regular file or folder path")
     # the nearest existing ancestor must be a writable directory
     anc = path.parent if str(path.parent) else Path(".")
     while not anc.exists():
@@ -152,6 +191,32 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     if not os.access(anc, os.W_OK | os.X_OK):
         raise fail(path, f"cannot be created: {anc} is not writable", f"choose {flag} in a folder you can write")
     return path
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 <= seed < 2**32 (numpy, torch and HDF5 attributes all take it)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2**32)")
+    return value
+
+
+def bounded_int(hi: int):
+    """argparse type: an integer in [1, hi] (``hi`` keeps a typo from drawing a billion tasks)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"{value} is more than {hi:,}")
+        return value
+    parse.__name__ = f"int_1_to_{hi}"
+    return parse
 
 
 def positive_int(text: str) -> int:

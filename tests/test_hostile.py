@@ -76,6 +76,9 @@ def _snapshot(*roots: Path) -> dict[str, str]:
         for dirpath, dirnames, files in os.walk(root):
             for name in files:
                 p = Path(dirpath) / name
+                if not p.is_file():             # a case's pipe: opening it would block
+                    out[str(p)] = "not a regular file"
+                    continue
                 try:
                     out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
                 except OSError:                 # unreadable on purpose (a case's chmod)
@@ -387,7 +390,7 @@ CASES = {
     "demo-data-missing": lambda t, f: (["demo", "--quick", "--out", str(t / "d"), "--data", str(t / "none.h5")],
                                        r"none\.h5: meta-dataset not found"),
     # ---------------------------------------------------------------- files of the wrong kind
-    "info-directory": lambda t, f: (["data", "info", str(_nonempty_dir(t))], r"meta-dataset file not found"),
+    "info-directory": lambda t, f: (["data", "info", str(_nonempty_dir(t))], r"is not a regular file"),
     "inspect-metadataset-h5": lambda t, f: (["inspect", str(f["data"])], r"tiny\.h5"),
     "import-metadataset-h5": lambda t, f: (["import", str(f["data"]), "--input-shape", "2,16,32", "--classes", "5",
                                             "--out", str(t / "b")], r"tiny\.h5"),
@@ -400,7 +403,63 @@ CASES = {
                                                str(t / "b")], r"run.*checkpoint|checkpoint.*run"),
     "emulate-queries-too-many": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "1",
                                                "--queries", "50"], r"quer|sample"),
+    # ---------------------------------------------------------------- an output that is an input
+    "info-json-is-the-data": lambda t, f: (["data", "info", str(_copy(f["data"], t / "d.h5")), "--json",
+                                            str(t / "d.h5")], r"--json would overwrite this command's input"),
+    "build-json-is-out": lambda t, f: (["data", "build", "--source", f"events:{_event_folder(t / 'ev')}", "--out",
+                                        str(t / "x.h5"), "--json", str(t / "x.h5")], r"--json would overwrite"),
+    "build-out-is-a-recording": lambda t, f: (["data", "build", "--source", f"events:{_event_folder(t / 'ev')}",
+                                               "--out", str(t / "ev" / "c0" / "0.npy"), "--overwrite"],
+                                              r"--out would overwrite a file of the input folder"),
+    "emulate-json-is-manifest": lambda t, f: (["emulate", str(_copy(f["bundle"], t / "b")), "--data", str(f["data"]),
+                                               "--tasks", "1", "--json", str(t / "b" / "manifest.json")],
+                                              r"would overwrite this command's input"),
+    "emulate-out-is-bundle": lambda t, f: (["emulate", str(_copy(f["bundle"], t / "b")), "--data", str(f["data"]),
+                                            "--tasks", "1", "--out", str(t / "b")], r"would overwrite"),
+    "emulate-json-is-data": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(_copy(f["data"], t / "d.h5")),
+                                           "--tasks", "1", "--json", str(t / "d.h5")], r"would overwrite"),
+    "verify-json-is-net": lambda t, f: (["verify", str(_copy(f["bundle"], t / "b")), "--no-lava", "--json",
+                                         str(t / "b" / "network.net")], r"would overwrite"),
+    "calibrate-out-is-bundle-parent": lambda t, f: (["calibrate", str(_copy(f["bundle"], t / "b")), "--data",
+                                                     str(f["data"]), "--out", str(t)], r"would overwrite"),
+    "export-out-is-the-run": lambda t, f: (["export", str(_copy(f["run"], t / "run")), "--out", str(t / "run"),
+                                            "--overwrite"], r"--out would overwrite this command's input"),
+    "train-out-is-the-data-folder": lambda t, f: (["meta-train", "--data", str(_copy(f["data"], t / "d.h5")),
+                                                   "--config", str(f["config"]), "--out", str(t)],
+                                                  r"would overwrite|not empty"),
+    "info-json-is-a-pipe": lambda t, f: (["data", "info", str(f["data"]), "--json", str(_fifo(t / "p.json"))],
+                                         r"device, pipe or socket"),
+    # ---------------------------------------------------------------- seeds and malformed attributes
+    "build-seed-negative": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--seed", "-1"],
+                                         r"not in \[0, 2\*\*32\)"),
+    "verify-seed-huge": lambda t, f: (["verify", str(f["bundle"]), "--no-lava", "--seed", str(2 ** 70)],
+                                      r"not in \[0, 2\*\*32\)"),
+    "train-config-seed-huge": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                             "--config", _yaml(t, f"seed: {2 ** 70}\n")], r"'seed' is"),
+    "emulate-tasks-absurd": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks",
+                                           "100000000"], r"more than 100,000"),
+    "info-version-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__("version", "one"))],
+                                       r"attribute 'version'|malformed layout"),
+    "info-duration-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__(
+        "duration_us", "abc"))], r"malformed layout or attribute values"),
+    "info-labels-2d": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__setitem__("labels2", h["labels"][()].reshape(-1, 1)), h.__delitem__("labels"),
+        h.move("labels2", "labels")))], r"must be 1-D"),
+    "info-no-time-steps": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__delitem__("frames"), h.create_dataset("frames", shape=(len(h["labels"]), 2, 16, 32, 0), dtype="u1")))],
+                                        r"'/frames' has shape"),
+    "train-init-missing": lambda t, f: (["meta-train", "--data", str(f["data"]), "--config", str(f["config"]),
+                                         "--out", str(t / "r"), "--init", str(t / "nope")],
+                                        r"--init: not a meta-train run directory"),
+    "train-val-split-empty": lambda t, f: (["meta-train", "--data", _h5_edit(t, f, lambda h: (
+        h.__delitem__("splits/val"), h.create_dataset("splits/val", data=np.zeros(0, np.int32)))),
+        "--config", str(f["config"]), "--out", str(t / "r")], r"d\.h5: split 'val' has 0 classes.*at least 3"),
 }
+
+
+def _fifo(p: Path) -> Path:
+    os.mkfifo(p)
+    return p
 
 
 def _cut_ckpts(t: Path, fx) -> Path:
