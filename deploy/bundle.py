@@ -193,6 +193,9 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise fail(man_path, f"field 'format' is {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
                    f"not {FORMAT!r}", "re-export the bundle")
+    if not _is_int(manifest.get("format_version", -1)):
+        raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')!r}, not a whole number",
+                   "re-export the bundle")
     if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
         raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, this neuromaml "
                    f"reads <= {FORMAT_VERSION}", "upgrade neuromaml")
@@ -200,9 +203,11 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     if not isinstance(files, dict) or NET not in files:
         raise fail(man_path, "field 'files' lacks network.net", "re-export the bundle")
     for name, digest in files.items():
-        f = path / name
+        f = path / str(name)
         if not f.exists():
             raise fail(f, "listed in manifest.json 'files' but missing", "re-export the bundle")
+        if not f.is_file():
+            raise fail(f, "is not a regular file (a folder, device or pipe)", "re-export the bundle")
         got = sha256(f)
         if got != digest:
             raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
@@ -213,6 +218,43 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
                    "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
     cross_check(manifest, path / NET, man_path)
     return manifest, path / NET
+
+
+MAX_TIME_STEPS = 100_000       # 100 s of 1 ms steps: a manifest asking for more is damaged
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
+    """Types and ranges of the fields the loaders read (a re-signed manifest can still lie)."""
+    inp, out, adapt = (manifest.get(k) for k in ("input", "output", "adapt"))
+    for name, sec in (("input", inp), ("output", out), ("adapt", adapt)):
+        if not isinstance(sec, dict):
+            raise fail(man_path, f"field '{name}' is {type(sec).__name__}, not a mapping", "re-export the bundle")
+    T = inp.get("time_steps")
+    if not (_is_int(T) and 1 <= T <= MAX_TIME_STEPS):
+        raise fail(man_path, f"field 'input.time_steps' is {T!r}, not a whole number in [1, {MAX_TIME_STEPS}]",
+                   "re-export the bundle")
+    burn = out.get("burn_in", 0)
+    if not (_is_int(burn) and 0 <= burn < T):
+        raise fail(man_path, f"field 'output.burn_in' is {burn!r}, not a whole number in [0, time_steps={T})",
+                   "re-export or re-import the bundle with a valid --burn-in")
+    if out.get("neurons") is not None and not (_is_int(out["neurons"]) and out["neurons"] > 0):
+        raise fail(man_path, f"field 'output.neurons' is {out['neurons']!r}, not a positive whole number",
+                   "re-export the bundle")
+    for key in ("layer", "engine_layer"):
+        if adapt.get(key) is not None and not _is_int(adapt[key]):
+            raise fail(man_path, f"field 'adapt.{key}' is {adapt[key]!r}, not a layer index", "re-export the bundle")
+    win = adapt.get("label_window")
+    if win and not (isinstance(win, list) and len(win) == 2 and all(_is_int(v) for v in win)
+                    and 0 <= win[0] < win[1] <= T):
+        raise fail(man_path, f"field 'adapt.label_window' is {win!r}, not [start, end) whole steps inside "
+                   f"[0, {T}]", f"remove it (default: the readout window [{burn}, {T}))")
+    if adapt.get("weight_exp") is not None and not _is_int(adapt["weight_exp"]):
+        raise fail(man_path, f"field 'adapt.weight_exp' is {adapt['weight_exp']!r}, not a whole number",
+                   "run neuromaml calibrate again")
 
 
 def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
@@ -239,9 +281,10 @@ def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
         raise fail(man_path, f"field 'layers' disagrees with network.net at layer {i} "
                    f"(manifest: {stated[i] if i < len(stated) else 'none'}; network.net: "
                    f"{actual[i] if i < len(actual) else 'none'})", "re-export or re-import the bundle")
+    _check_fields(manifest, man_path)
     inp = manifest.get("input") or {}
     chw, xyf = inp.get("shape_chw"), inp.get("shape_xyf")
-    if not (isinstance(chw, list) and len(chw) == 3 and all(isinstance(v, int) and v > 0 for v in chw)):
+    if not (isinstance(chw, list) and len(chw) == 3 and all(_is_int(v) and v > 0 for v in chw)):
         raise fail(man_path, f"field 'input.shape_chw' is {chw!r}", "re-export or re-import the bundle")
     if xyf is not None and list(xyf) != list(chw)[::-1]:
         raise fail(man_path, f"fields 'input.shape_xyf' {xyf} and 'input.shape_chw' {chw} disagree",
@@ -258,7 +301,7 @@ def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
             raise fail(man_path, f"field 'input.shape_chw' {chw} gives {want} inputs, but the first "
                        f"{computing[0].type} layer of network.net takes {got}", "re-export or re-import the bundle")
     out = manifest.get("output") or {}
-    if computing and computing[-1].type == "dense" and out.get("neurons") is not None \
+    if computing and computing[-1].type == "dense" and _is_int(out.get("neurons")) \
             and int(out["neurons"]) != int(computing[-1].shape[0]):
         raise fail(man_path, f"field 'output.neurons' is {out['neurons']}, network.net's last layer has "
                    f"{int(computing[-1].shape[0])}", "re-export or re-import the bundle")

@@ -119,9 +119,15 @@ def load_run(run_dir: Path):
         _check_spiking(run_dir, cfg.model.name)
         return model, cfg.model, None
     cfg_dict, cfg_path = _read_config(run_dir)
-    mcfg = config_from_dict(cfg_dict.get("model", cfg_dict))
-    if "n_way" not in cfg_dict.get("model", {}) and "task" in cfg_dict:
-        mcfg.n_way = int(cfg_dict["task"].get("n_way", mcfg.n_way))
+    try:
+        if not isinstance(cfg_dict, dict) or not isinstance(cfg_dict.get("model", cfg_dict), dict):
+            raise TypeError("the config (or its 'model' section) is not a mapping")
+        mcfg = config_from_dict(cfg_dict.get("model", cfg_dict))
+        if "n_way" not in cfg_dict.get("model", {}) and isinstance(cfg_dict.get("task"), dict):
+            mcfg.n_way = int(cfg_dict["task"].get("n_way", mcfg.n_way))
+    except (TypeError, ValueError) as exc:
+        raise fail(cfg_path, f"not a model config ({exc})",
+                   "give a mapping with a 'model' section (name, hidden, ...) as meta/configs/small.yaml") from None
     ckpts = [run_dir / n for n in CHECKPOINT_NAMES if (run_dir / n).exists()] or sorted(run_dir.glob("*.pt"))
     if not ckpts:
         raise fail(run_dir, "no checkpoint (*.pt)", "finish meta-training, or use --model NAME")
@@ -251,7 +257,16 @@ def _after_export(args: argparse.Namespace, man: dict) -> None:
             print("the run was meta-trained through the rule: its form is deployed as trained "
                   "(--calibrate-on ignored)")
         else:
-            cal = calibrate(args.out, args.calibrate_on, progress=True)
+            try:
+                cal = calibrate(args.out, args.calibrate_on, progress=True)
+            except BaseException:
+                # export + calibrate is one command: a bundle whose calibration failed is not kept,
+                # so that the same command can run again once the data is right
+                import shutil
+
+                shutil.rmtree(args.out, ignore_errors=True)
+                print(f"note: {args.out} was not kept (its calibration failed)", file=sys.stderr)
+                raise
             print(format_markdown(cal))
             man = json.loads((Path(args.out) / "manifest.json").read_text())
     else:
@@ -326,6 +341,8 @@ def _verify(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise fail(args.input_bias, f"cannot read it as a .npy array ({exc.__class__.__name__})",
                        "save the input layer's bias with numpy.save") from None
+        if bias.dtype.kind not in "iuf" or not np.isfinite(bias).all():
+            raise fail(args.input_bias, "holds non-numbers or non-finite values", "save finite numbers")
     rep = verify_netx(net, samples=args.samples, steps=steps, all_layers=args.all_layers, seed=args.seed,
                       rate=args.rate, lava=not args.no_lava, model=model, input_bias=bias)
     if model is None:

@@ -160,6 +160,13 @@ def format_report(rep: dict[str, Any]) -> str:
                              f"{m['file_index']}), sample {m.get('sample')}, step {m.get('step')}, "
                              f"neuron {m.get('neuron')} ({a}={m.get('a')}, {b}={m.get('b')}; "
                              f"{m.get('n_differ')} differ)")
+    compared = [sum(r[f"spikes_{key.split('_vs_')[0]}"] for r in rep[key]["layers"])
+                for key in ("lava_vs_fixed", "slayer_vs_fixed") if rep.get(key)]
+    if not compared:
+        lines.append("  warning: nothing was compared (no Lava and no slayer network): drop --no-lava")
+    elif max(compared) == 0:
+        lines.append("  warning: the compared layers emitted no spike on this input, so agreement says little "
+                     "(a zero-initialised head, learned on chip, is silent): add --all-layers, or raise --rate")
     lines.append("OK" if rep["ok"] else "MISMATCH")
     return "\n".join(lines)
 

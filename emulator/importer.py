@@ -36,6 +36,13 @@ def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 10
     netfile = Path(netfile)
     layers = read_layers(netfile)
     net = FixedPointNet.from_layers(layers, netfile)       # refuses what netx cannot load
+    if any(L.kind == "input" for L in net.layers):
+        raise fail(netfile, "starts with an input neuron layer driven by its bias (it ignores event input), "
+                   "which the one-shot episodes cannot feed", "import a network whose first layer is conv or "
+                   "dense; check it with `neuromaml verify FILE.net --input-bias BIAS.npy`")
+    if int(classes) < 2:
+        raise fail(None, f"--classes {classes}: a one-shot task needs at least 2 classes",
+                   "pass the number of output neurons (>= 2)")
     C, H, W = (int(v) for v in input_shape)
     last = net.layers[-1]
     if last.kind != "dense":
@@ -50,9 +57,12 @@ def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 10
     depth = len(net.layers)
     if burn_in is None:
         burn_in = depth
+    if time_steps <= depth:
+        raise fail(None, f"--time-steps {time_steps} leaves no readout window after this {depth}-layer network's "
+                   f"pipeline depth", f"pass --time-steps {depth + 1} or more (the data's T, e.g. 100)")
     if not depth <= burn_in < time_steps:
         raise fail(None, f"--burn-in {burn_in} must be in [{depth}, {time_steps}) for this {depth}-layer network",
-                   f"pass --burn-in {depth} or more")
+                   f"pass --burn-in between {depth} and {time_steps - 1}")
     return write_bundle(layers, out, input_shape=(C, H, W), time_steps=time_steps, burn_in=burn_in,
                         classes=[str(i) for i in range(int(classes))], source_run=None,
                         overwrite=overwrite, extra={"imported_from": str(netfile.resolve())})

@@ -98,6 +98,13 @@ def _merge(obj, data: dict, path, prefix: str):
         setattr(obj, key, value)
 
 
+MAX_WIDTH = 65_536      # neurons in one hidden layer (a Loihi 2 chip holds 1M in all)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None) -> RunConfig:
     """Check values; ``n_classes`` (split -> number of classes of the meta-dataset ``data``)
     checks n_way."""
@@ -111,7 +118,7 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
          "use a whole number in [0, 2**32)")
     need(m.name in MODEL_NAMES, "model.name", f"is {m.name!r}", f"use one of {', '.join(MODEL_NAMES)}")
     need(m.surrogate in KINDS, "model.surrogate", f"is {m.surrogate!r}", f"use one of {', '.join(KINDS)}")
-    need(len(m.input_shape) == 3 and all(int(v) > 0 for v in m.input_shape), "model.input_shape",
+    need(len(m.input_shape) == 3 and all(_whole(v) and v > 0 for v in m.input_shape), "model.input_shape",
          f"is {m.input_shape}", "give [C, H, W] with positive sizes")
     need(m.time_steps > 0, "model.time_steps", f"is {m.time_steps}", "use a positive number of steps")
     need(0 <= m.burn_in < m.time_steps, "model.burn_in", f"is {m.burn_in}, not in [0, time_steps={m.time_steps})",
@@ -123,7 +130,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
         need(0 <= v <= 1, f"model.{k}", f"is {v}", "use a fraction in [0, 1]")
     for k in ("logit_scale", "surrogate_scale", "surrogate_width", "weight_scale"):
         need(getattr(m, k) > 0 and math.isfinite(getattr(m, k)), f"model.{k}", f"is {getattr(m, k)}", "use a positive number")
-    need(all(int(h) > 0 for h in m.hidden), "model.hidden", f"is {m.hidden}", "use positive layer widths")
+    need(all(_whole(h) and 0 < h <= MAX_WIDTH for h in m.hidden), "model.hidden", f"is {m.hidden}",
+         f"use whole layer widths in [1, {MAX_WIDTH}]")
     need(isinstance(m.conv, (list, tuple)) and len(m.conv) > 0 and all(
         isinstance(c, (list, tuple)) and len(c) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                              for v in c) and c[1] % 2 == 1 for c in m.conv),
@@ -151,7 +159,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
                        "use the fields of neuromaml.onchip.rule.RuleSpec") from None
         except RuleError as exc:
             raise fail(path, f"'inner.rule_spec' {exc}", "use a value the rule can represent") from None
-    need(not i.label_window or (len(i.label_window) == 2 and 0 <= int(i.label_window[0]) < int(i.label_window[1])
+    need(not i.label_window or (len(i.label_window) == 2 and all(_whole(v) for v in i.label_window)
+                                and 0 <= int(i.label_window[0]) < int(i.label_window[1])
                                 <= m.time_steps), "inner.label_window", f"is {i.label_window}",
          f"use [start, stop) with 0 <= start < stop <= time_steps ({m.time_steps}), or [] for [burn_in, T)")
     need(i.frozen >= -1, "inner.frozen", f"is {i.frozen}", "use -1 (all but the last layer) or a count >= 0")
@@ -166,10 +175,11 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
     need(t.n_query >= 1, "task.n_query", f"is {t.n_query}", "use at least 1 query per class")
     need(m.n_way == t.n_way, "model.n_way", f"is {m.n_way} but task.n_way is {t.n_way}",
          "leave model.n_way out (it follows task.n_way) or make them equal")
+    lowest = min((n_classes or {}).values(), default=None)
     for split, n in (n_classes or {}).items():
         if t.n_way > n:
             raise fail(data or path, f"split '{split}' has {n} classes, fewer than task.n_way = {t.n_way}",
-                       (f"use task.n_way <= {n}, or " if n >= 2 else "")
+                       (f"use task.n_way <= {lowest} (the smallest split), or " if lowest >= 2 else "")
                        + f"a meta-dataset with at least {t.n_way} classes in '{split}'")
     return cfg
 
@@ -187,7 +197,11 @@ def from_dict(data: dict, path=None) -> RunConfig:
         model.setdefault("n_way", data["task"]["n_way"])
         data["model"] = model
     _merge(cfg, data, path, "")
-    cfg.model.input_shape = tuple(int(v) for v in cfg.model.input_shape)
+    shape = cfg.model.input_shape
+    if not (isinstance(shape, (list, tuple)) and all(_whole(v) for v in shape)):
+        raise fail(path, f"'model.input_shape' is {shape!r}", "give [C, H, W] as whole numbers (or leave it out: "
+                   "meta-train takes it from the data)")
+    cfg.model.input_shape = tuple(int(v) for v in shape)
     return validate(cfg, path)
 
 

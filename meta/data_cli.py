@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from neuromaml.io import finite_float, positive_int, seed_int
+from neuromaml.io import bounded_int, fail, finite_float, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def register(sub) -> None:
     b.add_argument("--source", default="synthetic",
                    help="synthetic | nmnist:DIR | asl-dvs:DIR | events:DIR (default: synthetic)")
     b.add_argument("--out", type=Path, required=True, help="meta-dataset file to write (.h5)")
-    b.add_argument("--per-class", type=positive_int, default=None,
+    b.add_argument("--per-class", type=bounded_int(100_000), default=None,
                    help="samples per class (default 80, metadataset.DEFAULT_PER_CLASS)")
     b.add_argument("--seed", type=seed_int, default=0, help="seed of recording choice, synthesis and split")
     b.add_argument("--split-file", type=Path, default=None,
@@ -92,7 +92,15 @@ def _build(args: argparse.Namespace) -> int:
 
     from neuromaml.meta.metadataset import parse_source
 
-    _, root = parse_source(args.source)
+    kind, root = parse_source(args.source)
+    if kind != "events" and tuple(args.fractions) != (0.64, 0.16, 0.20):
+        raise fail(None, f"--fractions applies to events:DIR (a seeded class split), not to {kind}, whose split "
+                   "is fixed", "drop --fractions")
+    if not all(0 <= f <= 1 for f in args.fractions) or sum(args.fractions) > 1 + 1e-9:
+        raise fail(None, f"--fractions {list(args.fractions)}: each must be in [0, 1] and they must sum to <= 1",
+                   "e.g. --fractions 0.64 0.16 0.2")
+    if args.split_file is not None and kind != "asl-dvs":
+        raise fail(args.split_file, f"--split-file applies to asl-dvs:DIR, not to {kind}", "drop --split-file")
     inputs = (root, args.split_file)
     check_output(args.out, kind="file", overwrite=args.overwrite, inputs=inputs, trees=(root,))
     jpath = args.json or Path(str(args.out) + ".json")
@@ -106,6 +114,11 @@ def _build(args: argparse.Namespace) -> int:
     write_json(jpath, summary)
     spc = summary["samples_per_class"]
     held = f"{spc['min']}" + (f"..{spc['max']}" if spc["max"] != spc["min"] else "")
+    if summary["recordings_without_events"]:
+        print(f"note: {summary['recordings_without_events']} of {summary['recordings']} recordings have no event "
+              f"in the first {summary['duration_us']} us (blank frames); if that is most of them, check that "
+              "timestamps are in microseconds and start near 0, and the duration (meta.json, --duration-us)",
+              file=sys.stderr)
     if summary["classes_below_per_class"]:
         print(f"note: {summary['classes_below_per_class']} class(es) hold fewer recordings than --per-class "
               f"{summary['per_class']}; they keep all they have", file=sys.stderr)

@@ -68,10 +68,22 @@ def validate_events(ev: np.ndarray, sensor_size, path=None) -> np.ndarray:
             raise fail(path, f"field '{f}' has dtype {ev.dtype[f]}, expected an integer type",
                        "store t in integer microseconds and x, y, p as integers")
     ev = ev.reshape(-1)
+    W, H = int(sensor_size[0]), int(sensor_size[1])
+    # ranges on the recording's own dtypes, before the cast to EVENT_DTYPE could wrap a value
+    for f, hi in (("x", W - 1), ("y", H - 1), ("p", 1), ("t", np.iinfo(np.int64).max)):
+        col, info = ev[f], np.iinfo(EVENT_DTYPE[f])
+        if col.size and (int(col.max()) > info.max or int(col.min()) < info.min):
+            bad = int(col.max()) if int(col.max()) > info.max else int(col.min())
+            what = {"x": f"outside the {W}x{H} sensor", "y": f"outside the {W}x{H} sensor",
+                    "p": "not 0 (OFF) or 1 (ON)", "t": "not a timestamp in [0, 2**63) us"}[f]
+            raise fail(path, f"field '{f}' holds {bad}: {what}",
+                       {"x": "fix sensor_size in meta.json or the recording's coordinates",
+                        "y": "fix sensor_size in meta.json or the recording's coordinates",
+                        "p": "map polarities to 0/1",
+                        "t": "shift timestamps to start at >= 0 us"}[f])
     out = np.empty(ev.shape[0], dtype=EVENT_DTYPE)
     for f in ("t", "x", "y", "p"):
         out[f] = ev[f]
-    W, H = int(sensor_size[0]), int(sensor_size[1])
     if out.size:
         bad = (out["x"] < 0) | (out["x"] >= W) | (out["y"] < 0) | (out["y"] >= H)
         if bad.any():
@@ -193,6 +205,10 @@ def _require_dir(root, what: str, fix: str) -> Path:
 
 def _class_files(class_dir: Path, pattern: str, fix: str) -> list[Path]:
     files = sorted(class_dir.glob(pattern))
+    odd = [f for f in files if not f.is_file()]
+    if odd:
+        raise fail(odd[0], "is not a regular file (a folder, pipe or device) among the recordings",
+                   "remove it or replace it with a recording")
     if not files:
         raise fail(class_dir, f"empty class: no {pattern} files", fix)
     return files

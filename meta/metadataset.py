@@ -295,6 +295,7 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
     cache: dict[tuple, np.ndarray] = {}
     order = [p for _, pp, _, _ in samples for p in pp]
     pos = 0
+    empty = 0            # recordings with no event inside the window (a unit mistake shows here)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -328,6 +329,7 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
                         evs = plan.load([plan.pools[s][k] for s, k in want])
                         for p, ev in zip(want, evs):
                             cache[p] = _half_frames(ev, plan, T, dt_us)
+                            empty += int(not cache[p].any())
                     halves = []
                     for p in pp:
                         halves.append(cache[p])
@@ -347,6 +349,7 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
             # what each class really holds: a class with fewer recordings than --per-class keeps them all
             "samples_per_class": {"min": int(held.min()), "max": int(held.max())},
             "classes_below_per_class": int((held < per_class).sum()),
+            "recordings_without_events": empty, "recordings": len(uses),
             "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()}}
 
 

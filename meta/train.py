@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -198,8 +199,7 @@ class Trainer:
 
     def load(self, path) -> None:
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.lrs.load_state_dict(state["lrs"])
+        _load_states(path, (self.model, state["model"]), (self.lrs, state["lrs"]))
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.generator.set_state(state["rng"])
@@ -252,6 +252,10 @@ def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
     c, h, w, t = shape
     m = cfg.model
     if adopt:
+        given = (tuple(int(v) for v in m.input_shape), int(m.time_steps))
+        if given != ((c, h, w), t) and given != ((2, 16, 32), 100):     # (2, 16, 32), 100: the defaults
+            print(f"note: the config's model.input_shape {given[0]} / time_steps {given[1]} are replaced by the "
+                  f"data's {(c, h, w)} / {t} ({path})", file=sys.stderr)
         m.input_shape, m.time_steps = (c, h, w), t
         return
     if tuple(m.input_shape) != (c, h, w) or m.time_steps != t:
@@ -441,7 +445,17 @@ def load_run(run_dir, which: str = "best"):
     state = load_checkpoint(path)
     cfg = from_dict(state["config"], run / "config.yaml")
     model = build_model(cfg.model)
-    model.load_state_dict(state["model"])
     lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
-    lrs.load_state_dict(state["lrs"])
+    _load_states(path, (model, state["model"]), (lrs, state["lrs"]))
     return model, model.meta_params(), lrs, cfg
+
+
+def _load_states(path, *pairs) -> None:
+    """``module.load_state_dict(sd)`` for each pair; a mismatch names the checkpoint."""
+    for module, sd in pairs:
+        try:
+            module.load_state_dict(sd)
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            raise fail(path, f"its weights do not fit the config stored with them "
+                       f"({str(exc).strip().splitlines()[-1].strip()[:200]})",
+                       "use the checkpoint written with this config (or train the run again)") from None

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from neuromaml.io import bounded_int, nonneg_int, positive_int, seed_int
 
+# what meta-train writes into --out before its first checkpoint
+STARTED_FILES = {"config.yaml", "run.json", "history.jsonl", "pretrain.json", "summary.json"}
+
 
 def _meta_train(args: argparse.Namespace) -> int:
     from .config import load_config
@@ -15,7 +18,17 @@ def _meta_train(args: argparse.Namespace) -> int:
     from neuromaml.io import RUN_FILES, check_output, input_files
 
     cfg_file = args.config if args.config and Path(args.config).exists() else None
-    check_output(args.out, kind="dir", resume=args.resume,
+    out = Path(args.out)
+    # a run that stopped before its first checkpoint (Ctrl-C, out of memory) left only its own
+    # record files: starting it again replaces them; --resume has nothing to continue
+    stillborn = out.is_dir() and not any((out / n).exists() for n in ("ckpt.pt", "best.pt")) and \
+        any(out.iterdir()) and all(p.name in STARTED_FILES for p in out.iterdir())
+    if stillborn and args.resume:
+        from neuromaml.io import fail
+
+        raise fail(out, "holds a run that stopped before its first checkpoint: there is nothing to resume",
+                   "run the same command without --resume (it starts the run again in this folder)")
+    check_output(args.out, kind="dir", resume=args.resume or stillborn,
                  inputs=(args.data, cfg_file, *input_files(args.init, RUN_FILES)),
                  exists_fix="add --resume to continue the run in it, or choose a new --out")
     if not args.resume and not Path(args.data).is_file():
@@ -57,8 +70,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         label, sep, path = item.partition("=")
         if not sep or not label or not path:
             raise fail(None, f"--baseline {item!r} is not LABEL=RUN_DIR", "write e.g. --baseline fomaml=runs/fomaml")
-        if not Path(path).is_dir():
-            raise fail(Path(path), "baseline run directory not found", "train it with `neuromaml meta-train` first")
+        if not Path(path).is_dir() or not any((Path(path) / n).exists() for n in ("best.pt", "ckpt.pt")):
+            raise fail(Path(path), f"--baseline {label}: not a meta-train run directory (no best.pt or ckpt.pt)",
+                       "train it with `neuromaml meta-train` first")
+        if label in baselines:
+            raise fail(None, f"--baseline label {label!r} is given twice", "give each baseline its own label")
         baselines[label] = path
     transfer = None
     if args.no_transfer:

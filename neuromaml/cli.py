@@ -58,6 +58,8 @@ def _os_error_message(exc: OSError) -> str:
         fix = "check the path"
     elif getattr(exc, "errno", None) == 28:   # ENOSPC
         fix = "free disk space or write elsewhere"
+    elif getattr(exc, "errno", None) == 36:   # ENAMETOOLONG
+        fix = "use a shorter file or folder name"
     else:
         fix = "check that the file is complete and of the expected format (re-create or re-copy it)"
     return f"{where}: {text} (fix: {fix})"
@@ -81,6 +83,26 @@ def _crash_report(argv: list[str], exc: BaseException) -> str:
         return "(could not write a log; run again with --debug)"
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (kill, timeout, a batch scheduler) takes the Ctrl-C path: temporary files are
+    removed and Lava processes stopped by the same ``finally`` blocks."""
+    import os
+    import signal
+    import threading
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:          # a forked worker (Lava, torch): the default action
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -91,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from neuromaml.sysperf import keep_freed_memory
 
     keep_freed_memory()  # large activation tensors reused, not re-mapped (see neuromaml.sysperf)
+    _sigterm_interrupts()
     # The one place where errors become messages: a NeuromamlError is the user's to fix; any
     # other exception is reported in one line with where the traceback went (--debug shows it).
     try:
@@ -106,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         if args.debug:
             raise
-        print(f"error: neuromaml {args.command}: out of memory (fix: use smaller inputs, fewer tasks or a "
-              "smaller batch; check sizes such as sensor_size and --per-class)", file=sys.stderr)
+        print(f"error: neuromaml {args.command}: out of memory (fix: ask for less: fewer tasks, samples or time "
+              "steps, a smaller network, recordings or sensor_size; check the sizes in the inputs' files too)",
+              file=sys.stderr)
         return 2
     except OSError as exc:
         if args.debug:
@@ -117,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         if args.debug:
             raise
+        if isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc):   # torch's out of memory
+            print(f"error: neuromaml {args.command}: out of memory ({str(exc).splitlines()[-1].strip()[:120]}) "
+                  "(fix: use a smaller network (model.hidden, model.conv), batch or time window)", file=sys.stderr)
+            return 2
         from neuromaml.onchip.rule import RuleError
 
         if isinstance(exc, RuleError):   # a rule the chip cannot run: the user's to fix

@@ -46,6 +46,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+TEMP_STEM = 96      # characters of the output's name kept in a temporary name (names are <= 255 bytes)
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove temporary files that a killed writer of ``path`` left beside it.
 
@@ -56,8 +59,9 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     removed = []
     if not path.parent.is_dir():
         return removed
-    for tmp in path.parent.glob(f".{path.name}.*"):
-        parts = tmp.name[len(path.name) + 2:].split(".")
+    stem = path.name[:TEMP_STEM]
+    for tmp in path.parent.glob(f".{stem}.*"):
+        parts = tmp.name[len(stem) + 2:].split(".")
         if not parts or not parts[0].isdigit() or int(parts[0]) == os.getpid() or _pid_alive(int(parts[0])):
             continue
         with contextlib.suppress(OSError):
@@ -83,7 +87,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:TEMP_STEM]}.{os.getpid()}.", suffix=suffix or ".tmp",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

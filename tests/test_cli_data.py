@@ -45,7 +45,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         (["data", "build", "--source", f"nmnist:{tmp_path / 'none'}", "--out", str(tmp_path / "x.h5")],
          "none: N-MNIST folder not found"),
         (["data", "build", "--source", "mnist", "--out", str(tmp_path / "x.h5")], "--source 'mnist'"),
-        (["data", "info", str(tmp_path)], "meta-dataset file not found"),
+        (["data", "info", str(tmp_path)], "is not a regular file"),
     ]:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err

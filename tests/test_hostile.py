@@ -454,7 +454,128 @@ CASES = {
     "train-val-split-empty": lambda t, f: (["meta-train", "--data", _h5_edit(t, f, lambda h: (
         h.__delitem__("splits/val"), h.create_dataset("splits/val", data=np.zeros(0, np.int32)))),
         "--config", str(f["config"]), "--out", str(t / "r")], r"d\.h5: split 'val' has 0 classes.*at least 3"),
+    # ---------------------------------------------------------------- forged but re-signed manifests
+    "manifest-time-steps-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["input"].update(
+        time_steps="abc"), sign=True), "--data", str(f["data"]), "--tasks", "1"], r"'input\.time_steps' is 'abc'"),
+    "manifest-time-steps-huge": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].update(
+        time_steps=10 ** 9), sign=True), "--no-lava"], r"'input\.time_steps' is 1000000000"),
+    "manifest-burn-in-null": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["output"].update(
+        burn_in=None), sign=True), "--data", str(f["data"]), "--tasks", "1"], r"'output\.burn_in' is None"),
+    "manifest-engine-layer-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        engine_layer="last"), sign=True), "--data", str(f["data"]), "--tasks", "1"], r"'adapt\.engine_layer'"),
+    "manifest-label-window-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        label_window="ab"), sign=True), "--data", str(f["data"]), "--tasks", "1"], r"'adapt\.label_window'"),
+    "manifest-format-version-text": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m.update(
+        format_version="one"), sign=True), "--no-lava"], r"'format_version' is 'one'"),
+    "manifest-shape-bool": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].update(
+        shape_chw=[True, 16, 32], shape_xyf=[32, 16, True]), sign=True), "--no-lava"], r"'input\.shape_chw'"),
+    "bundle-file-is-a-device": lambda t, f: (["emulate", str(_link_dev(t, f)), "--data", str(f["data"]),
+                                              "--tasks", "1"], r"network\.nir: is not a regular file"),
+    # ---------------------------------------------------------------- runs whose parts disagree
+    "export-run-config-list": lambda t, f: (["export", str(_foreign_run(t, "- 1\n- 2\n")), "--out", str(t / "b")],
+                                            r"config\.yaml: not a model config"),
+    "export-run-model-text": lambda t, f: (["export", str(_foreign_run(t, "model: small\n")), "--out",
+                                            str(t / "b")], r"not a model config"),
+    "export-ckpt-config-mismatch": lambda t, f: (["export", str(_mismatched_run(t, f)), "--out", str(t / "b")],
+                                                 r"\.pt: its weights do not fit the config stored with them"),
+    "evaluate-ckpt-config-mismatch": lambda t, f: (["evaluate", str(_mismatched_run(t, f)), "--tasks", "1",
+                                                    "--trials", "1", "--quick"], r"do not fit the config"),
+    "resume-ckpt-config-mismatch": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
+                                                  str(_mismatched_run(t, f))], r"do not fit the config"),
+    "resume-stillborn-run": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
+                                           str(_stillborn(t, f))], r"stopped before its first checkpoint.*without --resume"),
+    # ---------------------------------------------------------------- configs of the wrong types
+    "train-hidden-text": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                       "--config", _yaml(t, "model:\n  hidden: [a]\n")], r"'model\.hidden'"),
+    "train-hidden-fraction": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                           "--config", _yaml(t, "model:\n  hidden: [1.5]\n")], r"'model\.hidden'"),
+    "train-hidden-huge": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                        "--config", _yaml(t, "model:\n  hidden: [100000]\n")], r"'model\.hidden'"),
+    "train-input-shape-text": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                             "--config", _yaml(t, "model:\n  input_shape: [a, 1, 1]\n")],
+                                            r"'model\.input_shape'"),
+    "train-label-window-fraction": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                                  "--config", _yaml(t, "inner:\n  label_window: [1.5, 99.9]\n")],
+                                                 r"'inner\.label_window'"),
+    # ---------------------------------------------------------------- event files that wrap or block
+    "events-x-wraps-int16": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: _write_npy(ev / "c3" / "0.npy", _wide_events("x", np.int32, 65539)))],
+                                          r"field 'x' holds 65539"),
+    "events-t-uint64": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: _write_npy(ev / "c3" / "0.npy", _wide_events("t", np.uint64, 2 ** 64 - 5)))],
+                                     r"field 't' holds 18446744073709551611"),
+    "events-npy-is-a-pipe": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: _fifo(ev / "c3" / "9.npy"))], r"9\.npy: is not a regular file"),
+    # ---------------------------------------------------------------- flags that do not apply, advice
+    "build-fractions-on-digits": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--fractions", "0.5",
+                                                "0.25", "0.25"], r"--fractions applies to events:DIR"),
+    "build-fractions-over-one": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                               f"events:{_event_folder(t / 'ev')}", "--fractions", "0.9", "0.9",
+                                               "0.9"], r"sum to <= 1"),
+    "build-split-file-on-events": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
+                                                 f"events:{_event_folder(t / 'ev')}", "--split-file",
+                                                 str(_file(t, "s.json", "{}"))], r"--split-file applies to asl-dvs"),
+    "build-per-class-absurd": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--per-class",
+                                             "100000000"], r"more than 100,000"),
+    "import-input-layer-network": lambda t, f: (["import", str(_fixture("lava-dl-netx/pilotnet_lif/network.net")),
+                                                 "--input-shape", "3,66,200", "--classes", "1", "--out", str(t / "b")],
+                                                r"input neuron layer driven by its bias"),
+    "import-time-steps-1": lambda t, f: (["import", str(f["bundle"] / "network.net"), "--input-shape", "2,16,32",
+                                          "--classes", "5", "--time-steps", "1", "--out", str(t / "b")],
+                                         r"--time-steps 1 leaves no readout window"),
+    "evaluate-baseline-not-a-run": lambda t, f: (["evaluate", str(f["run"]), "--baseline",
+                                                  f"x={_nonempty_dir(t)}"], r"--baseline x: not a meta-train run"),
+    "evaluate-baseline-twice": lambda t, f: (["evaluate", str(f["run"]), "--baseline", f"a={f['run']}",
+                                              "--baseline", f"a={f['run']}"], r"label 'a' is given twice"),
+    "export-calibrate-on-wrong-data": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"),
+                                                     "--calibrate-on", _other_shape_data(t)], r"other\.h5"),
 }
+
+
+def _fixture(rel: str) -> Path:
+    p = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / rel
+    if not p.exists():
+        pytest.skip(f"third-party fixture {rel} not found beside the project")
+    return p
+
+
+def _wide_events(field: str, dtype, value) -> np.ndarray:
+    dt = [(n, dtype if n == field else d) for n, d in (("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1"))]
+    a = np.zeros(3, dt)
+    a[field][0] = value
+    return a
+
+
+def _link_dev(t: Path, fx) -> Path:
+    b = _copy(fx["bundle"], t / "b")
+    (b / "network.nir").unlink()
+    (b / "network.nir").symlink_to("/dev/zero")
+    return b
+
+
+def _foreign_run(t: Path, config_text: str) -> Path:
+    r = t / "frun"
+    r.mkdir()
+    (r / "config.yaml").write_text(config_text)
+    torch.save({"w": torch.zeros(2)}, r / "theta.pt")
+    return r
+
+
+def _mismatched_run(t: Path, fx) -> Path:
+    r = _copy(fx["run"], t / "run")
+    for ck in r.glob("*.pt"):
+        state = torch.load(ck, map_location="cpu", weights_only=False)
+        state["config"]["model"]["hidden"] = [16]          # the weights are 8 wide
+        torch.save(state, ck)
+    return r
+
+
+def _stillborn(t: Path, fx) -> Path:
+    r = t / "run"
+    r.mkdir()
+    for name in ("config.yaml", "run.json"):
+        shutil.copy2(fx["run"] / name, r / name)
+    return r
 
 
 def _fifo(p: Path) -> Path:
