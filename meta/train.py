@@ -337,6 +337,7 @@ def meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, steps
         tr.load(ckpt)
         if rank == 0:
             _truncate_history(out / "history.jsonl", tr.step)
+            _resume_notes(out, data, tr.step, cfg.outer.steps)
     elif init is not None:
         _init_from(tr, Path(init))
     pre_hist = None
@@ -419,6 +420,20 @@ def _truncate_history(path: Path, step: int) -> None:
         tmp.write_text("".join(k + "\n" for k in keep))
 
 
+def _resume_notes(out: Path, data, done: int, total: int) -> None:
+    """What a resumed run does differently from what the user may expect, said on stderr."""
+    try:
+        was = json.loads((out / "run.json").read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        was = None
+    if was and Path(was) != Path(data).resolve():
+        print(f"note: resuming on {Path(data).resolve()}, but the run started on {was} (same frame shape; "
+              "tasks are drawn from the file given now)", file=sys.stderr)
+    if done >= total:
+        print(f"note: the run already has {done} meta-steps (asked for {total}): nothing to train; "
+              f"pass --steps above {done} to continue it", file=sys.stderr)
+
+
 def _init_from(tr: Trainer, run: Path) -> None:
     """Load another run's best weights and inner rates into a fresh trainer."""
     path = run / "best.pt" if (run / "best.pt").exists() else run / "ckpt.pt"
@@ -444,6 +459,19 @@ def load_run(run_dir, which: str = "best"):
         path = run / "ckpt.pt"
     state = load_checkpoint(path)
     cfg = from_dict(state["config"], run / "config.yaml")
+    if (run / "config.yaml").is_file():          # the folder's record must describe this checkpoint
+        import yaml
+
+        try:
+            folder = yaml.safe_load((run / "config.yaml").read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            folder = None
+        if isinstance(folder, dict) and isinstance(folder.get("model"), dict):
+            diff = _config_diff(folder["model"], cfg.to_dict()["model"], "model.")
+            if diff:
+                raise fail(path, f"its stored config differs from {run / 'config.yaml'} in {', '.join(diff[:4])}: "
+                           "the checkpoint is from another run", "put the run's own best.pt/ckpt.pt back, or "
+                           "export the run the checkpoint came from")
     model = build_model(cfg.model)
     lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
     _load_states(path, (model, state["model"]), (lrs, state["lrs"]))
