@@ -39,8 +39,8 @@ from neuromaml.meta import events as E
 FORMAT = "neuromaml-metadataset"
 VERSION = 1
 SPLITS = ("train", "val", "test")
-# samples per class of the default data (`neuromaml data build`, `neuromaml demo`): with 80 the
-# pre-trained default network reaches 95% on meta-test classes, with 20 91.5% (BENCHMARKS.md)
+# samples per class of the default data (`neuromaml data build`, `neuromaml demo`); BENCHMARKS.md
+# ("Meta-training") measures the default network at 20, 40 and 80
 DEFAULT_PER_CLASS = 80
 # Double N-MNIST class split of the authors (torchneuromorphic's doublenmnist_torchmeta, which
 # takes it from the Multi-digit MNIST benchmark, github.com/shaohua0116/MultiDigitMNIST): 64 / 16
