@@ -252,6 +252,13 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                     and 0 <= win[0] < win[1] <= T):
         raise fail(man_path, f"field 'adapt.label_window' is {win!r}, not [start, end) whole steps inside "
                    f"[0, {T}]", f"remove it (default: the readout window [{burn}, {T}))")
+    cal = adapt.get("calibration")
+    if cal is not None:
+        acc = cal.get("val_accuracy") if isinstance(cal, dict) else None
+        if not isinstance(cal, dict) or cal.get("split") != "val" or not (
+                isinstance(acc, (int, float)) and 0 <= acc <= 1):
+            raise fail(man_path, "field 'adapt.calibration' is not a calibration record on the 'val' split with an "
+                       "accuracy in [0, 1]", "run neuromaml calibrate again")
     if adapt.get("weight_exp") is not None and not _is_int(adapt["weight_exp"]):
         raise fail(man_path, f"field 'adapt.weight_exp' is {adapt['weight_exp']!r}, not a whole number",
                    "run neuromaml calibrate again")

@@ -145,7 +145,44 @@ def layers_from_tree(tree: dict[str, np.ndarray], path: Any = None) -> list[Netx
         if "type" not in g:
             raise fail(path, f"layer/{i}/type missing", "re-export the network")
         layers.append(NetxLayer(i, _decode_type(g["type"]), g))
+    for L in layers:
+        _check_layer(L, path)
     return layers
+
+
+# Loihi's neuron registers (12-bit decays, 17-bit threshold mantissa)
+_REGISTERS = {"iDecay": 4096, "vDecay": 4096, "vThMant": 2 ** 17}
+
+
+def _check_layer(L: NetxLayer, path: Any) -> None:
+    """Structural damage is an error here, before any engine meets it: non-numeric or complex
+    weights, a dense weight that is not (neurons, inputs), a computing layer without neuron
+    registers, registers that are not whole numbers in Loihi's ranges."""
+    where = f"layer/{L.index}"
+    w = L.weight
+    if w is not None:
+        if w.dtype.kind not in "iuf":
+            raise fail(path, f"{where}/weight has dtype {w.dtype}, not real numbers", "re-export the network")
+        if w.dtype.kind == "f" and not np.isfinite(w).all():
+            raise fail(path, f"{where}/weight holds NaN or inf", "re-export the network from finite weights")
+    if L.type in ("dense", "conv"):
+        if w is None:
+            raise fail(path, f"{where} ({L.type}) has no weight dataset", "re-export the network")
+        n = int(np.prod(L.shape)) if L.shape else None
+        single = w.ndim == 1 and n == 1              # netx stores one neuron's weights as a vector
+        if L.type == "dense" and not single and (w.ndim != 2 or (n is not None and w.shape[0] != n)):
+            raise fail(path, f"{where}/weight has shape {w.shape} for a dense layer of shape {L.shape}: the file is "
+                       "inconsistent", "re-export the network")
+        if "neuron/vThMant" not in L.raw:
+            raise fail(path, f"{where} ({L.type}) has no neuron registers (neuron/vThMant ...)", "re-export the network")
+    for key, hi in _REGISTERS.items():
+        if f"neuron/{key}" not in L.raw:
+            continue
+        v = np.asarray(L.raw[f"neuron/{key}"])
+        if v.dtype.kind not in "iuf" or not np.isfinite(v).all() or (v != np.round(v)).any() \
+                or v.min() < 0 or v.max() > hi:
+            raise fail(path, f"{where}/neuron/{key} is {v.tolist() if v.size < 5 else v.dtype}, not a whole number "
+                       f"in [0, {hi}]", "re-export the network")
 
 
 def read_layers(path: str | os.PathLike) -> list[NetxLayer]:

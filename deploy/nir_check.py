@@ -224,7 +224,13 @@ def check_nir(nir_source: Any, net: FixedPointNet, x: np.ndarray, *, model: Any 
                            "samples": int(x.shape[0]), "steps": int(x.shape[1]),
                            "time_axis": "Lava's (NIR layer k shifted k+1 steps)"}
     t = time.perf_counter()
-    got = run_nir(mod, names, x, net.input_shape)
+    try:
+        got = run_nir(mod, names, x, net.input_shape)
+    except (RuntimeError, ValueError) as exc:     # shapes of another network
+        raise fail(nir_source if isinstance(nir_source, (str, os.PathLike)) else None,
+                   f"the NIR graph cannot run this network's input ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0][:160]})", "re-export the bundle (network.nir and network.net "
+                   "disagree)") from None
     rep["nir_seconds"] = time.perf_counter() - t
     if fixed is None:
         t = time.perf_counter()

@@ -86,7 +86,9 @@ class TaskSampler:
             c = int(self.classes[int(np.argmin(counts))])
             raise fail(ds.path, f"split '{split}': class '{ds.classes[c]}' has {int(counts.min())} samples, fewer "
                        f"than k_shot + n_query = {self.k_shot} + {self.n_query} = {need}",
-                       f"use k_shot + n_query <= {int(counts.min())} or build with a larger --per-class")
+                       (f"use k_shot + n_query <= {int(counts.min())} or " if counts.min() >= 2 else "")
+                       + f"give every class at least {need} recordings (a larger --per-class helps only where "
+                       "the source holds more)")
 
     def draw(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Indices only: ``(classes, support_idx, query_idx)`` of task ``i`` (no frames read)."""

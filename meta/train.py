@@ -410,7 +410,11 @@ def _truncate_history(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise fail(path, "is not a text file (damaged)", "delete or move it: --resume writes it again") from None
+    for line in text.splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 keep.append(line)

@@ -162,6 +162,9 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
                 _inside(real, Path(os.path.realpath(tree))):
             raise fail(path, f"{flag} would overwrite a file of the input folder {tree}",
                        f"choose a {flag} path outside {tree}")
+    if kind == "dir" and path.is_symlink():
+        raise fail(path, f"{flag} is a symbolic link; a folder written in its place would replace the link, "
+                   "not fill its target", f"give {flag} the real folder ({os.path.realpath(path)})")
     if path.exists() and not (path.is_file() or path.is_dir()):
         raise fail(path, f"{flag} is a device, pipe or socket, not a file or folder",
                    "give a regular file or folder path")

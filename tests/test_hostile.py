@@ -529,7 +529,61 @@ CASES = {
                                               "--baseline", f"a={f['run']}"], r"label 'a' is given twice"),
     "export-calibrate-on-wrong-data": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"),
                                                      "--calibrate-on", _other_shape_data(t)], r"other\.h5"),
+    # ---------------------------------------------------------------- netx files damaged inside
+    "inspect-net-no-weight": lambda t, f: (["inspect", _net_edit(t, f, lambda h: h.__delitem__("layer/3/weight"))],
+                                           r"layer/3 \(dense\) has no weight dataset"),
+    "import-net-no-neuron": lambda t, f: (["import", _net_edit(t, f, lambda h: h.__delitem__("layer/3/neuron")),
+                                           "--input-shape", "2,16,32", "--classes", "5", "--out", str(t / "b")],
+                                          r"layer/3 \(dense\) has no neuron registers"),
+    "inspect-net-weight-text": lambda t, f: (["inspect", _net_edit(t, f, lambda h: _replace(
+        h, "layer/3/weight", np.full((5, 16), b"ab")))], r"layer/3/weight has dtype \|S2"),
+    "import-net-register-text": lambda t, f: (["import", _net_edit(t, f, lambda h: _replace(
+        h, "layer/3/neuron/vThMant", np.bytes_(b"eighty"))), "--input-shape", "2,16,32", "--classes", "5",
+        "--out", str(t / "b")], r"layer/3/neuron/vThMant is"),
+    "import-net-decay-fraction": lambda t, f: (["import", _net_edit(t, f, lambda h: _replace(
+        h, "layer/3/neuron/iDecay", np.float64(0.5))), "--input-shape", "2,16,32", "--classes", "5",
+        "--out", str(t / "b")], r"layer/3/neuron/iDecay is 0\.5"),
+    "import-net-shape-disagrees": lambda t, f: (["import", _net_edit(t, f, lambda h: _replace(
+        h, "layer/3/shape", np.array([7]))), "--input-shape", "2,16,32", "--classes", "7", "--out", str(t / "b")],
+                                                r"the file is inconsistent"),
+    # ---------------------------------------------------------------- records, histories, links
+    "emulate-calibration-record-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        calibration="yes"), sign=True), "--data", str(f["data"]), "--tasks", "1"], r"'adapt\.calibration'"),
+    "emulate-calibration-on-test": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        calibration={"split": "test", "val_accuracy": 1.5}), sign=True), "--data", str(f["data"]), "--tasks", "1"],
+                                                 r"'adapt\.calibration' is not a calibration record on the 'val'"),
+    "resume-history-binary": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--steps", "2",
+                                            "--out", str(_garbled_history(t, f))], r"history\.jsonl: is not a text"),
+    "export-out-is-a-link": lambda t, f: (["export", str(f["run"]), "--out", str(_dir_link(t)), "--overwrite"],
+                                          r"is a symbolic link"),
 }
+
+
+def _net_edit(t: Path, fx, edit) -> str:
+    import h5py
+
+    p = _copy(fx["bundle"] / "network.net", t / "n.net")
+    with h5py.File(p, "r+") as h:
+        edit(h)
+    return str(p)
+
+
+def _replace(h, name: str, value) -> None:
+    del h[name]
+    h[name] = value
+
+
+def _garbled_history(t: Path, fx) -> Path:
+    r = _copy(fx["run"], t / "run")
+    (r / "history.jsonl").write_bytes(bytes(range(128, 256)) * 2)
+    return r
+
+
+def _dir_link(t: Path) -> Path:
+    (t / "target").mkdir()
+    (t / "target" / "keep.txt").write_text("precious")
+    (t / "link").symlink_to("target")
+    return t / "link"
 
 
 def _fixture(rel: str) -> Path:
