@@ -109,7 +109,8 @@ def _build(args: argparse.Namespace) -> int:
     summary = build_metadataset(args.source, args.out, per_class=per_class, seed=args.seed,
                                 split_file=args.split_file, fractions=tuple(args.fractions),
                                 duration_us=args.duration_us, downsample=args.downsample,
-                                progress=not args.quiet, digit_split=args.digit_split)
+                                progress=not args.quiet, digit_split=args.digit_split,
+                                overwrite=args.overwrite)
     summary["versions"] = package_versions()
     write_json(jpath, summary)
     spc = summary["samples_per_class"]

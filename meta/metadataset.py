@@ -257,7 +257,8 @@ def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> np.ndarray:
 def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed: int = 0, split_file=None,
                       fractions: Sequence[float] = (0.64, 0.16, 0.20), duration_us: int | None = None,
                       downsample: int | None = None, dt_us: int = 1000, compression: str = "gzip",
-                      progress: bool = False, batch: int = 256, digit_split: str = "authors") -> dict:
+                      progress: bool = False, batch: int = 256, digit_split: str = "authors",
+                      overwrite: bool = True) -> dict:
     """Build the meta-dataset of ``source`` into the HDF5 file ``out`` (atomically).
 
     Returns a summary dict (path, seconds, size, classes, samples, shape, splits).
@@ -302,7 +303,7 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
         bar = tqdm(total=n, desc="data build", unit="sample")
     out = Path(out)
     try:
-        with atomic_path(out, suffix=".h5") as tmp:
+        with atomic_path(out, suffix=".h5", overwrite=overwrite) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs.update({"format": FORMAT, "version": VERSION, "source": plan.source,
                                 "sensor_size": np.array([W, H, 2], np.int64), "time_steps": T, "dt_us": dt_us,

@@ -76,13 +76,15 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
     A crash or exception leaves no partial file at ``path`` (and removes the temp file); a
     ``kill -9`` leaves ``.NAME.PID.XXXX.tmp``, which the next write of ``path`` removes. The file
     gets the usual permissions (0666 less the umask), not mkstemp's 0600. Works for files written
-    by libraries that want a filename (h5py, torch.save).
+    by libraries that want a filename (h5py, torch.save). With ``overwrite=False`` the file is
+    linked into place, which fails if ``path`` appeared meanwhile (another writer of the same
+    output): that writer's file is kept and this one is reported.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        if overwrite:
+            os.replace(tmp_path, path)
+        else:
+            try:
+                os.link(tmp_path, path)              # no-clobber: EEXIST if another writer won
+            except FileExistsError:
+                raise fail(path, "appeared while this command was writing it (another command wrote the same "
+                           "output)", "pass --overwrite to replace it, or choose another path") from None
+            except OSError:                          # a file system without hard links
+                os.replace(tmp_path, path)
+            else:
+                tmp_path.unlink()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

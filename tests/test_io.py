@@ -54,3 +54,20 @@ def test_package_versions_lists_the_stack():
     v = io.package_versions()
     assert v["python"].startswith("3.10")
     assert v["lava-nc"] == "0.10.0" and v["lava-dl"] == "0.6.0"
+
+
+def test_no_clobber_write_keeps_the_other_writers_file(tmp_path):
+    """Two commands writing the same output: without --overwrite the later one fails and the
+    first one's file is kept (no silent replacement), and no temporary file is left."""
+    from neuromaml.io import NeuromamlError, atomic_path
+
+    out = tmp_path / "same.h5"
+    with pytest.raises(NeuromamlError, match="appeared while this command was writing"):
+        with atomic_path(out, overwrite=False) as tmp:
+            tmp.write_bytes(b"mine")
+            out.write_bytes(b"theirs")          # the other writer finishes first
+    assert out.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.h5"]
+    with atomic_path(out, overwrite=True) as tmp:
+        tmp.write_bytes(b"mine")
+    assert out.read_bytes() == b"mine"
