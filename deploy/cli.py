@@ -249,6 +249,12 @@ def _export(args: argparse.Namespace) -> int:
 def _after_export(args: argparse.Namespace, man: dict) -> None:
     print(f"wrote {args.out}: layers {[r['type'] for r in man['layers']]}, lowered "
           f"{[r['to'] for r in man['lowered'] if r['from'] == 'pool']}")
+    plastic = man["adapt"].get("layer")
+    dead = [r["index"] for r in man["layers"] if r["type"] in ("dense", "conv") and r["index"] != plastic
+            and r.get("weight_range") == [0.0, 0.0]]
+    if dead:
+        print(f"warning: {args.out}: layer(s) {dead} hold only zero weights after quantization: the network "
+              "cannot spike past them (check the run's weights and weight_scale)", file=sys.stderr)
     if args.calibrate_on is not None:
         # the command line composes the stages: export, then the emulator's calibration
         from neuromaml.emulator.calibrate import calibrate, format_markdown

@@ -161,7 +161,10 @@ def make_plan(source: str, seed: int = 0, split_file=None, fractions=(0.64, 0.16
             from neuromaml.meta import synthetic as S
 
             pools = {k: v.tolist() for k, v in S.digit_pools().items()}
-            duration_us = min(duration_us or 100_000, S.MAX_DURATION_US)  # the recordings last 300 ms
+            if duration_us is not None and duration_us > S.MAX_DURATION_US:
+                raise fail(None, f"--duration-us {duration_us}: the synthetic recordings last "
+                           f"{S.MAX_DURATION_US} us (three saccades)", f"use --duration-us <= {S.MAX_DURATION_US}")
+            duration_us = duration_us or 100_000
 
             def load(keys):
                 return S.synthetic_digit_events(keys, seed=seed, duration_us=duration_us)

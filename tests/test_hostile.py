@@ -554,6 +554,8 @@ CASES = {
                                                  r"'adapt\.calibration' is not a calibration record on the 'val'"),
     "resume-history-binary": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--steps", "2",
                                             "--out", str(_garbled_history(t, f))], r"history\.jsonl: is not a text"),
+    "build-duration-beyond-synthetic": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--duration-us",
+                                                      "500000"], r"--duration-us 500000: the synthetic recordings"),
     "export-out-is-a-link": lambda t, f: (["export", str(f["run"]), "--out", str(_dir_link(t)), "--overwrite"],
                                           r"is a symbolic link"),
 }
