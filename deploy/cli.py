@@ -31,8 +31,9 @@ def register(sub) -> None:
     e.add_argument("--model", default=None, help="export a freshly initialised model: small|paper_cnn|lava_mlp")
     e.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     e.add_argument("--input-shape", type=positive_int, nargs=3, default=None, metavar=("C", "H", "W"))
-    e.add_argument("--n-way", type=positive_int, default=None)
-    e.add_argument("--steps", type=positive_int, default=None, help="time steps per sample (default: model config)")
+    e.add_argument("--n-way", type=bounded_int(1000), default=None, help="outputs of a --model network (>= 2)")
+    e.add_argument("--steps", type=bounded_int(100_000), default=None,
+                   help="time steps per sample (default: model config; at least burn-in + 1)")
     e.add_argument("--seed", type=seed_int, default=0, help="init seed for --model")
     e.add_argument("--allow-clip", action="store_true", help="clip weights that overflow 8 bits instead of failing")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
@@ -50,7 +51,8 @@ def register(sub) -> None:
     v = sub.add_parser("verify", help="run a bundle on Lava and the fixed engine; compare spikes bit for bit")
     v.add_argument("target", type=Path, help="BUNDLE directory or FILE.net")
     v.add_argument("--samples", type=bounded_int(100_000), default=4)
-    v.add_argument("--steps", type=positive_int, default=None, help="steps per sample (default: manifest, else 50)")
+    v.add_argument("--steps", type=bounded_int(100_000), default=None,
+                   help="steps per sample (default: manifest, else 50)")
     v.add_argument("--rate", type=probability, default=0.2, help="input spike probability per step")
     v.add_argument("--seed", type=seed_int, default=0)
     v.add_argument("--all-layers", action="store_true", help="compare every layer, not only the output")
@@ -177,6 +179,20 @@ def _model_config_dict(mcfg) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(mcfg).items()}
 
 
+def _burn_in(mcfg, steps: int, where) -> int:
+    """A trained run's readout window must fit the exported sample length; a fresh ``--model``
+    network (deployment checks) takes the window ``[min(burn_in, steps - 1), steps)``."""
+    if where is None:
+        if steps <= mcfg.burn_in:
+            print(f"note: --steps {steps}: the readout window is [{steps - 1}, {steps}) (the model's burn-in "
+                  f"{mcfg.burn_in} does not fit)", file=sys.stderr)
+        return min(int(mcfg.burn_in), steps - 1)
+    if steps <= mcfg.burn_in:
+        raise fail(where, f"--steps {steps} leaves no readout window after the model's burn-in of {mcfg.burn_in} "
+                   "steps", f"pass --steps {mcfg.burn_in + 1} or more (it was trained with {mcfg.time_steps})")
+    return int(mcfg.burn_in)
+
+
 def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip: bool = False,
                overwrite: bool = False, input_shape: tuple[int, int, int] | None = None) -> dict:
     """Export a meta-train RUN_DIR as a bundle (what ``neuromaml export RUN_DIR`` does).
@@ -196,7 +212,7 @@ def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip
     steps = steps or mcfg.time_steps
     rule = _trained_rule(run_dir)
     man = export_bundle(model, out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
-                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=str(run_dir.resolve()),
+                        burn_in=_burn_in(mcfg, steps, run_dir), classes=classes, source_run=str(run_dir.resolve()),
                         rule=rule, rule_source="trained" if rule is not None else None,
                         allow_clip=allow_clip, overwrite=overwrite,
                         extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None})
@@ -213,6 +229,11 @@ def _export(args: argparse.Namespace) -> int:
     check_output(args.out, kind="dir", overwrite=args.overwrite, inputs=inputs)
     if args.json is not None:
         check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
+    if args.run_dir is not None and args.n_way is not None:
+        raise fail(None, "--n-way applies to --model (a fresh network); a run's outputs are the ones it was trained "
+                   "with", "drop --n-way")
+    if args.n_way is not None and args.n_way < 2:
+        raise fail(None, f"--n-way {args.n_way}: a one-shot task needs at least 2 outputs", "pass --n-way 2 or more")
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
         raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.run_dir is not None:
@@ -239,7 +260,7 @@ def _export(args: argparse.Namespace) -> int:
                    f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
     steps = args.steps or mcfg.time_steps
     man = export_bundle(model, args.out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
-                        burn_in=min(mcfg.burn_in, steps - 1), classes=classes, source_run=source,
+                        burn_in=_burn_in(mcfg, steps, None), classes=classes, source_run=source,
                         allow_clip=args.allow_clip, overwrite=args.overwrite,
                         extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": args.seed})
     _after_export(args, man)

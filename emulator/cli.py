@@ -49,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--input-shape", required=True,
                    help="input shape in slayer order C,H,W (e.g. 2,16,32), as the data's frames")
     p.add_argument("--classes", type=positive_int, required=True, help="number of output classes (N-way)")
-    p.add_argument("--time-steps", type=positive_int, default=100)
+    p.add_argument("--time-steps", type=bounded_int(100_000), default=100)
     p.add_argument("--burn-in", type=int, default=None,
                    help="readout window starts at this step (default: the network's pipeline depth)")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
@@ -141,6 +141,9 @@ def register(sub) -> None:
     p.set_defaults(func=_cost)
 
 
+EXAMPLES = {"--bits": "--bits 8,6,4", "--eta-exp": "--eta-exp=-9,-7", "--thresholds": "--thresholds 0,8,16"}
+
+
 def _csv(text, cast, flag: str = ""):
     if text is None:
         return None
@@ -148,9 +151,9 @@ def _csv(text, cast, flag: str = ""):
         values = [cast(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise fail(None, f"{flag} {text!r} is not a comma-separated list of whole numbers",
-                   f"write e.g. {flag}=-9,-7 (with '=' when the first value starts with '-')") from None
+                   f"write e.g. {EXAMPLES.get(flag, flag)} (with '=' when the first value starts with '-')") from None
     if not values:
-        raise fail(None, f"{flag} {text!r} holds no value", f"give at least one, e.g. {flag}=-9")
+        raise fail(None, f"{flag} {text!r} holds no value", f"give at least one, e.g. {EXAMPLES.get(flag, flag)}")
     return values
 
 
@@ -158,8 +161,12 @@ def _check_outs(args) -> None:
     """Report folders (emulate, calibrate, rule-check) are regenerated: replacing them is fine,
     but they must be writable folders; checked before any work starts."""
     inputs = (*input_files(args.bundle, BUNDLE_FILES), getattr(args, "data", None))
-    if getattr(args, "out", None) is not None:
-        check_output(args.out, kind="dir", overwrite=True, inputs=inputs)
+    out = args.out
+    if out is None and Path(args.bundle).is_dir():       # the default report folder inside the bundle
+        out = Path(args.bundle) / {"emulate": f"emulate-{getattr(args, 'split', 'test')}", "calibrate": "calibration",
+                                   "rule-check": "rule-check", "cost": "cost"}[args.command]
+    if out is not None:
+        check_output(out, kind="dir", overwrite=True, inputs=inputs)
     if getattr(args, "json", None) is not None:
         check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
 
@@ -207,5 +214,10 @@ def _demo(args) -> int:
 def _cost(args) -> int:
     from neuromaml.emulator.cost_measure import cost_cli
 
+    if args.data is None:
+        given = [f for f, v, d in (("--tasks", args.tasks, 20), ("--shots", args.shots, 1), ("--queries", args.queries, 5),
+                                   ("--split", args.split, "test"), ("--seed", args.seed, 0)) if v != d]
+        if given:
+            raise fail(None, f"{', '.join(given)} set the measured part, which needs --data", "add --data FILE.h5")
     _check_outs(args)
     return cost_cli(args)

@@ -31,6 +31,11 @@ def _meta_train(args: argparse.Namespace) -> int:
     check_output(args.out, kind="dir", resume=args.resume or stillborn,
                  inputs=(args.data, cfg_file, *input_files(args.init, RUN_FILES)),
                  exists_fix="add --resume to continue the run in it, or choose a new --out")
+    if args.resume and args.init:
+        from neuromaml.io import fail
+
+        raise fail(None, "--init starts a new run from another run's weights; --resume continues this one",
+                   "drop one of them")
     if not args.resume and not Path(args.data).is_file():
         from neuromaml.io import fail
 

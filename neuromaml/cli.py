@@ -58,6 +58,8 @@ def _os_error_message(exc: OSError) -> str:
         fix = "check the path"
     elif getattr(exc, "errno", None) == 28:   # ENOSPC
         fix = "free disk space or write elsewhere"
+    elif getattr(exc, "errno", None) == 30:   # EROFS
+        fix = "the file system is read-only: write the outputs elsewhere (--out, --json)"
     elif getattr(exc, "errno", None) == 36:   # ENAMETOOLONG
         fix = "use a shorter file or folder name"
     else:
@@ -81,6 +83,11 @@ def _crash_report(argv: list[str], exc: BaseException) -> str:
         return path
     except OSError:
         return "(could not write a log; run again with --debug)"
+
+
+def _one_line(text: str) -> str:
+    """A message stays one line: control characters (a newline in a file name) are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _sigterm_interrupts() -> None:
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except NeuromamlError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
