@@ -155,9 +155,9 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     wanted (and the reverse), a device, pipe or socket, an existing output unless ``overwrite``
     (a non-empty directory for ``kind="dir"``; ``resume`` accepts an existing directory), and,
     even with ``overwrite``, an output that is one of the command's ``inputs`` (the files and
-    folders it reads; see ``input_files``) or a folder holding one, or an existing path inside one
-    of the folder ``trees`` it reads recursively (a data folder). Missing parents are created
-    later by the writer.
+    folders it reads; see ``input_files``) or a folder holding one, or a path inside one of the
+    folder ``trees`` it reads recursively (a data folder: a file written there would be read as a
+    recording next time). Missing parents are created later by the writer.
     """
     path = Path(path)
     if str(path) in ("", "."):
@@ -171,8 +171,7 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
             raise fail(path, f"{flag} would overwrite this command's input {item}",
                        f"choose a {flag} path outside the inputs")
     for tree in trees:
-        if tree is not None and (path.exists() or path.is_symlink()) and \
-                _inside(real, Path(os.path.realpath(tree))):
+        if tree is not None and _inside(real, Path(os.path.realpath(tree))):
             raise fail(path, f"{flag} would overwrite a file of the input folder {tree}",
                        f"choose a {flag} path outside {tree}")
     if kind == "dir" and path.is_symlink():
