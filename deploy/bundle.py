@@ -64,6 +64,10 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~umask)
         old = None
+        if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+            # another command wrote the same bundle while this one ran: keep it, report this one
+            raise fail(out, "appeared while this command was writing it (another command wrote the same "
+                       "output)", "pass --overwrite to replace it, or choose another --out")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.rmdir(old)

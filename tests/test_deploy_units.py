@@ -319,3 +319,18 @@ def test_zero_final_layer_loads_in_lava_and_verifies(tmp_path):
     rep = verify_netx(tmp_path / "b" / "network.net", samples=2, steps=12, all_layers=True, model=m)
     assert rep["ok"] and any(r["spikes_lava"] > 0 for r in rep["lava_vs_fixed"]["layers"][:-1])   # hidden spikes
     assert rep["output_spikes"] == 0                                               # zero head: silent
+
+
+def test_a_bundle_written_meanwhile_is_kept(tmp_path):
+    """Two exports to one --out: without --overwrite the later one fails and the first one's
+    bundle is kept (no silent replacement), with no temporary folder left."""
+    from neuromaml.deploy.bundle import atomic_dir
+    from neuromaml.io import NeuromamlError
+
+    out = tmp_path / "b"
+    with pytest.raises(NeuromamlError, match="appeared while this command was writing"):
+        with atomic_dir(out) as tmp:
+            (tmp / "mine").write_text("mine")
+            out.mkdir()
+            (out / "theirs").write_text("theirs")       # the other export finishes first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and (out / "theirs").exists()
