@@ -16,6 +16,7 @@ Run directory::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -275,9 +276,65 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+LOCK_NAME = ".neuromaml-run.lock"
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """One writer per run folder: a second meta-train of the same --out (another --resume, say)
+    is refused while the first runs; a lock left by a killed process (its pid is gone) is taken
+    over. Rank 0 holds it under torchrun."""
+    if _world()[0] != 0:
+        yield
+        return
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_NAME
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            alive = False
+            if pid > 0:
+                try:
+                    os.kill(pid, 0)
+                    alive = True
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    alive = True
+            if alive and pid != os.getpid():
+                raise fail(out, f"another meta-train (pid {pid}) is writing this run", "wait for it to finish, or "
+                           "stop it first") from None
+            lock.unlink(missing_ok=True)              # a killed run's lock
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()                               # a run that failed before writing anything
+
+
 def meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, steps: int | None = None,
                seed: int | None = None, progress: bool = True, on_step=None, init=None,
                device: str | None = "cpu") -> dict:
+    """Meta-train (or resume) into ``out_dir`` (see ``_meta_train``), holding the run's lock."""
+    with _run_lock(Path(out_dir)):
+        return _meta_train(data, cfg, out_dir, resume=resume, steps=steps, seed=seed, progress=progress,
+                           on_step=on_step, init=init, device=device)
+
+
+def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, steps: int | None = None,
+                seed: int | None = None, progress: bool = True, on_step=None, init=None,
+                device: str | None = "cpu") -> dict:
     """Meta-train (or resume) into ``out_dir``; returns the summary dict.
 
     ``device``: where the network and tasks live (``resolve_device``: auto, cpu, cuda,

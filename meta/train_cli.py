@@ -8,7 +8,8 @@ from pathlib import Path
 from neuromaml.io import bounded_int, nonneg_int, positive_int, seed_int
 
 # what meta-train writes into --out before its first checkpoint
-STARTED_FILES = {"config.yaml", "run.json", "history.jsonl", "pretrain.json", "summary.json"}
+STARTED_FILES = {"config.yaml", "run.json", "history.jsonl", "pretrain.json", "summary.json",
+                 ".neuromaml-run.lock"}
 
 
 def _meta_train(args: argparse.Namespace) -> int:

@@ -361,3 +361,16 @@ def test_pretrain_epochs_start_meta_training_from_a_classifier(tiny_metadataset,
     d["outer"]["pretrain_epochs"] = -1
     with pytest.raises(NeuromamlError, match="outer.pretrain_epochs"):
         meta_train(tiny_metadataset, from_dict(d), tmp_path / "bad", progress=False)
+
+
+def test_one_writer_per_run_folder(tiny_metadataset, tmp_path):
+    """A second meta-train of a run that another live process is writing is refused; a lock
+    left by a killed process is taken over; the lock is gone when the run ends."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / train_mod.LOCK_NAME).write_text(str(os.getppid()))        # a live process holds it
+    with pytest.raises(NeuromamlError, match=r"another meta-train \(pid \d+\) is writing this run"):
+        meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
+    (run / train_mod.LOCK_NAME).write_text("999999999")              # no such process: stale
+    meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
+    assert not (run / train_mod.LOCK_NAME).exists() and (run / "ckpt.pt").exists()
