@@ -213,17 +213,22 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     return path
 
 
-def seed_int(text: str) -> int:
-    """argparse type: a seed, 0 <= seed < 2**32 (numpy, torch and HDF5 attributes all take it)."""
+def _whole_arg(text: str, lo: int, hi: int | None, bound: str) -> int:
+    """Parse an argparse value as an integer in [lo, hi]; ``bound`` is how the error says it."""
     import argparse
 
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2**32)")
+    if value < lo or (hi is not None and value > hi):
+        raise argparse.ArgumentTypeError(f"{value} is not {bound}")
     return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, 0 <= seed < 2**32 (numpy, torch and HDF5 attributes all take it)."""
+    return _whole_arg(text, 0, 2 ** 32 - 1, "in [0, 2**32)")
 
 
 def bounded_int(hi: int):
@@ -241,28 +246,12 @@ def bounded_int(hi: int):
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (argparse prints the error and exits 2)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
+    return _whole_arg(text, 1, None, ">= 1")
 
 
 def nonneg_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 0")
-    return value
+    return _whole_arg(text, 0, None, ">= 0")
 
 
 def finite_float(text: str) -> float:
