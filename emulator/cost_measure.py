@@ -38,31 +38,14 @@ def layer_counts(dep, x_xyf: np.ndarray, batch: int = 64) -> tuple[np.ndarray, l
 
     x_xyf: (n, T, x, y, f) 0/1 input spikes. Returns (input counts (n, *input_shape), a list with
     the counts of each frozen layer ``j`` over its window ``[D_j, D_j + T)`` (n, *shape_j), and
-    ``feats`` (n, T + D - 1, I) int8, equal to ``dep.frozen_features(x_xyf)``: the same runs, with
-    every layer reset before relative index ``D_j``).
+    ``feats`` (n, T + D - 1, I) int8 from ``dep.frozen_features``, which counts the layers in the
+    same runs).
     """
-    from neuromaml.deploy.fixed import cuba_run, delay, to_net_input
+    from neuromaml.deploy.fixed import to_net_input
 
     x = to_net_input(x_xyf, tuple(dep.net.input_shape), dep.path)
-    n, T = x.shape[:2]
     counts_in = (x != 0).sum(axis=1, dtype=np.int64)
-    D_last = dep.delay_depth(dep.plastic - 1) if dep.plastic > 0 else 0
-    span = T + D_last
-    counts = [np.zeros((n,) + tuple(dep.net.layers[j].shape), np.int64) for j in range(dep.plastic)]
-    feats = np.zeros((n, span, dep.n_pre), np.int8)
-    for a in range(0, n, batch):
-        s = np.zeros((min(batch, n - a), span) + x.shape[2:], np.int64)
-        s[:, :T] = x[a:a + batch]
-        for j in range(dep.plastic):
-            lay = dep.net.layers[j]
-            k = dep.delay_depth(j)
-            rst = np.zeros(span, bool)
-            rst[k - 1::T] = True                 # reset before index k == after index k - 1
-            s = cuba_run(delay(lay.synapse(s), 1), lay.neuron, rst).astype(np.int64)
-            counts[j][a:a + batch] = s[:, k:k + T].sum(axis=1)
-        if s.ndim > 3:                           # netx's flatten before the plastic dense layer
-            s = s.transpose(0, 1, *range(s.ndim - 1, 1, -1))
-        feats[a:a + batch] = s.reshape(s.shape[0], span, -1)
+    feats, counts = dep.frozen_features(x_xyf, batch, return_counts=True)
     return counts_in, counts, feats
 
 

@@ -189,12 +189,14 @@ class DeployedNet:
             raise fail(source, f"frames have {np.shape(frames)[-1]} time steps, the bundle {self.time_steps}",
                        "build the data with the bundle's time steps")
 
-    def frozen_features(self, x_xyf: np.ndarray, batch: int = 64) -> np.ndarray:
+    def frozen_features(self, x_xyf: np.ndarray, batch: int = 64, return_counts: bool = False):
         """Spikes entering the plastic layer for isolated samples.
 
         x_xyf: (n, T, x, y, f) 0/1 input spikes. Returns (n, T + D - 1, I) int8: the output
         of layer ``L - 1`` over relative indices ``[0, T + D_{L-1})``, with every layer ``j``
-        reset before relative index ``D_j`` as in the episode stream.
+        reset before relative index ``D_j`` as in the episode stream. With ``return_counts``
+        also each frozen layer ``j``'s spike counts over its window ``[D_j, D_j + T)``
+        (a list of (n, *shape_j) int64; ``neuromaml cost`` reads them).
         """
         from neuromaml.deploy.fixed import to_net_input
 
@@ -203,6 +205,8 @@ class DeployedNet:
         D_last = self.delay_depth(self.plastic - 1) if self.plastic > 0 else 0
         span = T + D_last
         out = np.zeros((n, span, self.n_pre), np.int8)
+        counts = [np.zeros((n,) + tuple(self.net.layers[j].shape), np.int64) for j in range(self.plastic)] \
+            if return_counts else None
         for a in range(0, n, batch):
             s = np.zeros((min(batch, n - a), span) + x_xyf.shape[2:], np.int64)
             s[:, :T] = x_xyf[a:a + batch]
@@ -212,11 +216,13 @@ class DeployedNet:
                 k = self.delay_depth(j)             # reset before index k == after index k - 1
                 rst[k - 1::T] = True
                 s = cuba_run(delay(lay.synapse(s), 1), lay.neuron, rst).astype(np.int64)
+                if counts is not None:
+                    counts[j][a:a + batch] = s[:, k:k + T].sum(axis=1)
             if s.ndim > 3:
                 # netx's flatten before a dense layer: (x, y, f) -> transpose to (f, y, x) -> C order
                 s = s.transpose(0, 1, *range(s.ndim - 1, 1, -1))
             out[a:a + batch] = s.reshape(s.shape[0], span, -1)
-        return out
+        return (out, counts) if return_counts else out
 
     def assemble_stream(self, feats: np.ndarray, order: np.ndarray) -> np.ndarray:
         """Episode streams of plastic-layer input from per-sample features.
