@@ -110,6 +110,23 @@ def _sigterm_interrupts() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _interrupts_reach_parent_only() -> None:
+    """Ctrl-C reaches every process of the terminal's foreground group. Lava runs each process
+    model in a forked worker, and a worker that takes the KeyboardInterrupt dies with a
+    traceback while the parent waits on its channel for ever. Forked children of the CLI
+    therefore ignore SIGINT: the parent alone is interrupted, and its ``finally`` blocks stop
+    the Lava runtime, which ends the workers cleanly. SIGTERM is unaffected."""
+    import os
+    import signal
+
+    def child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    if not getattr(_interrupts_reach_parent_only, "done", False):
+        os.register_at_fork(after_in_child=child)
+        _interrupts_reach_parent_only.done = True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()  # large activation tensors reused, not re-mapped (see neuromaml.sysperf)
     _sigterm_interrupts()
+    _interrupts_reach_parent_only()
     # The one place where errors become messages: a NeuromamlError is the user's to fix; any
     # other exception is reported in one line with where the traceback went (--debug shows it).
     try:

@@ -740,3 +740,53 @@ def test_hostile_input(name, fx, tmp_path, capsys, monkeypatch):
     assert not changed, f"{name}: changed or lost {changed}"
     new = sorted(set(after) - set(before))
     assert not new, f"{name}: an error left files behind: {new}"
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == pgid:
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_ctrl_c_during_a_lava_run_stops_every_worker(fx, tmp_path):
+    """Ctrl-C goes to the whole foreground process group, Lava's forked workers included: the
+    command must still end in one line and exit 130, with no worker traceback, no process left
+    and no output written (the workers ignore SIGINT; the parent stops the runtime)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "emu"
+    p = subprocess.Popen([sys.executable, "-m", "neuromaml.cli", "emulate", str(fx["bundle"]), "--data",
+                          str(fx["data"]), "--engine", "lava", "--tasks", "50", "--shots", "1",
+                          "--queries", "1", "--out", str(out)],
+                         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 180
+        while len(_group_pids(p.pid)) < 4 and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)                   # the parent, the resource tracker and Lava's workers
+        assert p.poll() is None, "the run ended before it could be interrupted"
+        assert len(_group_pids(p.pid)) >= 4, "Lava's workers never started"
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        deadline = time.monotonic() + 20      # the resource tracker exits once it sees EOF
+        while _group_pids(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [(q, Path(f"/proc/{q}/cmdline").read_bytes()[:120]) for q in _group_pids(p.pid)]
+    finally:
+        if p.poll() is None or _group_pids(p.pid):
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err, err[-2000:]
+    assert left == [], f"processes left running after the interrupt: {left}"
+    assert not out.exists()
