@@ -167,6 +167,12 @@ def _check_outs(args) -> None:
                                    "rule-check": "rule-check", "cost": "cost"}[args.command]
     if out is not None:
         check_output(out, kind="dir", overwrite=True, inputs=inputs)
+        marker = ("calibration" if args.command == "calibrate" else args.command) + ".json"
+        held = sorted(p.name for p in Path(out).iterdir()) if Path(out).is_dir() else []
+        if held and marker not in held:
+            raise fail(out, f"holds other files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and "
+                       f"no {marker}: not a {args.command} report folder; the report would be mixed with them",
+                       f"choose a new or empty --out, or the folder of an earlier {args.command} report")
     if getattr(args, "json", None) is not None:
         check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
 

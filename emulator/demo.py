@@ -177,6 +177,26 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
     return s
 
 
+def _check_data(data: Path, cfg, quick: bool) -> None:
+    """Every split the stages will draw from can give their tasks, checked before any work:
+    a test split too small for emulate's queries must not surface after meta-training."""
+    from neuromaml.meta.metadataset import MetaDataset
+    from neuromaml.meta.tasks import TaskSampler
+
+    ds = MetaDataset(data)
+    t = cfg.task
+    TaskSampler(ds, "train", t.n_way, t.k_shot, t.n_query)          # meta-train (the config's task)
+    TaskSampler(ds, "val", t.n_way, t.k_shot, t.n_query)            # its validation
+    for split, stage, queries in (("val", "calibrate", 5), ("test", "emulate", 2 if quick else 5)):
+        counts = [ds.indices_of(c).size for c in ds.splits[split]]
+        if len(counts) >= t.n_way and min(counts) < 1 + queries:
+            raise fail(data, f"split {split!r} holds classes of {min(counts)} recordings; the demo's {stage} stage "
+                       f"draws 1-shot tasks with {queries} queries per class ({1 + queries} recordings)",
+                       f"give every {split} class at least {1 + queries} recordings, or run `neuromaml {stage}` "
+                       "yourself with fewer --queries")
+        TaskSampler(ds, split, t.n_way, 1, queries, disjoint_parts=True)
+
+
 def _check_same_settings(out: Path, **settings) -> None:
     """A demo folder is reused stage by stage, so a re-run must ask for what it holds: a
     --quick run's tiny data and 2-step network must never pass for a full run's."""
@@ -187,6 +207,8 @@ def _check_same_settings(out: Path, **settings) -> None:
         old = read_json(prev)
     except NeuromamlError:
         return                      # unreadable: the stages check their own outputs
+    if not old.get("stages"):
+        return                      # no stage finished (an input check failed): nothing to keep
     held = {k: old.get(k) for k in settings}
     if held != settings:
         diff = ", ".join(f"{k}={held[k]!r} (asked {settings[k]!r})" for k in settings if held[k] != settings[k])
@@ -218,10 +240,12 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
                     else {"per_class": demo_per_class(quick), "split": "authors"})
     settings = {"quick": quick, "seed": seed, "config": str(config) if config else None, "data": data_setting}
     _check_same_settings(out, **settings)
+    cfg = demo_config(config, quick)
+    if data is not None:
+        _check_data(data, cfg, quick)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
-    cfg = demo_config(config, quick)
     data_file = data if data is not None else out / "data.h5"
     summary: dict = {"out": str(out), **settings, "stages": {}, "seconds": {}}
     if not (out / "demo.json").exists():   # marks the folder as a demo's from the first stage on

@@ -136,6 +136,18 @@ def _nan_run(tmp: Path, fx) -> str:
     return str(r)
 
 
+_ONE_QUERY = ("model: {name: small, hidden: [8], n_way: 2}\ntask: {n_way: 2, k_shot: 1, n_query: 1}\n"
+              "outer: {steps: 1, meta_batch: 1}\n")
+
+
+def _small_h5(tmp: Path) -> str:
+    """A meta-dataset of 10 classes x 3 recordings, built from an event folder as a user's is."""
+    out = tmp / "small.h5"
+    assert cli.main(["data", "build", "--source", f"events:{_event_folder(tmp / 'ev')}", "--per-class", "3",
+                     "--out", str(out)]) == 0
+    return str(out)
+
+
 def _ev_variant(tmp: Path, mutate) -> str:
     ev = _event_folder(tmp / "ev")
     mutate(ev)
@@ -372,6 +384,13 @@ CASES = {
     # ---------------------------------------------------------------- calibrate / rule-check
     "calibrate-tolerance-5": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(f["data"]),
                                             "--tolerance", "5"], r"not in \[0, 1\]"),
+    "calibrate-out-is-another-bundle": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(f["data"]),
+                                                      "--out", str(_copy(f["bundle"], t / "other"))],
+                                                     r"other: holds other files \(manifest\.json.*not a calibrate report"),
+    "emulate-out-is-a-run": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "1",
+                                           "--out", str(_copy(f["run"], t / "run"))], r"run: holds other files.*no emulate\.json"),
+    "cost-out-nonempty": lambda t, f: (["cost", str(f["bundle"]), "--out", str(_nonempty_dir(t))],
+                                       r"holds other files.*not a cost report folder"),
     "calibrate-data-missing": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(t / "none.h5")],
                                             r"none\.h5"),
     "calibrate-json-is-dir": lambda t, f: (["calibrate", str(f["bundle"]), "--data", str(f["data"]),
@@ -389,6 +408,11 @@ CASES = {
                                       r"an existing file, a directory is wanted"),
     "demo-data-missing": lambda t, f: (["demo", "--quick", "--out", str(t / "d"), "--data", str(t / "none.h5")],
                                        r"none\.h5: meta-dataset not found"),
+    "demo-data-test-split-too-small": lambda t, f: (
+        ["demo", "--quick", "--out", str(t / "d"), "--data", _small_h5(t), "--config", _yaml(t, _ONE_QUERY)],
+        r"small\.h5: split 'val' holds classes of 3 recordings; the demo's calibrate stage.*at least 6 recordings"),
+    "demo-data-too-few-classes": lambda t, f: (
+        ["demo", "--quick", "--out", str(t / "d"), "--data", _small_h5(t)], r"small\.h5: split '\w+' has \d+ classes"),
     # ---------------------------------------------------------------- files of the wrong kind
     "info-directory": lambda t, f: (["data", "info", str(_nonempty_dir(t))], r"is not a regular file"),
     "inspect-metadataset-h5": lambda t, f: (["inspect", str(f["data"])], r"tiny\.h5"),
