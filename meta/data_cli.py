@@ -120,6 +120,8 @@ def _build(args: argparse.Namespace) -> int:
               f"in the first {summary['duration_us']} us (blank frames); if that is most of them, check that "
               "timestamps are in microseconds and start near 0, and the duration (meta.json, --duration-us)",
               file=sys.stderr)
+    for note in summary.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     if summary["classes_below_per_class"]:
         print(f"note: {summary['classes_below_per_class']} class(es) hold fewer recordings than --per-class "
               f"{summary['per_class']}; they keep all they have", file=sys.stderr)

@@ -76,6 +76,7 @@ class _Plan:
     ds: int
     duration_us: int
     rebase_time: bool = False
+    recorded_us: int | None = None      # how long the recordings last, where the source says
 
 
 def parse_source(spec: str) -> tuple[str, Path | None]:
@@ -191,7 +192,8 @@ def make_plan(source: str, seed: int = 0, split_file=None, fractions=(0.64, 0.16
     def load(keys):
         return [E.read_npy_events(k, meta["sensor_size"]) for k in keys]
     return _Plan(f"events:{root}", "single", pools, classes, [(c,) for c in classes], splits, load,
-                 (W, H), (0, 0, W, H), downsample or 1, duration_us or meta["duration_us"])
+                 (W, H), (0, 0, W, H), downsample or 1, duration_us or meta["duration_us"],
+                 recorded_us=int(meta["duration_us"]))
 
 
 def _assign(plan: _Plan, per_class: int, seed: int):
@@ -285,6 +287,17 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
     if hw < 1 or H < 1:
         raise fail(None, f"--downsample {plan.ds} is larger than the {cw} x {ch} px recordings "
                    "(no pixel would remain)", f"use --downsample <= {min(cw, ch)}")
+    notes = []                  # accepted, but not what a user may think they asked for
+    if cw % plan.ds or ch % plan.ds:
+        notes.append(f"--downsample {plan.ds} does not divide the {cw} x {ch} px recordings: the last "
+                     f"{cw % plan.ds} column(s) and {ch % plan.ds} row(s) are dropped")
+    if plan.duration_us % dt_us:
+        notes.append(f"the duration {plan.duration_us} us is not a whole number of {dt_us} us bins: the last "
+                     f"{plan.duration_us % dt_us} us are dropped")
+    if plan.recorded_us is not None and plan.duration_us > plan.recorded_us:
+        notes.append(f"the duration {plan.duration_us} us is longer than the recordings' {plan.recorded_us} us "
+                     f"(meta.json duration_us): the last {(plan.duration_us - plan.recorded_us) // dt_us} "
+                     "frame(s) of every sample are blank")
     sample_mb = 2 * H * W * T / 2 ** 20
     if sample_mb > 256:
         raise fail(None, f"one sample's frames would be 2 x {H} x {W} x {T} = {sample_mb:.0f} MiB",
@@ -354,7 +367,8 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
             "samples_per_class": {"min": int(held.min()), "max": int(held.max())},
             "classes_below_per_class": int((held < per_class).sum()),
             "recordings_without_events": empty, "recordings": len(uses),
-            "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()}}
+            "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()},
+            "notes": notes}
 
 
 class MetaDataset:

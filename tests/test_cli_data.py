@@ -51,3 +51,21 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and needle in err and "Traceback" not in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_build_notes_what_a_request_silently_changes(tmp_path, capsys):
+    """Accepted but lossy requests are said: pooling that drops edge pixels, a duration cut to
+    whole bins, a window longer than the recordings (blank frames)."""
+    root = write_folder(tmp_path / "ev", classes=["a", "b", "c", "d"], n=2, sensor=(20, 10, 2), dur=20_000)
+    out = tmp_path / "g.h5"
+    assert cli.main(["data", "build", "--source", f"events:{root}", "--out", str(out), "--per-class", "2",
+                     "--downsample", "3", "--duration-us", "30500", "--fractions", "0.5", "0.25", "0.25",
+                     "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "--downsample 3 does not divide the 20 x 10 px recordings: the last 2 column(s) and 1 row(s)" in err
+    assert "not a whole number of 1000 us bins: the last 500 us are dropped" in err
+    assert "longer than the recordings' 20000 us (meta.json duration_us): the last 10 frame(s)" in err
+    assert len(json.loads((tmp_path / "g.h5.json").read_text())["notes"]) == 3
+    assert cli.main(["data", "build", "--source", f"events:{root}", "--out", str(tmp_path / "h.h5"),
+                     "--per-class", "2", "--fractions", "0.5", "0.25", "0.25", "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().err
