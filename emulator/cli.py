@@ -15,6 +15,24 @@ def _add_json(p: argparse.ArgumentParser) -> None:
                    help="where to write the JSON summary (default: beside the outputs)")
 
 
+def _add_task_flags(p, *, tasks: int, data_required: bool = True) -> None:
+    """The episodes a command runs: the same flags, and so the same tasks, in emulate, rule-check
+    and cost (task i is a pure function of (data, split, shots, queries, seed, i))."""
+    p.add_argument("--data", type=Path, required=data_required, default=None,
+                   help="meta-dataset .h5 (neuromaml data build)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tasks", type=bounded_int(100_000), default=tasks, help="number of tasks (episodes)")
+    p.add_argument("--shots", type=positive_int, default=1,
+                   help="K support samples per class (N-way = the bundle's outputs)")
+    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
+
+
+def _add_seed_and_outputs(p, out_default: str, seed_help: str = "task seed") -> None:
+    p.add_argument("--seed", type=seed_int, default=0, help=seed_help)
+    p.add_argument("--out", type=Path, default=None, help=f"output directory (default: {out_default})")
+    _add_json(p)
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "emulate",
@@ -25,18 +43,12 @@ def register(sub) -> None:
         "with float final-layer SGD, and the on-chip rule, plus time per episode.",
     )
     p.add_argument("bundle", type=Path, help="bundle directory written by `neuromaml export` or `neuromaml import`")
-    p.add_argument("--data", type=Path, required=True, help="meta-dataset .h5 (neuromaml data build)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=bounded_int(100_000), default=100, help="number of tasks (episodes)")
-    p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class (N-way = the bundle's outputs)")
-    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
+    _add_task_flags(p, tasks=100)
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
     p.add_argument("--lava-tasks", type=positive_int, default=2,
                    help="with --engine both: how many of the tasks also run on Lava (agreement checked)")
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/emulate-<split>)")
-    _add_json(p)
+    _add_seed_and_outputs(p, "BUNDLE/emulate-<split>")
     p.set_defaults(func=_emulate)
 
     p = sub.add_parser(
@@ -72,9 +84,7 @@ def register(sub) -> None:
     p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
     p.add_argument("--tolerance", type=probability, default=0.01,
                    help="choose the sparsest setting within this fraction of the best accuracy (0.01 = 1 point)")
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="sweep outputs (default: BUNDLE/calibration)")
-    _add_json(p)
+    _add_seed_and_outputs(p, "BUNDLE/calibration", "seed of the meta-validation tasks")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser(
@@ -85,17 +95,11 @@ def register(sub) -> None:
         "fraction of synapses updated and update-magnitude histograms against float SGD.",
     )
     p.add_argument("bundle", type=Path)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=bounded_int(100_000), default=50)
-    p.add_argument("--shots", type=positive_int, default=1)
-    p.add_argument("--queries", type=positive_int, default=5)
+    _add_task_flags(p, tasks=50)
     p.add_argument("--bits", default="8,6,4,3,2", help="weight precisions to sweep")
     p.add_argument("--eta-exp", default=None, help="eta exponents to sweep, e.g. --eta-exp=-9,-7 (with '=': the values start with '-'; default: around the bundle's)")
     p.add_argument("--thresholds", default=None, help="error thresholds to sweep, e.g. --thresholds 0,8,16 (default: around the bundle's)")
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/rule-check)")
-    _add_json(p)
+    _add_seed_and_outputs(p, "BUNDLE/rule-check")
     p.set_defaults(func=_rule_check)
 
     p = sub.add_parser(
@@ -130,14 +134,8 @@ def register(sub) -> None:
         "OUT/cost.json, cost.md and cost.png.",
     )
     p.add_argument("bundle", type=Path, help="bundle directory (or a netx .net file: static part only, needs --out)")
-    p.add_argument("--data", type=Path, default=None, help="meta-dataset .h5: measure the activity on its tasks")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--tasks", type=bounded_int(100_000), default=20, help="number of tasks (episodes) measured")
-    p.add_argument("--shots", type=positive_int, default=1, help="K support samples per class")
-    p.add_argument("--queries", type=positive_int, default=5, help="query samples per class")
-    p.add_argument("--seed", type=seed_int, default=0, help="task seed (the same tasks as emulate with this seed)")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: BUNDLE/cost)")
-    _add_json(p)
+    _add_task_flags(p, tasks=20, data_required=False)   # without --data: the static part only
+    _add_seed_and_outputs(p, "BUNDLE/cost", "task seed (the same tasks as emulate with this seed)")
     p.set_defaults(func=_cost)
 
 
