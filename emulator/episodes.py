@@ -15,6 +15,7 @@ layer's spike counts over its readout window (first index on ties).
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import numpy as np
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.io import NeuromamlError, fail
 from neuromaml.onchip.fixed_rule import label_onehot, run_support, truncate_initial
-from neuromaml.onchip.rule import RuleError, RuleSpec
+from neuromaml.onchip.rule import RuleError, RuleSpec, grid_round, weight_update
 
 
 @dataclass
@@ -90,14 +91,22 @@ def episode_result(dep, batch, weights, initial, spikes, n_upd, seconds) -> Epis
 
 
 def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: RuleSpec | None = None,
-             chunk: int = 256, step_offsets: np.ndarray | None = None) -> EpisodeResult:
+             chunk: int = 256, step_offsets: np.ndarray | None = None, bits: int | None = None) -> EpisodeResult:
     """Episodes on the fast fixed-point engine. ``feats`` from ``dep.frozen_features``.
 
     Every episode starts as on a fresh graph (Lava's random streams at step 0), unless
     ``step_offsets`` (B,) says where each one's streams start: ``run_lava``'s
     ``result.step_offsets``, to reproduce episodes that ran one after another in one graph.
+    ``bits``: the precision model. None: the chip's (Lava 0.10 keeps 8-bit learned weights);
+    b: b-bit synapses (what ``rule-check`` sweeps): the initial weights rounded to the grid
+    G_b (``onchip.rule.grid_round``) and every update stochastically rounded to it; ``result.initial``
+    then holds the b-bit initial weights. bits = 8 equals None bit for bit.
     """
     spec = spec or dep.rule
+    w_init, update = dep.w0, None
+    if bits is not None:
+        w_init = grid_round(truncate_initial(dep.w0, dep.num_weight_bits), bits)
+        update = functools.partial(weight_update, bits=int(bits))
     t0 = time.perf_counter()
     labels = step_labels(dep, batch)
     B = batch.order.shape[0]
@@ -111,7 +120,7 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
         try:
             kw = dict(weight_exp=dep.weight_exp, num_weight_bits=dep.num_weight_bits,
                       reset_interval=dep.time_steps, step_offset=off if off.any() else 0)
-            r = run_support(spec, dep.w0, stream, labels[a:a + chunk], dep.neuron, **kw)
+            r = run_support(spec, w_init, stream, labels[a:a + chunk], dep.neuron, update=update, **kw)
             if spec.eq6_threshold:
                 # Eq. 6 gates the weights at the end of the support presentation; present the
                 # stream again with the gated weights (no labels: no learning) for the queries.

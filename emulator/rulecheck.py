@@ -61,7 +61,6 @@ w_start| per synapse, log-log, rule with and without threshold vs SGD).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -69,65 +68,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet
-from neuromaml.emulator.episodes import EpisodeBatch, EpisodeResult, episode_result, step_labels
-from neuromaml.io import NeuromamlError, atomic_path, atomic_write_text, fail, package_versions, write_json
-from neuromaml.onchip.fixed_rule import run_support, truncate_initial
-from neuromaml.onchip.rule import W_MAX, W_MIN, RuleError, RuleSpec, weight_update
+from neuromaml.emulator.episodes import EpisodeBatch, run_fast
+from neuromaml.io import atomic_path, atomic_write_text, fail, package_versions, write_json
+from neuromaml.onchip.fixed_rule import truncate_initial
+from neuromaml.onchip.rule import RuleError, RuleSpec, grid_step
 
 DEFAULT_BITS = (8, 6, 4, 3, 2)
 DEFAULT_SGD_LRS = (4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
 DEFAULT_LOGIT_SCALE = 0.5          # meta.models.ModelConfig.logit_scale default
 HIST_EDGES = 2.0 ** np.arange(-10, 10)      # |dw| bins, weight LSB (below / above: end bins)
-
-
-# --------------------------------------------------------------------------- weight grid
-def grid_step(bits: int) -> int:
-    """q_b = 2^(8 - b) weight LSB for b-bit synapses (b magnitude bits + sign)."""
-    return 1 << (8 - int(bits))
-
-
-def grid_round(w: np.ndarray, bits: int) -> np.ndarray:
-    """Round integer weights to the nearest point of G_b (ties up), clipped to G_b."""
-    q = grid_step(bits)
-    w = np.asarray(w, np.int64)
-    out = ((w + q // 2) // q) * q if q > 1 else w.copy()
-    return np.clip(out, W_MIN, (W_MAX + 1) - q)
-
-
-def grid_weight_update(bits: int):
-    """The engine's weight update with stochastic rounding to G_b instead of 1 LSB
-    (``onchip.rule.weight_update`` with ``bits``); at bits = 8 it is the engine's own update."""
-    return functools.partial(weight_update, bits=int(bits))
-
-
-def run_rule(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: RuleSpec,
-             bits: int = 8, chunk: int = 256) -> EpisodeResult:
-    """Episodes with the rule on b-bit synapses (the flow of ``episodes.run_fast``).
-
-    ``result.initial`` holds the b-bit initial weights, ``result.weights`` the learned ones.
-    """
-    t0 = time.perf_counter()
-    w_init = grid_round(truncate_initial(dep.w0, dep.num_weight_bits), bits)
-    update = grid_weight_update(bits)
-    labels = step_labels(dep, batch)
-    kw = dict(weight_exp=dep.weight_exp, num_weight_bits=dep.num_weight_bits,
-              reset_interval=dep.time_steps)
-    parts = []
-    for a in range(0, batch.order.shape[0], chunk):
-        stream = dep.assemble_stream(feats, batch.order[a:a + chunk])
-        try:
-            r = run_support(spec, w_init, stream, labels[a:a + chunk], dep.neuron, update=update, **kw)
-            if spec.eq6_threshold:      # as run_fast: queries see the Eq. 6-gated weights
-                q = run_support(spec, r.weights, stream, None, dep.neuron, truncate=False, **kw)
-                cut = dep.sample_start(batch.n_support)
-                r.spikes = np.concatenate([r.spikes[:, :cut], q.spikes[:, cut:]], axis=1)
-        except RuleError as exc:
-            raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
-        parts.append(r)
-    cat = lambda name: np.concatenate([getattr(r, name) for r in parts])  # noqa: E731
-    weights, initial = cat("weights"), cat("initial")
-    n_upd = (weights != initial).reshape(len(batch.order), -1).sum(axis=1)
-    return episode_result(dep, batch, weights, initial, cat("spikes"), n_upd, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- float SGD
@@ -331,7 +280,7 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
     def point(b: int, spec: RuleSpec, sweep: str) -> dict:
         key = (b, spec)
         if key not in runs:
-            r = run_rule(dep, feats, batch, spec, b)
+            r = run_fast(dep, feats, batch, spec, bits=b)
             frac = r.n_updates / r.weights[0].size
             runs[key] = {"bits": b, "grid_step": grid_step(b), "eta_exp": spec.eta_exp,
                          "error_threshold": spec.error_threshold,

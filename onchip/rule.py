@@ -231,6 +231,19 @@ def stochastic_decay(trace: np.ndarray, decay: float, r: float) -> np.ndarray:
     return fl.astype(np.int64)
 
 
+def grid_step(bits: int) -> int:
+    """q_b = 2^(8 - b) weight LSB for b-bit synapses (b magnitude bits + sign)."""
+    return 1 << (8 - int(bits))
+
+
+def grid_round(w: np.ndarray, bits: int) -> np.ndarray:
+    """Round integer weights to the nearest point of the b-bit grid G_b (ties up), clipped to G_b."""
+    q = grid_step(bits)
+    w = np.asarray(w, np.int64)
+    out = ((w + q // 2) // q) * q if q > 1 else w.copy()
+    return np.clip(out, W_MIN, (W_MAX + 1) - q)
+
+
 def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
                   r_w, bits: int = 8) -> np.ndarray:
     """One learning epoch of the engine: w (..., O, I), x1 (..., I), y2 (..., O).

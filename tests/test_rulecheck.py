@@ -6,6 +6,7 @@ rule sees (same readout as the fixed engine when it does not learn).
 """
 import argparse
 import dataclasses
+import functools
 import json
 
 import numpy as np
@@ -16,14 +17,12 @@ from neuromaml.deploy.bundle import export_bundle
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.emulate import build_batch, pool_inputs
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast
-from neuromaml.emulator.rulecheck import (float_counts, grid_round, grid_step, grid_weight_update,
-                                          rule_check, rule_check_cli, run_rule, sgd_reference,
-                                          _window_inputs)
+from neuromaml.emulator.rulecheck import _window_inputs, float_counts, rule_check, rule_check_cli, sgd_reference
 from neuromaml.io import NeuromamlError
 from neuromaml.meta.metadataset import MetaDataset
 from neuromaml.meta.models import ModelConfig, build_model
 from neuromaml.meta.tasks import TaskSampler
-from neuromaml.onchip.rule import RuleSpec, weight_update
+from neuromaml.onchip.rule import RuleSpec, grid_round, grid_step, weight_update
 
 T, BURN, TASKS = 100, 4, 4
 
@@ -61,7 +60,7 @@ def summary(bundle, tiny_metadataset, tmp_path_factory):
 def test_grid_update_at_8_bits_is_the_engine_update():
     rng = np.random.default_rng(0)
     spec = RuleSpec(eta_exp=-6)
-    upd = grid_weight_update(8)
+    upd = functools.partial(weight_update, bits=8)
     for i in range(20):
         w = rng.integers(-256, 256, (3, 5, 7))
         x1 = rng.integers(0, 128, (3, 7))
@@ -74,7 +73,7 @@ def test_coarse_grid_update_stays_on_grid_and_is_unbiased():
     spec = RuleSpec(eta_exp=-3)
     w = np.zeros((1, 1, 1), np.int64)
     x1, y2 = np.array([[100]]), np.array([[-3]])           # dw = 2^-3 * floor(300/8)*8 = 37 LSB
-    upd = grid_weight_update(3)                            # q = 32
+    upd = functools.partial(weight_update, bits=3)                            # q = 32
     rs = np.random.default_rng(1).random(4000)
     out = np.array([upd(w, x1, y2, spec, r)[0, 0, 0] for r in rs])
     assert set(np.unique(out)) == {32, 64}
@@ -90,7 +89,7 @@ def test_8_bit_point_equals_run_fast_bit_for_bit(episodes, change):
     dep, feats, batch = episodes
     spec = dataclasses.replace(dep.rule, **change)
     ref = run_fast(dep, feats, batch, spec)
-    got = run_rule(dep, feats, batch, spec, 8)
+    got = run_fast(dep, feats, batch, spec, bits=8)
     assert (ref.weights != ref.initial).any() and ref.spikes.sum() > 0, "test is vacuous"
     np.testing.assert_array_equal(got.weights, ref.weights)
     np.testing.assert_array_equal(got.initial, ref.initial)
@@ -102,12 +101,12 @@ def test_8_bit_point_equals_run_fast_bit_for_bit(episodes, change):
 def test_lower_precision_keeps_weights_on_its_grid(episodes, bits):
     dep, feats, batch = episodes
     spec = dataclasses.replace(dep.rule, eta_exp=-5)     # larger steps: updates survive the grid
-    r = run_rule(dep, feats, batch, spec, bits)
+    r = run_fast(dep, feats, batch, spec, bits=bits)
     q = grid_step(bits)
     assert (r.initial % q == 0).all() and (r.weights % q == 0).all()
     assert r.weights.max() <= 256 - q and r.weights.min() >= -256
     assert (r.weights != r.initial).any(), "no update on the coarse grid: test is vacuous"
-    r8 = run_rule(dep, feats, batch, spec, 8)
+    r8 = run_fast(dep, feats, batch, spec, bits=8)
     assert not np.array_equal(r8.weights, r.weights)
 
 
