@@ -242,7 +242,9 @@ def _export(args: argparse.Namespace) -> int:
         _after_export(args, man)
         return 0
     else:
-        kw: dict[str, Any] = {"name": args.model}
+        from neuromaml.meta.models import model_defaults
+
+        kw: dict[str, Any] = {**model_defaults(args.model), "name": args.model}
         if args.input_shape:
             kw["input_shape"] = tuple(args.input_shape)
         if args.n_way:

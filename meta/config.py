@@ -196,6 +196,10 @@ def from_dict(data: dict, path=None) -> RunConfig:
         model = dict(data.get("model") or {})
         model.setdefault("n_way", data["task"]["n_way"])
         data["model"] = model
+    if isinstance(data.get("model"), dict):       # the model's own defaults, where not given
+        from .models import model_defaults
+
+        data["model"] = {**model_defaults(data["model"].get("name")), **data["model"]}
     _merge(cfg, data, path, "")
     shape = cfg.model.input_shape
     if not (isinstance(shape, (list, tuple)) and all(_whole(v) for v in shape)):

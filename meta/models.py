@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,6 @@ from .surrogate import Surrogate, spike
 S_SCALE = 1 << 12  # slayer CUBA state scale (w_scale 64 * 64)
 W_SCALE = 1 << 6   # slayer CUBA weight scale
 
-MODEL_NAMES = ("small", "small_cnn", "cnn", "paper_cnn", "lava_mlp", "ann_cnn")
-SPIKING = ("small", "small_cnn", "cnn", "paper_cnn", "lava_mlp")
 
 
 @dataclass
@@ -59,7 +58,7 @@ class ModelConfig:
     time_steps: int = 100               # T
     burn_in: int = 70                   # readout and gradients over [burn_in, T)
     logit_scale: float = 0.5            # loss = CE(count * logit_scale)
-    hidden: list = field(default_factory=lambda: [128])  # dense widths (small, lava_mlp)
+    hidden: list | None = None          # dense widths (small: [128], lava_mlp: [512, 512] when None)
     conv: list = field(default_factory=lambda: [[16, 5], [32, 3]])  # cnn: [channels, kernel] per
                                         # conv (same padding), each followed by a 2x2 sum pool
     threshold: float = 1.25
@@ -74,6 +73,10 @@ class ModelConfig:
     zero_head: bool = True              # final layer starts at 0: one inner step is then
                                         # prototype-like and the outputs cannot start saturated
 
+    def __post_init__(self):
+        if self.hidden is None:         # the model's own default width (the registry says)
+            self.hidden = list(model_defaults(self.name).get("hidden", [128]))
+
     def surrogate_fn(self) -> Surrogate:
         return Surrogate(self.surrogate, self.surrogate_scale, self.surrogate_width)
 
@@ -84,61 +87,123 @@ def _neuron_params(cfg: ModelConfig) -> dict:
             "requires_grad": False}
 
 
-def _blocks(cfg: ModelConfig) -> list:
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model registry: how to build the network named ``name``."""
+
+    name: str
+    blocks: Callable[[ModelConfig], list] | None   # slayer blocks (None: not an SNN)
+    spiking: bool = True
+    about: str = ""
+    defaults: dict = field(default_factory=dict)   # ModelConfig fields this model sets otherwise
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, spiking: bool = True, about: str = "", defaults: dict | None = None):
+    """Register a builder ``blocks(cfg) -> [slayer blocks]`` under ``name`` (a decorator);
+    ``model.name: NAME`` in a config then builds it. ``defaults``: ModelConfig fields whose
+    default differs for this model (applied where a config does not give the field)."""
+    def deco(fn):
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelSpec(name, fn, spiking, about, dict(defaults or {}))
+        return fn
+    return deco
+
+
+def _cuba_and_params(cfg: ModelConfig):
     from lava.lib.dl import slayer
 
-    cuba = slayer.block.cuba
-    npar = _neuron_params
+    return slayer.block.cuba, (lambda: _neuron_params(cfg))
+
+
+def _halve(h: int, w: int, times: int) -> tuple[int, int]:
+    for _ in range(times):  # slayer pools pad odd sizes up
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
+def _mlp(cfg: ModelConfig) -> list:
+    cuba, npar = _cuba_and_params(cfg)
     c, h, w = cfg.input_shape
-    if cfg.name == "paper_cnn":
-        # Table 1: 32c5 (same padding), 2a, 64c5, 2a, 128c5, 2a, dense N
-        blocks = [
-            cuba.Conv(npar(cfg), c, 32, 5, padding=2, weight_scale=cfg.weight_scale),
-            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
-            cuba.Conv(npar(cfg), 32, 64, 5, padding=2, weight_scale=cfg.weight_scale),
-            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
-            cuba.Conv(npar(cfg), 64, 128, 5, padding=2, weight_scale=cfg.weight_scale),
-            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
-            cuba.Flatten(),
-        ]
-        for _ in range(3):  # slayer pools pad odd sizes up
-            h, w = (h + 1) // 2, (w + 1) // 2
-        blocks.append(cuba.Dense(npar(cfg), 128 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
-        return blocks
-    if cfg.name == "small_cnn":
-        # 2a, 16c5 (same padding), 2a, dense N: convolution shares features across positions,
-        # so features learned for a digit on one side transfer to the other side (with
-        # `--digit-split ordered` the meta-test classes 80..99 put 8 and 9 on the left, which
-        # the meta-train classes 0..63 never do)
-        blocks = [
-            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
-            cuba.Conv(npar(cfg), c, 16, 5, padding=2, weight_scale=cfg.weight_scale),
-            cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight),
-            cuba.Flatten(),
-        ]
-        for _ in range(2):
-            h, w = (h + 1) // 2, (w + 1) // 2
-        blocks.append(cuba.Dense(npar(cfg), 16 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
-        return blocks
-    if cfg.name == "cnn":
-        blocks, n_in = [], c
-        for ch, k in cfg.conv:
-            blocks += [cuba.Conv(npar(cfg), n_in, ch, k, padding=k // 2, weight_scale=cfg.weight_scale),
-                       cuba.Pool(npar(cfg), 2, weight_scale=cfg.pool_weight)]
-            h, w, n_in = (h + 1) // 2, (w + 1) // 2, ch
-        blocks.append(cuba.Flatten())
-        blocks.append(cuba.Dense(npar(cfg), n_in * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
-        return blocks
-    if cfg.name in ("small", "lava_mlp"):
-        # lava_mlp is input-512-512-N unless hidden is given explicitly
-        widths = [512, 512] if cfg.name == "lava_mlp" and list(cfg.hidden) == [128] else list(cfg.hidden)
-        blocks = [cuba.Flatten()]
-        n_in = c * h * w
-        for n_out in widths + [cfg.n_way]:
-            blocks.append(cuba.Dense(npar(cfg), n_in, n_out, weight_scale=cfg.weight_scale))
-            n_in = n_out
-        return blocks
-    raise ValueError(f"unknown model name {cfg.name!r}; choose one of {MODEL_NAMES}")
+    blocks, n_in = [cuba.Flatten()], c * h * w
+    for n_out in list(cfg.hidden) + [cfg.n_way]:
+        blocks.append(cuba.Dense(npar(), n_in, n_out, weight_scale=cfg.weight_scale))
+        n_in = n_out
+    return blocks
+
+
+register_model("small", about="dense: input-hidden...-N (model.hidden, default [128])")(_mlp)
+
+
+@register_model("small_cnn", about="2a-16c5-2a-N")
+def _small_cnn(cfg: ModelConfig) -> list:
+    # convolution shares features across positions, so features learned for a digit on one side
+    # transfer to the other side (with `--digit-split ordered` the meta-test classes 80..99 put 8
+    # and 9 on the left, which the meta-train classes 0..63 never do)
+    cuba, npar = _cuba_and_params(cfg)
+    c, h, w = cfg.input_shape
+    blocks = [
+        cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight),
+        cuba.Conv(npar(), c, 16, 5, padding=2, weight_scale=cfg.weight_scale),
+        cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight),
+        cuba.Flatten(),
+    ]
+    h, w = _halve(h, w, 2)
+    blocks.append(cuba.Dense(npar(), 16 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+    return blocks
+
+
+@register_model("cnn", about="model.conv: [channels, kernel] per conv (same padding), each + 2a; dense N")
+def _cnn(cfg: ModelConfig) -> list:
+    cuba, npar = _cuba_and_params(cfg)
+    c, h, w = cfg.input_shape
+    blocks, n_in = [], c
+    for ch, k in cfg.conv:
+        blocks += [cuba.Conv(npar(), n_in, ch, k, padding=k // 2, weight_scale=cfg.weight_scale),
+                   cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight)]
+        h, w = _halve(h, w, 1)
+        n_in = ch
+    blocks.append(cuba.Flatten())
+    blocks.append(cuba.Dense(npar(), n_in * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+    return blocks
+
+
+@register_model("paper_cnn", about="Table 1: 32c5-2a-64c5-2a-128c5-2a-N")
+def _paper_cnn(cfg: ModelConfig) -> list:
+    cuba, npar = _cuba_and_params(cfg)
+    c, h, w = cfg.input_shape
+    blocks = [
+        cuba.Conv(npar(), c, 32, 5, padding=2, weight_scale=cfg.weight_scale),
+        cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight),
+        cuba.Conv(npar(), 32, 64, 5, padding=2, weight_scale=cfg.weight_scale),
+        cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight),
+        cuba.Conv(npar(), 64, 128, 5, padding=2, weight_scale=cfg.weight_scale),
+        cuba.Pool(npar(), 2, weight_scale=cfg.pool_weight),
+        cuba.Flatten(),
+    ]
+    h, w = _halve(h, w, 3)
+    blocks.append(cuba.Dense(npar(), 128 * h * w, cfg.n_way, weight_scale=cfg.weight_scale))
+    return blocks
+
+
+# the authors' network is input-512-512-N (../shared/fixtures/snn-maml/network_test.net): that
+# is its default width; a config's model.hidden is taken as given, as for small
+register_model("lava_mlp", about="the authors' Lava MLP: input-512-512-N", defaults={"hidden": [512, 512]})(_mlp)
+register_model("ann_cnn", spiking=False, about="non-spiking CNN over summed frames (Table 2 baseline)")(None)
+
+
+def _blocks(cfg: ModelConfig) -> list:
+    spec = MODELS.get(cfg.name)
+    if spec is None or spec.blocks is None:
+        raise ValueError(f"unknown spiking model name {cfg.name!r}; choose one of {SPIKING}")
+    return spec.blocks(cfg)
+
+
+MODEL_NAMES = tuple(MODELS)                                   # what model.name accepts
+SPIKING = tuple(n for n, m in MODELS.items() if m.spiking)    # what export deploys
 
 
 def rshift0(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -461,7 +526,9 @@ class ANN(_MetaNet):
 def build_model(cfg: ModelConfig, seed: int | None = None):
     """Build the network named by ``cfg.name`` (an ``SNN``, or the ``ANN`` baseline
     for ``ann_cnn``); ``seed`` fixes the initial weights."""
-    cls = ANN if cfg.name == "ann_cnn" else SNN
+    if cfg.name not in MODELS:
+        raise ValueError(f"unknown model name {cfg.name!r}; choose one of {MODEL_NAMES}")
+    cls = SNN if MODELS[cfg.name].spiking else ANN
     if seed is not None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -469,9 +536,15 @@ def build_model(cfg: ModelConfig, seed: int | None = None):
     return cls(cfg)
 
 
+def model_defaults(name) -> dict:
+    """The ModelConfig fields model ``name`` sets otherwise than ModelConfig's defaults."""
+    spec = MODELS.get(name) if isinstance(name, str) else None
+    return dict(spec.defaults) if spec else {}
+
+
 def config_from_dict(d: dict) -> ModelConfig:
     known = {f.name for f in dataclasses.fields(ModelConfig)}
-    kw = {k: v for k, v in d.items() if k in known}
+    kw = {**model_defaults(d.get("name")), **{k: v for k, v in d.items() if k in known}}
     if "input_shape" in kw:
         kw["input_shape"] = tuple(kw["input_shape"])
     return ModelConfig(**kw)

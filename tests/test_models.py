@@ -136,3 +136,25 @@ def test_zero_head_starts_silent():
     m = build_model(ModelConfig(name="small", hidden=[8]), seed=0)
     assert m.blocks[-1].synapse.weight.abs().max() == 0
     assert m(torch.ones(1, 2, 16, 32, 100)).sum() == 0
+
+
+def test_model_registry_builds_every_name_and_honours_hidden():
+    from neuromaml.meta.config import from_dict
+    from neuromaml.meta.models import MODEL_NAMES, MODELS, SPIKING, register_model
+
+    assert MODEL_NAMES == ("small", "small_cnn", "cnn", "paper_cnn", "lava_mlp", "ann_cnn")
+    assert "ann_cnn" not in SPIKING and set(SPIKING) < set(MODEL_NAMES)
+    for name in MODEL_NAMES:
+        m = build_model(ModelConfig(name=name, time_steps=4, burn_in=0), seed=0)
+        assert (type(m).__name__ == "SNN") == MODELS[name].spiking
+    # lava_mlp's own default width, and an explicit width taken as given (it was once ignored)
+    widths = lambda cfg: [b.synapse.weight.shape[0] for b in build_model(cfg).blocks[1:]]  # noqa: E731
+    assert widths(ModelConfig(name="lava_mlp")) == [512, 512, 5]
+    assert widths(ModelConfig(name="lava_mlp", hidden=[128])) == [128, 5]
+    assert from_dict({"model": {"name": "lava_mlp"}}).model.hidden == [512, 512]
+    assert from_dict({"model": {"name": "lava_mlp", "hidden": [64]}}).model.hidden == [64]
+    assert from_dict({"model": {"name": "small"}}).model.hidden == [128]
+    with pytest.raises(ValueError, match="unknown model name 'nope'"):
+        build_model(ModelConfig(name="nope"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("small")(lambda cfg: [])
