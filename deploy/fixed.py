@@ -14,7 +14,7 @@ What Lava computes (``lava.proc.dense.models.PyDenseModelBitAcc``,
   ``clip_weights``/``truncate_weights``; ``a = (sum_i W_ji s_i) >> -weight_exp``
   (arithmetic shift, int32 on the wire);
 * conv synapse: ``a = conv(s, W)`` (no exponent), wrapped to signed 24 bit;
-* neuron, per step (all integers, ``D_u = iDecay``, ``D_v = vDecay``)::
+* neuron, per step (``onchip.neuron.lif_step``; all integers, ``D_u = iDecay``, ``D_v = vDecay``)::
 
       u = sign(u (4096 - D_u)) (|u (4096 - D_u)| >> 12) + (a << 6)   (wrapped to 24 bit)
       v = clip(sign(v (4096 - D_v)) (|v (4096 - D_v)| >> 12) + u + (bias << 6), +-(2**23 - 1))
@@ -41,9 +41,10 @@ import numpy as np
 
 from neuromaml.deploy.netxfile import NetxLayer, read_layers
 from neuromaml.io import fail
+from neuromaml.onchip.neuron import CubaParams, CubaState, IntOps, lif_step
+from neuromaml.onchip.rule import RuleError
 
 SYNAPSE_DELAY = 1          # steps each Lava synapse (dense, conv) delays its output
-_UV_MAX = 1 << 23          # 24-bit state registers
 
 
 def _wrap32(x: np.ndarray) -> np.ndarray:
@@ -52,12 +53,6 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
 
 def _wrap16(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 15)) & 0xFFFF) - (1 << 15)
-
-
-def _trunc_decay(x: np.ndarray, d: int) -> np.ndarray:
-    """``sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)`` (round toward zero)."""
-    p = x * (4096 - int(d))
-    return np.sign(p) * (np.abs(p) >> 12)
 
 
 def delay(a: np.ndarray, steps: int = SYNAPSE_DELAY) -> np.ndarray:
@@ -93,16 +88,6 @@ def to_net_input(x: np.ndarray, want: tuple[int, ...], source: Any = None) -> np
                "convert slayer frames (N, C, H, W, T) with neuromaml.deploy.fixed.frames_to_xyf")
 
 
-@dataclasses.dataclass
-class CubaParams:
-    """Fixed-point CUBA neuron (Lava ``LIF`` as netx configures it)."""
-
-    i_decay: int          # D_u in 0..4096 (12 bit + offset)
-    v_decay: int          # D_v in 0..4095
-    vth_mant: int         # threshold mantissa; spikes when v > vth_mant << 6
-    bias: np.ndarray | None = None   # bias mantissa per neuron (xyf shape), int16 as Lava stores it
-
-
 def reset_steps(T: int, interval: int | None, offset: int) -> np.ndarray:
     """Boolean (T,): after which steps (0-based index) ``u, v`` are zeroed.
 
@@ -116,32 +101,22 @@ def reset_steps(T: int, interval: int | None, offset: int) -> np.ndarray:
 
 
 def cuba_run(a: np.ndarray, p: CubaParams, reset_after: np.ndarray | None = None) -> np.ndarray:
-    """Run the neuron over time. ``a``: (B, T, *shape) int64 synaptic input -> spikes int8.
+    """Run the neuron over time: ``onchip.neuron.lif_step`` (the one CUBA step) per step.
+    ``a``: (B, T, *shape) int64 synaptic input -> spikes int8.
 
     ``reset_after`` (T,) bool zeroes ``u`` and ``v`` after those steps (see ``reset_steps``).
     """
     B, T = a.shape[:2]
-    u = np.zeros((B,) + a.shape[2:], np.int64)
-    v = np.zeros_like(u)
-    bias = 0 if p.bias is None else (p.bias.astype(np.int64) << 6)
-    vth = int(p.vth_mant) << 6
+    state = CubaState(np.zeros((B,) + a.shape[2:], np.int64), np.zeros((B,) + a.shape[2:], np.int64))
     out = np.zeros(a.shape, np.int8)
     act = _wrap32(_wrap32(a) << 6)
     # int32 wraps can only happen when |act| nears 2**31 (|u|, |v| <= 2**23, |bias << 6| < 2**22)
-    wrap = int(np.abs(act).max(initial=0)) >= (1 << 30)
+    ops = IntOps(np, wrap32=int(np.abs(act).max(initial=0)) >= (1 << 30))
     for t in range(T):
-        d = _trunc_decay(u, p.i_decay) + act[:, t]
-        if wrap:
-            d = _wrap32(d)
-        w = np.where(d > _UV_MAX, d - 2 * _UV_MAX, d)
-        u = np.where(w <= -_UV_MAX, d + 2 * _UV_MAX, w)
-        v = np.clip(_trunc_decay(v, p.v_decay) + u + bias, -_UV_MAX + 1, _UV_MAX - 1)
-        s = v > vth
-        v = np.where(s, 0, v)
+        s, _, state = lif_step(act[:, t], state, p, ops)
         out[:, t] = s
         if reset_after is not None and reset_after[t]:
-            u = np.zeros_like(u)
-            v = np.zeros_like(v)
+            state = CubaState(np.zeros_like(state.u), np.zeros_like(state.v))
     return out
 
 
@@ -205,7 +180,7 @@ def _neuron(layer: NetxLayer, path: Any) -> CubaParams:
     if nrn is None:
         # netx's default for dense layers without a neuron ("non-leaky integrator"): iDecay 0,
         # vDecay 4096 and vThMant written `1 << 18 - 1`, which Python reads as 1 << 17
-        return CubaParams(0, 4096, 1 << 17)
+        return CubaParams.from_netx(0, 4096, 1 << 17)
     ntype = str(nrn.get("type"))
     if ntype not in ("CUBA", "LOIHI"):
         raise fail(path, f"layer/{layer.index}/neuron/type = {ntype!r}: only CUBA/LOIHI neurons are supported",
@@ -213,7 +188,10 @@ def _neuron(layer: NetxLayer, path: Any) -> CubaParams:
     for key in ("iDecay", "vDecay", "vThMant"):
         if key not in nrn:
             raise fail(path, f"layer/{layer.index}/neuron/{key} missing", "re-export the network")
-    return CubaParams(int(nrn["iDecay"]), int(nrn["vDecay"]), int(nrn["vThMant"]))
+    try:
+        return CubaParams.from_netx(int(nrn["iDecay"]), int(nrn["vDecay"]), int(nrn["vThMant"]))
+    except RuleError as exc:
+        raise fail(path, f"layer/{layer.index}/neuron: {exc}", "re-export the network") from None
 
 
 def _bias(layer: NetxLayer, shape: tuple[int, ...], path: Any) -> np.ndarray | None:
@@ -324,7 +302,9 @@ class FixedPointNet:
                                     _expand(L.get("stride"), 1), _expand(L.get("padding"), 0),
                                     _expand(L.get("dilation"), 1), groups)
                     _check_conv_shape(fl, path)
-                fl.neuron.bias = _bias(L, shape, path)
+                b = _bias(L, shape, path)
+                if b is not None:
+                    fl.neuron = dataclasses.replace(fl.neuron, bias=b)
                 layers.append(fl)
                 if input_shape is None:
                     input_shape = fl.in_shape

@@ -29,7 +29,7 @@ is learned, on Lava and on the fast engine alike.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 from neuromaml.deploy.bundle import load_bundle
 from neuromaml.deploy.fixed import FixedPointNet, cuba_run, delay
 from neuromaml.io import fail
-from neuromaml.onchip.neuron import CubaParams as PlasticNeuron
+from neuromaml.onchip.neuron import CubaParams
 from neuromaml.onchip.rule import RuleError, RuleSpec
 
 
@@ -52,7 +52,7 @@ class DeployedNet:
                                     # network.net's weights << -weight_exp
     weight_exp: int                 # plastic Dense weight exponent, -8..0 (manifest adapt.weight_exp)
     num_weight_bits: int            # plastic Dense weight bits (8)
-    neuron: PlasticNeuron           # plastic layer's CUBA neuron (onchip registers)
+    neuron: CubaParams              # plastic layer's CUBA neuron
     rule: RuleSpec
     time_steps: int                 # T
     burn_in: int
@@ -99,14 +99,19 @@ class DeployedNet:
                        "re-run neuromaml calibrate (it chooses an exponent the weights fit)")
         w0 = w0 << -wexp
         p = layer.neuron
-        bias = 0 if p.bias is None else int(np.unique(p.bias)[0]) if np.unique(p.bias).size == 1 else None
-        if bias is None:
+        bias = np.unique(np.asarray(p.bias))
+        if bias.size > 1:
             raise fail(netpath, f"layer/{layer.index}/bias differs per neuron",
                        "the plastic neuron process takes one bias; export without per-neuron bias")
+        # the plastic neuron is a Lava LIF with learning: its registers must be the chip's
+        # (13-bit bias mantissa, 12-bit voltage decay, 17-bit threshold mantissa)
+        for name, val, lo, hi in (("bias", int(bias[0]) if bias.size else 0, -4096, 4095),
+                                  ("vDecay", p.dv, 0, 4095), ("vThMant", p.vth, 0, 131071)):
+            if not lo <= val <= hi:
+                raise fail(netpath, f"layer/{layer.index}/neuron {name} = {val}: the plastic layer's neuron "
+                           f"needs {lo}..{hi}", "export the final layer with a CUBA neuron of chip registers")
+        neuron = replace(p, bias=int(bias[0]) if bias.size else 0)
         try:
-            # netx maps iDecay to Lava's du = iDecay - 1 (iDecay 0 -> du -1: no current decay)
-            neuron = PlasticNeuron(du=int(p.i_decay) - 1, dv=int(p.v_decay),
-                                   vth=int(p.vth_mant), bias=bias)
             spec = rule or RuleSpec.from_dict(adapt.get("rule") or {})
         except RuleError as exc:
             raise fail(man_path, f"field 'adapt': {exc}", "re-export the bundle with a valid rule") from None

@@ -55,13 +55,13 @@ def test_cuba_golden_trace():
     # a = 3 at step 0: u = 192, 144, 108, 81, 60, 45, 33; v = 192|0, 144|0, 108, 189|0, 60, 105, 138|0
     a = np.zeros((1, 7, 1), np.int64)
     a[0, 0, 0] = 3
-    s = cuba_run(a, CubaParams(1024, 0, 2))
+    s = cuba_run(a, CubaParams.from_netx(1024, 0, 2))
     assert s[0, :, 0].tolist() == [1, 1, 0, 1, 0, 0, 1]
     # negative input never spikes; the delay helper shifts by exactly one step
-    assert cuba_run(-a, CubaParams(1024, 0, 2)).sum() == 0
+    assert cuba_run(-a, CubaParams.from_netx(1024, 0, 2)).sum() == 0
     assert fixed.delay(np.arange(4).reshape(1, 4))[0].tolist() == [0, 0, 1, 2]
     # reset protocol: zero after step index 0 kills the carried current
-    assert cuba_run(a, CubaParams(1024, 0, 2), fixed.reset_steps(7, 7, 0))[0, :, 0].tolist() == [1] + [0] * 6
+    assert cuba_run(a, CubaParams.from_netx(1024, 0, 2), fixed.reset_steps(7, 7, 0))[0, :, 0].tolist() == [1] + [0] * 6
 
 
 # -- the 128-channel pool bug ---------------------------------------------------
