@@ -162,41 +162,116 @@ class RuleSpec:
 
 
 # --------------------------------------------------------------------------- kernels
-# Pure integer numpy functions shared by Face 3 (fixed_rule) and Face 1's
-# process models (lavaprocs), so the non-engine part is one piece of code.
+# The rule's kernels, written once. ``ops`` supplies the arithmetic: ``IntRuleOps`` (integer
+# numpy, below) for Face 3 (fixed_rule) and Face 1's process models (lavaprocs), the
+# straight-through torch arithmetic of ``torch_rule.SteRuleOps`` for Face 2; so the three
+# faces compute the same values by construction. Hyperparameters the torch twin can learn
+# (thresholds, beta, eta_exp) may be passed as tensors there; by default they come from spec.
 
-def error_q(counts: np.ndarray, onehot: np.ndarray, spec: RuleSpec) -> np.ndarray:
+class IntRuleOps:
+    """Integer numpy arithmetic of the rule (Lava's fixed-point engine and process models)."""
+
+    @staticmethod
+    def real(x):
+        return np.asarray(x, np.float64)
+
+    @staticmethod
+    def round(x):
+        return np.rint(x).astype(np.int64)
+
+    @staticmethod
+    def softmax(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def has_label(onehot):
+        return (np.asarray(onehot) != 0).any(axis=-1, keepdims=True)
+
+    @staticmethod
+    def gate(y, threshold):
+        return np.where(np.abs(y) > threshold, y, 0)
+
+    @staticmethod
+    def full_like(x, value):
+        return np.full(np.shape(x), value, np.int64)
+
+    @staticmethod
+    def shr(x, k: int):
+        """floor(x / 2^k) (an int32 product stays int32)."""
+        x = np.asarray(x)
+        return x >> k if x.dtype in (np.int32, np.int64) else x.astype(np.int64) >> k
+
+    @staticmethod
+    def stochastic(val, r):
+        """floor(val) + (r < frac(val)): Lava's stochastic rounding."""
+        fl = np.floor(val)
+        fl += r < (val - fl)                     # val - floor(val) == val % 1 (exact)
+        return fl.astype(np.int64)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def neg_outer(y2, x1):
+        """-(y2 x1^T) per episode (..., O, I), int32 as the engine's product."""
+        prod = np.asarray(y2, np.int32)[..., :, None] * np.asarray(x1, np.int32)[..., None, :]
+        return np.negative(prod, out=prod)
+
+    @staticmethod
+    def shl(x, k: int):
+        return np.left_shift(x, k, dtype=np.int32) if np.ndim(x) else x << k
+
+    @staticmethod
+    def stochastic_shr(acc, shift: int, r):
+        """floor(acc / 2^shift) + (r < frac(acc / 2^shift)), in integers: the bump is
+        (acc & (2^shift - 1)) > floor(r 2^shift); r: a float or (B,) per episode."""
+        if np.ndim(r):
+            thr = np.floor(np.asarray(r) * (1 << shift)).astype(np.int32).reshape(-1, 1, 1)
+        else:
+            thr = int(np.floor(r * (1 << shift)))
+        bump = (acc & ((1 << shift) - 1)) > thr
+        out = acc >> shift
+        out += bump
+        return out
+
+
+INT_RULE_OPS = IntRuleOps()
+
+
+def error_q(counts, onehot, spec: RuleSpec, ops=INT_RULE_OPS, threshold=None):
     """Quantized, gated error e_q (..., O) from spike counts and one-hot labels.
 
     e = softmax(2^g * counts) - onehot; e_q = rint(e * e_max); zero where
     |e_q| <= error_threshold or where no label is present (onehot all zero).
     """
-    z = np.asarray(counts, np.float64) * (2.0 ** spec.softmax_gain_exp)
-    z = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    p = p / p.sum(axis=-1, keepdims=True)
-    onehot = np.asarray(onehot)
-    e = np.rint((p - onehot) * spec.e_max).astype(np.int64)
-    e = np.where(np.abs(e) > spec.error_threshold, e, 0)
-    has_label = (onehot != 0).any(axis=-1, keepdims=True)
-    return np.where(has_label, e, 0)
+    th = spec.error_threshold if threshold is None else threshold
+    p = ops.softmax(ops.real(counts) * (2.0 ** spec.softmax_gain_exp))
+    e = ops.gate(ops.round((p - onehot) * spec.e_max), th)
+    return e * ops.has_label(onehot)
 
 
-def surrogate_q(v_pre: np.ndarray, theta: int, spec: RuleSpec) -> np.ndarray:
+def surrogate_q(v_pre, theta: int, spec: RuleSpec, ops=INT_RULE_OPS, beta=None):
     """Surrogate factor f_q in [0, 128] (128 = 1.0): rint(128 / (1 + beta|z|)^2)."""
     if spec.surrogate == "none":
-        return np.full(np.shape(v_pre), F_ONE, np.int64)
-    z = (np.asarray(v_pre, np.float64) - theta) / max(theta, 1)
-    f = 1.0 / (1.0 + spec.surrogate_beta * np.abs(z)) ** 2
-    return np.rint(F_ONE * f).astype(np.int64)
+        return ops.full_like(v_pre, F_ONE)
+    beta = spec.surrogate_beta if beta is None else beta
+    z = (ops.real(v_pre) - theta) / max(theta, 1)
+    return ops.round(F_ONE * (1.0 / (1.0 + beta * abs(z)) ** 2))
 
 
-def third_factor_q(e_q: np.ndarray, v_pre: np.ndarray, theta: int, spec: RuleSpec
-                   ) -> np.ndarray:
+def third_factor_q(e_q, v_pre, theta: int, spec: RuleSpec, ops=INT_RULE_OPS, threshold=None, beta=None):
     """y2 = floor((e_q * f_q + 64) / 128), zero where |y2| <= factor_threshold."""
-    prod = np.asarray(e_q, np.int64) * surrogate_q(v_pre, theta, spec)
-    y2 = (prod + F_ONE // 2) >> 7
-    return np.where(np.abs(y2) > spec.factor_threshold, y2, 0)
+    th = spec.factor_threshold if threshold is None else threshold
+    y2 = ops.shr(e_q * surrogate_q(v_pre, theta, spec, ops, beta) + F_ONE // 2, 7)
+    return ops.gate(y2, th)
+
+
+def stochastic_decay(trace, decay, r, ops=INT_RULE_OPS):
+    """Lava's trace decay: floor(decay * x) + (r < frac(decay * x))."""
+    return ops.stochastic(decay * ops.real(trace), r)
 
 
 def lava_randoms(spec: RuleSpec, steps: int, offset=0):
@@ -223,14 +298,6 @@ def lava_randoms(spec: RuleSpec, steps: int, offset=0):
     return r_x, r_y, r_w
 
 
-def stochastic_decay(trace: np.ndarray, decay: float, r: float) -> np.ndarray:
-    """Lava's trace decay: floor(decay * x) + (r < frac(decay * x))."""
-    val = decay * np.asarray(trace, np.float64)
-    fl = np.floor(val)
-    fl += r < (val - fl)                     # val - floor(val) == val % 1 (exact)
-    return fl.astype(np.int64)
-
-
 def grid_step(bits: int) -> int:
     """q_b = 2^(8 - b) weight LSB for b-bit synapses (b magnitude bits + sign)."""
     return 1 << (8 - int(bits))
@@ -244,41 +311,26 @@ def grid_round(w: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(out, W_MIN, (W_MAX + 1) - q)
 
 
-def weight_update(w: np.ndarray, x1: np.ndarray, y2: np.ndarray, spec: RuleSpec,
-                  r_w, bits: int = 8) -> np.ndarray:
+def weight_update(w, x1, y2, spec: RuleSpec, r_w, bits: int = 8, ops=INT_RULE_OPS, eta_exp=None):
     """One learning epoch of the engine: w (..., O, I), x1 (..., I), y2 (..., O).
 
     acc = clip(w*128 + clip(((-x1*y2) >> 3) << (eta_exp+10))), then
     stochastic rounding to a whole weight with the shared random r_w, then
     clipping to [-256, 255] (r_w: a float, or (B,) floats for a (B, O, I) batch of
     episodes at different steps of Lava's stream). Lava computes floor(acc/128) + (r_w < frac(acc/128));
-    here the same in integers: (acc >> 7) + ((acc & 127) > floor(128 r_w)).
+    in integers: (acc >> 7) + ((acc & 127) > floor(128 r_w)).
     bits < 8 models b-bit synapses (what `neuromaml rule-check` sweeps): the
     accumulator is stochastically rounded to the grid of step q = 2^(8 - bits)
     weight LSB instead of to 1 LSB, and clipped to [-256, 256 - q]. Lava 0.10's
-    engine always keeps 8 bits (bits = 8, the default). Returns int32.
+    engine always keeps 8 bits (bits = 8, the default). Returns int32 (integer ops).
     """
     q = 1 << (8 - int(bits))
-    shift = ACC_SHIFT + (8 - int(bits))
-    x1c = np.clip(x1, -128, 127).astype(np.int32)
-    y2c = np.clip(y2, -128, 127).astype(np.int32)
-    prod = y2c[..., :, None] * x1c[..., None, :]
-    np.negative(prod, out=prod)
-    prod >>= PRODUCT_SHIFT
-    prod <<= spec.lava_scale_exp + 7                    # |prod| <= 2016 << 15 < 2^31
-    np.clip(prod, ACC_LO, ACC_HI, out=prod)
-    prod += np.asarray(w, np.int32) << ACC_SHIFT
-    np.clip(prod, ACC_LO, ACC_HI, out=prod)
-    if np.ndim(r_w):
-        thr = np.floor(np.asarray(r_w) * (1 << shift)).astype(np.int32).reshape(-1, 1, 1)
-    else:
-        thr = int(np.floor(r_w * (1 << shift)))
-    bump = (prod & ((1 << shift) - 1)) > thr
-    prod >>= shift
-    prod += bump
-    if q > 1:
-        prod *= q
-    return np.clip(prod, W_MIN, (W_MAX + 1) - q, out=prod)
+    k = spec.eta_exp if eta_exp is None else eta_exp      # dw string's exponent is k + 3
+    prod = ops.neg_outer(ops.clip(y2, -128, 127), ops.clip(x1, -128, 127))
+    prod = ops.clip(ops.shl(ops.shr(prod, PRODUCT_SHIFT), k + PRODUCT_SHIFT + 7), ACC_LO, ACC_HI)
+    acc = ops.clip(prod + ops.shl(w, ACC_SHIFT), ACC_LO, ACC_HI)    # |prod| <= 2016 << 15 < 2^31
+    w_new = ops.stochastic_shr(acc, ACC_SHIFT + (8 - int(bits)), r_w)
+    return ops.clip(w_new * q if q > 1 else w_new, W_MIN, (W_MAX + 1) - q)
 
 
 def eq6_gate(w_end: np.ndarray, w_start: np.ndarray, threshold: int) -> np.ndarray:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from neuromaml.onchip.neuron import CubaParams, CubaState, cuba_step
-from neuromaml.onchip.rule import (ACC_HI, ACC_LO, F_ONE, TRACE_MAX, W_MAX, W_MIN,
-                                   Y_DECAY_TAU, RuleError, RuleSpec, lava_randoms)
+from neuromaml.onchip.rule import (TRACE_MAX, W_MAX, W_MIN, Y_DECAY_TAU, RuleError, RuleSpec, error_q,
+                                   lava_randoms, stochastic_decay, third_factor_q, weight_update)
 
 
 def ste(x: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
@@ -64,6 +64,66 @@ def _gate(y, threshold):
 
 def _param(value, default):
     return default if value is None else value
+
+
+class SteRuleOps:
+    """The rule's arithmetic for Face 2 (``onchip.rule``'s kernels take it as ``ops``): float
+    tensors holding integers, every rounding applied in the forward pass and the identity in the
+    backward pass; the softmax's max shift detached; a tensor threshold gated with a sigmoid
+    surrogate (``_gate``). Forward values equal ``IntRuleOps``' in float64."""
+
+    @staticmethod
+    def real(x):
+        return x
+
+    @staticmethod
+    def round(x):
+        return ste_round(x)
+
+    @staticmethod
+    def softmax(z):
+        z = z - z.max(dim=-1, keepdim=True).values.detach()
+        p = torch.exp(z)
+        return p / p.sum(dim=-1, keepdim=True)
+
+    @staticmethod
+    def has_label(onehot):
+        return (onehot != 0).any(dim=-1, keepdim=True).to(onehot.dtype)
+
+    @staticmethod
+    def gate(y, threshold):
+        return _gate(y, threshold)
+
+    @staticmethod
+    def full_like(x, value):
+        return torch.full_like(x, float(value))
+
+    @staticmethod
+    def shr(x, k: int):
+        return ste_floor(x / float(1 << k))
+
+    @staticmethod
+    def stochastic(val, r):
+        return ste_stochastic(val, r)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def neg_outer(y2, x1):
+        return -(y2.unsqueeze(-1) * x1.unsqueeze(-2))
+
+    @staticmethod
+    def shl(x, k):
+        return x * torch.pow(torch.as_tensor(2.0, dtype=x.dtype), k) if torch.is_tensor(k) else x * float(2.0 ** k)
+
+    @staticmethod
+    def stochastic_shr(acc, shift: int, r):
+        return ste_stochastic(acc / float(1 << shift), r)
+
+
+STE_RULE_OPS = SteRuleOps()
 
 
 def sequential_support(pre_spikes: torch.Tensor, labels: torch.Tensor,
@@ -158,7 +218,7 @@ def adapt_final_layer(spec: RuleSpec, weight: torch.Tensor, pre_spikes: torch.Te
         r_x = r_y = r_w = [0.5] * T
     eta = _param(eta_exp, spec.eta_exp)
     eta = ste_round(torch.clamp(torch.as_tensor(eta, dtype=dt), -10, 5))
-    acc_scale = torch.pow(torch.as_tensor(2.0, dtype=dt), eta + 10)   # (<< eta+10)
+    ops = STE_RULE_OPS
     if x1_tau is None:
         x_decay = spec.x1_decay
     else:
@@ -168,8 +228,7 @@ def adapt_final_layer(spec: RuleSpec, weight: torch.Tensor, pre_spikes: torch.Te
     th_e = _param(error_threshold, spec.error_threshold)
     th_y = _param(factor_threshold, spec.factor_threshold)
     beta = _param(surrogate_beta, spec.surrogate_beta)
-    e_max = float(spec.e_max)
-    theta = float(neuron.theta)
+    theta = neuron.theta
 
     # initial weights: scale, round, clamp, truncate (MIXED: low 9-nwb bits)
     n = 8 - int(num_weight_bits) + 1
@@ -192,27 +251,12 @@ def adapt_final_layer(spec: RuleSpec, weight: torch.Tensor, pre_spikes: torch.Te
         spikes.append(s_out)
         acc = torch.einsum("boi,bi->bo", w, s_k)
         a_prev = acc * 2.0 ** weight_exp if weight_exp >= 0 else ste_floor(acc / 2.0 ** -weight_exp)
-        # error: softmax over counts so far, minus the label, quantized and gated
-        z = counts * 2.0 ** spec.softmax_gain_exp
-        z = z - z.max(dim=-1, keepdim=True).values.detach()
-        p = torch.exp(z)
-        p = p / p.sum(dim=-1, keepdim=True)
-        has_label = (onehot[:, k] != 0).any(dim=-1, keepdim=True).to(dt)
-        e_q = _gate(ste_round((p - onehot[:, k]) * e_max), th_e) * has_label
-        if spec.surrogate == "none":
-            f_q = torch.full_like(v_pre, float(F_ONE))
-        else:
-            zf = (v_pre - theta) / max(theta, 1.0)
-            f_q = ste_round(F_ONE * (1.0 / (1.0 + beta * zf.abs()) ** 2))
-        y2 = _gate(ste_floor((e_q * f_q + F_ONE // 2) / F_ONE), th_y)
-        # engine: traces, product, accumulator, stochastic rounding, saturation
-        x1 = ste_stochastic(x1 * x_decay, r_x[k])
-        x1 = torch.clamp(x1 + spec.x1_impulse * s_k, 0, TRACE_MAX)
-        y2 = ste_stochastic(y2 * y_decay, r_y[k]).clamp(-128, 127)
-        prod = ste_floor(-(y2.unsqueeze(-1) * x1.unsqueeze(-2)) / 8.0) * acc_scale
-        prod = prod.clamp(ACC_LO, ACC_HI)
-        acc_w = (w * 128.0 + prod).clamp(ACC_LO, ACC_HI)
-        w = ste_stochastic(acc_w / 128.0, r_w[k]).clamp(W_MIN, W_MAX)
+        # the rule's kernels (onchip.rule), in straight-through arithmetic
+        e_q = error_q(counts, onehot[:, k], spec, ops, threshold=th_e)
+        y2 = third_factor_q(e_q, v_pre, theta, spec, ops, threshold=th_y, beta=beta)
+        x1 = ops.clip(stochastic_decay(x1, x_decay, r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
+        y2 = ops.clip(stochastic_decay(y2, y_decay, r_y[k], ops), -128, 127)
+        w = weight_update(w, x1, y2, spec, r_w[k], ops=ops, eta_exp=eta)
         counts = counts + s_out
     eq6 = _param(eq6_threshold, spec.eq6_threshold)
     if torch.is_tensor(eq6) or eq6 > 0:

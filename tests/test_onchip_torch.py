@@ -122,3 +122,36 @@ def test_label_window_limits_learning_to_its_steps():
     assert lab.tolist() == [-1, -1, -1, -1, 1, 1, -1, -1, -1, -1, 0, 0]
     _, full = sequential_support(pre, torch.tensor([1, 0]))
     assert full.tolist() == [1] * 6 + [0] * 6
+
+
+def _random_case(seed):
+    """A random rule, neuron, weights, input and labels within what the chip represents."""
+    rng = np.random.default_rng(1000 + seed)
+    error_bits = int(rng.integers(3, 9))
+    spec = RuleSpec(eta_exp=int(rng.integers(-10, -2)), x1_impulse=int(rng.integers(1, 128)),
+                    x1_tau=int(rng.integers(1, 40)), error_bits=error_bits,
+                    error_threshold=int(rng.integers(0, min(4, 2 ** (error_bits - 1) - 1))), factor_threshold=int(rng.integers(0, 3)),
+                    surrogate=str(rng.choice(["fast_sigmoid", "none"])),
+                    surrogate_beta=float(rng.choice([0.5, 1.0, 4.0, 10.0])),
+                    softmax_gain_exp=int(rng.integers(-3, 4)), rng_seed=int(rng.integers(0, 1000)),
+                    eq6_threshold=int(rng.choice([0, 0, 2, 5])))
+    nrn = CubaParams(du=int(rng.integers(-1, 4096)), dv=int(rng.integers(0, 4096)),
+                     vth=int(rng.integers(5, 300)), bias=int(rng.integers(-20, 21)))
+    B, T, I, O = int(rng.integers(1, 6)), int(rng.integers(5, 60)), int(rng.integers(1, 40)), int(rng.integers(2, 8))
+    pre = (rng.random((B, T, I)) < rng.uniform(0.05, 0.6)).astype(np.int64)
+    lab = rng.integers(-1, O, (B, T)) if rng.random() < 0.3 else rng.integers(0, O, B)
+    w = rng.integers(-256, 256, (O, I))
+    return spec, nrn, pre, w, lab, int(rng.choice([0, 0, -1, -2])), int(rng.choice([8, 8, 7, 6]))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_torch_forward_equals_fixed_on_random_specs(seed):
+    """Faces 2 and 3 run the same kernels (onchip.rule with IntRuleOps / SteRuleOps): equal
+    weights and spikes, bit for bit in float64, on random rules, neurons and inputs."""
+    spec, nrn, pre, w, lab, wexp, nbits = _random_case(seed)
+    r = run_support(spec, w, pre, lab, nrn, weight_exp=wexp, num_weight_bits=nbits)
+    nw, sp = adapt_final_layer(spec, torch.tensor(w, dtype=torch.float64), torch.tensor(pre),
+                               torch.tensor(lab), nrn, weight_scale=1.0, weight_exp=wexp,
+                               num_weight_bits=nbits, return_spikes=True)
+    np.testing.assert_array_equal(nw.numpy(), r.weights)
+    np.testing.assert_array_equal(sp.numpy(), r.spikes)
