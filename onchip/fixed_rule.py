@@ -19,15 +19,17 @@ Initial weights are truncated as Lava truncates them on the first step
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from neuromaml.onchip.neuron import CubaParams, CubaState, cuba_step_int
-from neuromaml.onchip.rule import (TRACE_MAX, Y_DECAY_TAU, RuleError, RuleSpec,
+from neuromaml.onchip.rule import (INT_RULE_OPS, TRACE_MAX, Y_DECAY_TAU, RuleError, RuleSpec,
                                    check_labels, check_weight_exp, check_weights, eq6_gate,
                                    error_q, lava_randoms, stochastic_decay, third_factor_q,
                                    weight_update)
+
+Y_DECAY = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])   # the engine's y-trace decay per step
 
 
 @dataclass
@@ -54,6 +56,62 @@ def truncate_initial(w: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
 def dense_shift(acc: np.ndarray, weight_exp: int) -> np.ndarray:
     """Dense output scaling: acc << weight_exp (or arithmetic >> -weight_exp)."""
     return acc << weight_exp if weight_exp > 0 else acc >> (-weight_exp)
+
+
+@dataclass
+class Presentation:
+    """What one support presentation needs besides the weights and spikes: the face's own
+    pieces (``neuron_step(a, state) -> (s, v_pre, state)``, ``dense(w, s_k) -> a``, the rule's
+    ``ops``), the random streams and the rule's hyperparameters (numbers, or tensors the torch
+    twin learns)."""
+
+    neuron_step: Callable
+    dense: Callable
+    ops: object
+    r_x: object
+    r_y: object
+    r_w: object
+    theta: int
+    x_decay: object
+    y_decay: float
+    error_threshold: object = None
+    factor_threshold: object = None
+    beta: object = None
+    eta_exp: object = None
+    update: Optional[Callable] = None     # replaces weight_update (same signature), Face 3 only
+
+
+def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i, p: Presentation,
+            reset_interval: Optional[int] = None, learn: bool = True, count_updates: bool = False):
+    """THE time loop of a support presentation, for Faces 2 and 3 (module docstring for the
+    timing). w (B, O, I), pre (B, T, I), onehot (B, T, O); ``zeros_o``/``zeros_i``: (B, O) and
+    (B, I) zeros of the face's array type. Returns (w, [spikes per step], n_updates or None)."""
+    ops = p.ops
+    state, a_prev, counts, x1 = state0, zeros_o, zeros_o, zeros_i
+    spikes, n_upd = [], None
+    for k in range(pre.shape[1]):
+        s_k = pre[:, k]
+        if reset_interval and k > 0 and k % reset_interval == 0:
+            state, counts = state0, zeros_o
+        # post neuron (input computed last step), error from counts through k-1
+        s_out, v_pre, state = p.neuron_step(a_prev, state)
+        spikes.append(s_out)
+        # dense accumulates with the weights before this step's learning
+        a_prev = p.dense(w, s_k)
+        if learn:
+            e_q = error_q(counts, onehot[:, k], spec, ops, threshold=p.error_threshold)
+            y2 = third_factor_q(e_q, v_pre, p.theta, spec, ops, threshold=p.factor_threshold, beta=p.beta)
+            x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
+            y2 = ops.clip(stochastic_decay(y2, p.y_decay, p.r_y[k], ops), -128, 127)
+            if p.update is None:
+                new = weight_update(w, x1, y2, spec, p.r_w[k], ops=ops, eta_exp=p.eta_exp)
+            else:
+                new = p.update(w, x1, y2, spec, p.r_w[k])
+            if count_updates:
+                n_upd = (new != w).astype(np.int32) if n_upd is None else n_upd + (new != w)
+            w = new
+        counts = counts + s_out
+    return w, spikes, n_upd
 
 
 def _check_spikes(pre: np.ndarray) -> np.ndarray:
@@ -127,36 +185,17 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
             raise RuleError(f"step_offset has {r_x.shape[0]} entries for {B} episodes")
         # per-episode randoms: (T, B, 1) so that r[k] broadcasts over (B, I) and (B, O)
         r_x, r_y, r_w = r_x.T[:, :, None], r_y.T[:, :, None], r_w.T
-    x_decay = spec.x1_decay
-    y_decay = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])
-    theta = neuron.theta
-
-    state = CubaState(np.zeros((B, O), np.int64), np.zeros((B, O), np.int64))
-    a_prev = np.zeros((B, O), np.int64)
-    counts = np.zeros((B, O), np.int64)
-    x1 = np.zeros((B, I), np.int64)
-    spikes = np.zeros((B, T, O), np.int8)
-    n_upd = np.zeros(w.shape, np.int32)
-    for k in range(T):
-        s_k = pre[:, k].astype(np.int64)
-        if reset_interval and k % reset_interval == 0 and k > 0:
-            state = CubaState(np.zeros_like(state.u), np.zeros_like(state.v))
-            counts = np.zeros_like(counts)
-        # post neuron (input computed last step), error from counts through k-1
-        s_out, v_pre, state = cuba_step_int(a_prev, state, neuron)
-        spikes[:, k] = s_out
-        # dense accumulates with the weights before this step's learning
-        a_prev = dense_shift(np.einsum("boi,bi->bo", w, s_k), weight_exp)
-        if learn:
-            e = error_q(counts, onehot[:, k], spec)
-            y2 = third_factor_q(e, v_pre, theta, spec)
-            x1 = stochastic_decay(x1, x_decay, r_x[k])
-            x1 = np.clip(x1 + spec.x1_impulse * s_k, 0, TRACE_MAX)
-            y2 = stochastic_decay(y2, y_decay, r_y[k])
-            new = (update or weight_update)(w, x1, y2, spec, r_w[k])
-            n_upd += new != w
-            w = new
-        counts += s_out
+    O_zero = np.zeros((B, O), np.int64)
+    pres = Presentation(neuron_step=lambda a, st: cuba_step_int(a, st, neuron),
+                        dense=lambda wk, s_k: dense_shift(np.einsum("boi,bi->bo", wk, s_k.astype(np.int64)),
+                                                          weight_exp),
+                        ops=INT_RULE_OPS, r_x=r_x, r_y=r_y, r_w=r_w, theta=neuron.theta,
+                        x_decay=spec.x1_decay, y_decay=Y_DECAY, update=update)
+    w, spk, n_upd = present(spec, w, pre, onehot, CubaState(O_zero, O_zero), O_zero,
+                            np.zeros((B, I), np.int64), pres, reset_interval, learn, count_updates=True)
+    spikes = np.stack(spk, axis=1).astype(np.int8) if spk else np.zeros((B, 0, O), np.int8)
+    if n_upd is None:
+        n_upd = np.zeros(w.shape, np.int32)
     w = w.astype(np.int64)
     if learn:
         w = eq6_gate(w, w0, spec.eq6_threshold)

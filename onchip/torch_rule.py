@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from neuromaml.onchip.neuron import CubaParams, CubaState, cuba_step
-from neuromaml.onchip.rule import (TRACE_MAX, W_MAX, W_MIN, Y_DECAY_TAU, RuleError, RuleSpec, error_q,
-                                   lava_randoms, stochastic_decay, third_factor_q, weight_update)
+from neuromaml.onchip.fixed_rule import Y_DECAY, Presentation, present
+from neuromaml.onchip.rule import W_MAX, W_MIN, RuleError, RuleSpec, lava_randoms
 
 
 def ste(x: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
@@ -218,17 +218,14 @@ def adapt_final_layer(spec: RuleSpec, weight: torch.Tensor, pre_spikes: torch.Te
         r_x = r_y = r_w = [0.5] * T
     eta = _param(eta_exp, spec.eta_exp)
     eta = ste_round(torch.clamp(torch.as_tensor(eta, dtype=dt), -10, 5))
-    ops = STE_RULE_OPS
     if x1_tau is None:
         x_decay = spec.x1_decay
     else:
         tau = ste_round(torch.clamp(torch.as_tensor(x1_tau, dtype=dt), 1, 255))
         x_decay = torch.exp(-1.0 / tau)
-    y_decay = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])
     th_e = _param(error_threshold, spec.error_threshold)
     th_y = _param(factor_threshold, spec.factor_threshold)
     beta = _param(surrogate_beta, spec.surrogate_beta)
-    theta = neuron.theta
 
     # initial weights: scale, round, clamp, truncate (MIXED: low 9-nwb bits)
     n = 8 - int(num_weight_bits) + 1
@@ -239,25 +236,16 @@ def adapt_final_layer(spec: RuleSpec, weight: torch.Tensor, pre_spikes: torch.Te
     w_start = w
 
     zeros = torch.zeros(B, O, dtype=dt, device=weight.device)
-    state = CubaState(zeros, zeros)
-    a_prev, counts = zeros, zeros
-    x1 = torch.zeros(B, I, dtype=dt, device=weight.device)
-    spikes = []
-    for k in range(T):
-        s_k = pre[:, k]
-        if reset_interval and k > 0 and k % reset_interval == 0:
-            state, counts = CubaState(zeros, zeros), zeros
-        s_out, v_pre, state = cuba_step(a_prev, state, neuron, surrogate_beta=beta)
-        spikes.append(s_out)
-        acc = torch.einsum("boi,bi->bo", w, s_k)
-        a_prev = acc * 2.0 ** weight_exp if weight_exp >= 0 else ste_floor(acc / 2.0 ** -weight_exp)
-        # the rule's kernels (onchip.rule), in straight-through arithmetic
-        e_q = error_q(counts, onehot[:, k], spec, ops, threshold=th_e)
-        y2 = third_factor_q(e_q, v_pre, theta, spec, ops, threshold=th_y, beta=beta)
-        x1 = ops.clip(stochastic_decay(x1, x_decay, r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
-        y2 = ops.clip(stochastic_decay(y2, y_decay, r_y[k], ops), -128, 127)
-        w = weight_update(w, x1, y2, spec, r_w[k], ops=ops, eta_exp=eta)
-        counts = counts + s_out
+
+    def dense(wk, s_k):
+        acc = torch.einsum("boi,bi->bo", wk, s_k)
+        return acc * 2.0 ** weight_exp if weight_exp >= 0 else ste_floor(acc / 2.0 ** -weight_exp)
+
+    pres = Presentation(neuron_step=lambda a, st: cuba_step(a, st, neuron, surrogate_beta=beta), dense=dense,
+                        ops=STE_RULE_OPS, r_x=r_x, r_y=r_y, r_w=r_w, theta=neuron.theta, x_decay=x_decay,
+                        y_decay=Y_DECAY, error_threshold=th_e, factor_threshold=th_y, beta=beta, eta_exp=eta)
+    w, spikes, _ = present(spec, w, pre, onehot, CubaState(zeros, zeros), zeros,
+                           torch.zeros(B, I, dtype=dt, device=weight.device), pres, reset_interval)
     eq6 = _param(eq6_threshold, spec.eq6_threshold)
     if torch.is_tensor(eq6) or eq6 > 0:
         w = w_start + _gate(w - w_start, eq6)
