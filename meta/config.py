@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuromaml.io import fail
+from neuromaml.io import NeuromamlError, fail
 
 from .maml import RULES, InnerConfig
 from .models import MODEL_NAMES, ModelConfig
@@ -209,6 +209,46 @@ def from_dict(data: dict, path=None) -> RunConfig:
     return validate(cfg, path)
 
 
+class _YamlDuplicate(ValueError):
+    pass
+
+
+def _load_yaml(text: str):
+    """yaml.safe_load, but a key given twice in one mapping is an error (PyYAML keeps the last
+    silently), and numbers are read as YAML 1.2 reads them: 1e-3 is a float (YAML 1.1, which
+    PyYAML implements, reads it as a string) and 010 is ten, not octal eight."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _YamlDuplicate(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    def as_int(loader, node):
+        return int(loader.construct_scalar(node).replace("_", ""), 10)
+
+    Loader.construct_mapping = mapping
+    Loader.yaml_implicit_resolvers = {k: [(t, r) for t, r in v if t not in ("tag:yaml.org,2002:float",
+                                                                          "tag:yaml.org,2002:int")]
+                                      for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^(?:[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+        list("-+0123456789."))
+    Loader.add_constructor("tag:yaml.org,2002:int", as_int)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_file(path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -226,9 +266,12 @@ def read_file(path) -> dict:
             except ModuleNotFoundError:
                 import tomli as tomllib
             return tomllib.loads(text)
-        import yaml
-
-        return yaml.safe_load(text) or {}
+        return _load_yaml(text) or {}
+    except NeuromamlError:
+        raise
+    except _YamlDuplicate as exc:
+        raise fail(path, f"key {exc.args[0]!r} appears twice in one section (line {exc.args[1]}); YAML would keep "
+                   "only the last one", "merge the two into one") from None
     except Exception as exc:  # parse errors of either format
         raise fail(path, f"cannot parse config ({exc.__class__.__name__}: {exc})", "fix the syntax") from None
 
@@ -236,8 +279,9 @@ def read_file(path) -> dict:
 def load_config(name_or_path: str | os.PathLike, overrides: dict | None = None) -> RunConfig:
     """Load a config file, or a named default (``small``, ``paper_cnn``, ``lava_mlp``)."""
     p = Path(name_or_path)
-    if not p.exists() and (CONFIG_DIR / f"{name_or_path}.yaml").exists():
-        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if (not p.exists() or p.is_dir()) and named.exists() and "/" not in str(name_or_path):
+        p = named                   # a named default, even where a folder of that name is at hand
     data = read_file(p)
     for dotted, value in (overrides or {}).items():
         node = data

@@ -23,12 +23,11 @@ and the fix.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from neuromaml.io import fail
+from neuromaml.io import fail, parse_json_text
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 
@@ -173,12 +172,7 @@ def read_event_meta(root) -> dict:
     if not path.is_file():
         raise fail(path, "meta.json not found",
                    'write {"sensor_size": [W, H, 2], "duration_us": N} into the event folder')
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the JSON") from None
-    except UnicodeDecodeError:
-        raise fail(path, "not a UTF-8 text file", 'write meta.json as JSON text') from None
+    meta = parse_json_text(path, 'write meta.json as JSON text, e.g. {"sensor_size": [W, H, 2], "duration_us": N}')
     ss = meta.get("sensor_size") if isinstance(meta, dict) else None
     ok = (isinstance(ss, list) and len(ss) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in ss)
           and ss[0] > 0 and ss[1] > 0 and ss[2] == 2)

@@ -300,14 +300,41 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def parse_json_text(path: str | os.PathLike, fix: str = "re-create the file") -> Any:
+    """The JSON in ``path``, or a NeuromamlError naming the file: not UTF-8 text, not JSON,
+    nested too deeply, or a key given twice (JSON readers keep the last one silently)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError:
+        raise fail(path, "not a UTF-8 text file (damaged, or not JSON)", fix) from None
+    except json.JSONDecodeError as exc:
+        raise fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno})", fix) from None
+    except RecursionError:
+        raise fail(path, "JSON nested too deeply to be one of this tool's files", fix) from None
+    except _DuplicateKey as exc:
+        raise fail(path, f"key {str(exc)!r} appears twice in one object (which one is meant?)",
+                   "keep one of them") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.exists():
         raise fail(path, "file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno})", "re-create the file") from None
+    return parse_json_text(path)
 
 
 def package_versions() -> dict[str, str]:

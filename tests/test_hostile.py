@@ -148,6 +148,11 @@ def _small_h5(tmp: Path) -> str:
     return str(out)
 
 
+def _file_bytes(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path.parent)
+
+
 def _ev_variant(tmp: Path, mutate) -> str:
     ev = _event_folder(tmp / "ev")
     mutate(ev)
@@ -219,6 +224,19 @@ CASES = {
     "events-meta-binary": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                          _ev_variant(t, lambda ev: (ev / "meta.json").write_bytes(b"\xff\xfe\x00"))],
                                         r"meta\.json: not a UTF-8 text file"),
+    "events-meta-deep": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: (ev / "meta.json").write_text('{"sensor_size": [8, 6, 2], "x": ' + "[" * 100000 + "]" * 100000 + "}"))],
+        r"meta\.json: JSON nested too deeply"),
+    "events-meta-duplicate-key": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: (ev / "meta.json").write_text('{"sensor_size": [8, 6, 2], "duration_us": 20000, '
+                                                     '"duration_us": 5000}'))],
+        r"meta\.json: key 'duration_us' appears twice"),
+    "verify-manifest-binary": lambda t, f: (["verify", _file_bytes(_copy(f["bundle"], t / "b") / "manifest.json",
+                                                                   bytes(range(256))), "--no-lava"],
+                                            r"manifest\.json: not a UTF-8 text file"),
+    "train-config-duplicate-section": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                                     "--config", _yaml(t, "outer:\n  steps: 2\nouter:\n  lr: 0.001\n")],
+                                                    r"key 'outer' appears twice in one section \(line 3\)"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),

@@ -389,3 +389,17 @@ def test_one_writer_per_run_folder(tiny_metadataset, tmp_path):
     (run / train_mod.LOCK_NAME).write_text("999999999")              # no such process: stale
     meta_train(tiny_metadataset, _cfg(steps=1), run, progress=False)
     assert not (run / train_mod.LOCK_NAME).exists() and (run / "ckpt.pt").exists()
+
+
+def test_config_numbers_read_as_written_and_named_configs_not_shadowed(tmp_path, monkeypatch):
+    """YAML 1.1 (PyYAML) reads 1e-3 as text and 010 as octal 8; configs read them as a user
+    means them. A folder named like a packaged config does not hide the config."""
+    from neuromaml.meta.config import load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("outer:\n  lr: 1e-3\n  steps: 010\n")
+    cfg = load_config(p)
+    assert cfg.outer.lr == 0.001 and cfg.outer.steps == 10
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").mkdir()
+    assert load_config("small").model.name == "small"
