@@ -228,7 +228,7 @@ def _export(args: argparse.Namespace) -> int:
     inputs = (*input_files(args.run_dir, RUN_FILES), args.calibrate_on)
     check_output(args.out, kind="dir", overwrite=args.overwrite, inputs=inputs)
     if args.json is not None:
-        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs, outside=(args.out,))
     if args.run_dir is not None and args.n_way is not None:
         raise fail(None, "--n-way applies to --model (a fresh network); a run's outputs are the ones it was trained "
                    "with", "drop --n-way")

@@ -172,7 +172,7 @@ def _check_outs(args) -> None:
                        f"no {marker}: not a {args.command} report folder; the report would be mixed with them",
                        f"choose a new or empty --out, or the folder of an earlier {args.command} report")
     if getattr(args, "json", None) is not None:
-        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs)
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs, outside=(out,))
 
 
 def _emulate(args) -> int:
@@ -187,7 +187,7 @@ def _import(args) -> int:
 
     check_output(args.out, kind="dir", overwrite=args.overwrite, inputs=(args.netfile,))
     if args.json is not None:
-        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=(args.netfile,))
+        check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=(args.netfile,), outside=(args.out,))
     return import_cli(args)
 
 

@@ -139,7 +139,7 @@ def _generate(args: argparse.Namespace) -> int:
     check_output(args.out, kind="dir", exists_fix="choose a new --out folder or remove this one")
     out = Path(os.path.abspath(args.out))
     jpath = check_output(args.json or out.with_name(out.name + ".json"), kind="file", overwrite=True, flag="--json",
-                         inputs=(args.out,))
+                         inputs=(args.out,), outside=(args.out,))
     summary = write_gesture_folder(args.out, classes=args.classes, per_class=args.per_class, seed=args.seed,
                                    progress=not args.quiet)
     summary["versions"] = package_versions()

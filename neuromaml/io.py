@@ -147,7 +147,7 @@ RUN_FILES = ("*.pt", "config.*", "run.json")                      # what a run's
 
 def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool = False,
                  flag: str = "--out", resume: bool = False, exists_fix: str | None = None,
-                 inputs: tuple = (), trees: tuple = ()) -> Path:
+                 inputs: tuple = (), trees: tuple = (), outside: tuple = ()) -> Path:
     """Check an output path before any work starts; return it as a Path.
 
     ``kind`` is ``"file"`` or ``"dir"``. Refused, each with a message naming the path and the fix:
@@ -157,7 +157,9 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     even with ``overwrite``, an output that is one of the command's ``inputs`` (the files and
     folders it reads; see ``input_files``) or a folder holding one, or a path inside one of the
     folder ``trees`` it reads recursively (a data folder: a file written there would be read as a
-    recording next time). Missing parents are created later by the writer.
+    recording next time), or a path inside one of the folders ``outside`` names (the command's
+    own output folder, which it writes whole: a --json there would replace one of its files or be
+    lost when the folder is next replaced). Missing parents are created later by the writer.
     """
     path = Path(path)
     if str(path) in ("", "."):
@@ -170,6 +172,10 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
         if _inside(src, real):
             raise fail(path, f"{flag} would overwrite this command's input {item}",
                        f"choose a {flag} path outside the inputs")
+    for folder in outside:
+        if folder is not None and _inside(real, Path(os.path.realpath(folder))):
+            raise fail(path, f"{flag} is inside {folder}, the folder this command writes its outputs to",
+                       f"give {flag} a path outside {folder} (its own summary is already written there)")
     for tree in trees:
         if tree is not None and _inside(real, Path(os.path.realpath(tree))):
             raise fail(path, f"{flag} would overwrite a file of the input folder {tree}",

@@ -26,6 +26,7 @@ from neuromaml.meta.events import EVENT_DTYPE
 from neuromaml.meta.models import ModelConfig, build_model
 
 T, BURN = 100, 4
+FIXTURE_NET = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "snn-maml" / "network_test.net"
 TINY_RUN = {"model": {"name": "small", "hidden": [8], "burn_in": 90},
             "inner": {"lr": 0.5}, "outer": {"steps": 1, "meta_batch": 1, "val_every": 1, "val_tasks": 1,
                                              "checkpoint_every": 1},
@@ -237,6 +238,18 @@ CASES = {
     "train-config-duplicate-section": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
                                                      "--config", _yaml(t, "outer:\n  steps: 2\nouter:\n  lr: 0.001\n")],
                                                     r"key 'outer' appears twice in one section \(line 3\)"),
+    "export-json-is-own-manifest": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--json",
+                                                  str(t / "b" / "manifest.json")], r"--json is inside .*b, the folder"),
+    "import-json-is-own-nir": lambda t, f: (["import", str(FIXTURE_NET), "--input-shape", "2,16,32", "--classes", "5",
+                                             "--out", str(t / "b"), "--json", str(t / "b" / "network.nir")],
+                                            r"--json is inside .*b, the folder this command writes"),
+    "cost-json-is-own-md": lambda t, f: (["cost", str(f["bundle"]), "--out", str(t / "c"), "--json",
+                                          str(t / "c" / "cost.md")], r"--json is inside .*c, the folder"),
+    "emulate-json-is-own-md": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "1",
+                                             "--out", str(t / "e"), "--json", str(t / "e" / "emulate.md")],
+                                            r"--json is inside .*e, the folder"),
+    "generate-json-inside-out": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--json",
+                                               str(t / "g" / "meta.json")], r"--json is inside .*g, the folder"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
