@@ -23,6 +23,7 @@ and the fix.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,9 @@ def validate_events(ev: np.ndarray, sensor_size, path=None) -> np.ndarray:
     if missing:
         raise fail(path, f"events lack field(s) {missing} (has {list(ev.dtype.names)})",
                    "save structured arrays with fields t (us), x, y, p")
+    if ev.ndim > 1:
+        raise fail(path, f"events have shape {ev.shape}: one recording is a 1-D list of events (several "
+                   "recordings in one file would be merged into one sample)", "save one recording per .npy file")
     for f in ("t", "x", "y", "p"):
         if ev.dtype[f].kind not in "iub":
             raise fail(path, f"field '{f}' has dtype {ev.dtype[f]}, expected an integer type",
@@ -248,6 +252,18 @@ def scan_event_folder(root) -> tuple[dict, dict[str, list[Path]]]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise fail(root, "no class folders", "put each class's .npy recordings in ROOT/<class_name>/")
+    seen: dict[str, Path] = {}
+    for c in classes:
+        try:
+            c.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise fail(c, "the class folder's name is not valid UTF-8 (unpacked from an archive in another "
+                       "encoding?): class names are stored as text", "rename the folder") from None
+        real = os.path.realpath(c)
+        if real in seen:                 # a link to another class: the same recordings twice, maybe
+            raise fail(c, f"is the same folder as {seen[real].name} (a symbolic link): its recordings would "
+                       "be one class under two names, possibly in two splits", "remove the link")
+        seen[real] = c
     out = {c.name: _class_files(c, "*.npy", "add .npy recordings or remove the folder") for c in classes}
     return meta, out
 

@@ -393,9 +393,12 @@ class MetaDataset:
         try:
             self._read_index(h5py)
         except OSError as exc:   # h5py's error for a truncated or damaged file
+            if "unable to lock file" in str(exc):
+                raise fail(self.path, "is open for writing by another process (HDF5 locks it)",
+                           "close it there and run again (on read-only media set HDF5_USE_FILE_LOCKING=FALSE)") from None
             raise fail(self.path, f"cannot be read as HDF5 ({exc}): truncated or damaged",
                        "re-copy it or rebuild it with `neuromaml data build`") from None
-        except (KeyError, ValueError, TypeError) as exc:   # attributes or datasets of the wrong kind
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:   # wrong kinds; RuntimeError: broken links
             raise fail(self.path, f"malformed layout or attribute values ({type(exc).__name__}: {exc})",
                        "rebuild it with `neuromaml data build`") from None
         self._check_index()
@@ -415,6 +418,14 @@ class MetaDataset:
                 if name not in f:
                     raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
             self.attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
+            for key in ("source", "composition"):    # text; other tools write bytes (C, MATLAB)
+                v = self.attrs.get(key)
+                if isinstance(v, bytes):
+                    v = v.decode("utf-8", "replace")
+                if key in self.attrs and not isinstance(v, str):
+                    raise fail(self.path, f"attribute {key!r} is {v!r}, not text", "rebuild the meta-dataset")
+                if key in self.attrs:
+                    self.attrs[key] = v
             for key in ("duration_us", "dt_us"):   # read back by summary(): must be whole numbers
                 if key in self.attrs:
                     int(self.attrs[key])
@@ -444,8 +455,16 @@ class MetaDataset:
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise fail(self.path, "'/labels' holds class indices outside '/classes'", "rebuild the meta-dataset")
         for s, idx in self.splits.items():
+            if idx.ndim != 1:
+                raise fail(self.path, f"'/splits/{s}' has shape {idx.shape}, expected a 1-D list of class indices",
+                           "rebuild the meta-dataset")
             if idx.size and (idx.min() < 0 or idx.max() >= len(self.classes)):
                 raise fail(self.path, f"'/splits/{s}' names classes that do not exist", "rebuild the meta-dataset")
+            srt = np.sort(idx)
+            twice = srt[1:][srt[1:] == srt[:-1]]
+            if twice.size:
+                raise fail(self.path, f"'/splits/{s}' names class '{self.classes[int(twice[0])]}' more than once: "
+                           "an N-way task could draw one class twice", "rebuild the meta-dataset")
         names = list(self.splits)
         for a_i, a in enumerate(names):
             for b in names[a_i + 1:]:

@@ -293,6 +293,21 @@ CASES = {
     "info-splits-overlap": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h["splits/test"].__setitem__(slice(None), h["splits/train"][: h["splits/test"].shape[0]])))],
                                          r"splits 'train' and 'test' share"),
+    "info-split-repeats-a-class": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h["splits/val"].__setitem__(1, h["splits/val"][0])))], r"'/splits/val' names class '\d+' more than once"),
+    "info-composition-not-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("composition", np.complex64(1 + 2j))))], r"attribute 'composition' is .*not text"),
+    "info-frames-link-loop": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").SoftLink("/frames"))))],
+                                           r"d\.h5: malformed layout"),
+    "events-recordings-2d": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: np.save(ev / "c3" / "0.npy", np.stack([np.load(ev / "c3" / "1.npy")] * 2)))],
+        r"0\.npy: events have shape \(2, 50\).*one recording per \.npy file"),
+    "events-class-folder-link": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: (ev / "d3").symlink_to(ev / "c3"))], r"d3: is the same folder as c3 \(a symbolic link\)"),
+    "events-class-name-not-utf8": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: os.rename(ev / "c9", os.path.join(os.fsencode(ev), b"c\xff9")))],
+        r"class folder's name is not valid UTF-8"),
     "info-float-frames": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.create_dataset("frames", data=np.full((len(h["labels"]), 2, 1, 1, 1), np.nan))))],
                                        r"'/frames' has dtype float64"),

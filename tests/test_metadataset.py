@@ -270,3 +270,17 @@ def test_real_nmnist_recording_through_double_pipeline(tmp_path):
     x = ds.frames([0, 55, 99]).numpy()
     for k in range(3):
         np.testing.assert_array_equal(x[k], np.concatenate([half, half], axis=2))
+
+
+def test_attributes_written_as_bytes_by_other_tools_are_read_as_text(tiny_metadataset, tmp_path):
+    import shutil
+
+    import h5py
+
+    p = tmp_path / "b.h5"
+    shutil.copy(tiny_metadataset, p)
+    with h5py.File(p, "r+") as f:
+        f.attrs["source"] = np.bytes_(b"events:x")
+    s = MetaDataset(p).summary()
+    assert s["source"] == "events:x"
+    json.dumps(s)
