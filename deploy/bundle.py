@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -263,6 +264,12 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                 isinstance(acc, (int, float)) and 0 <= acc <= 1):
             raise fail(man_path, "field 'adapt.calibration' is not a calibration record on the 'val' split with an "
                        "accuracy in [0, 1]", "run neuromaml calibrate again")
+        ref = cal.get("sgd_reference")
+        lr = ref.get("lr") if isinstance(ref, dict) else None
+        if ref is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool)
+                                    and math.isfinite(lr) and lr > 0):
+            raise fail(man_path, f"field 'adapt.calibration.sgd_reference' is {ref!r}, not a record with a "
+                       "positive finite learning rate 'lr'", "run neuromaml calibrate again")
     if adapt.get("weight_exp") is not None and not _is_int(adapt["weight_exp"]):
         raise fail(man_path, f"field 'adapt.weight_exp' is {adapt['weight_exp']!r}, not a whole number",
                    "run neuromaml calibrate again")

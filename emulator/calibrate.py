@@ -103,9 +103,12 @@ def _spec(base: RuleSpec, **kw) -> RuleSpec | None:
         return None
 
 
-def select(settings: list[dict], tolerance: float) -> dict:
+def select(settings: list[dict], tolerance: float, floor: float | None = None) -> dict:
     """The sparsest setting within ``tolerance`` of the best val accuracy (ties: more accurate,
-    then earlier)."""
+    then earlier); where some settings read above ``floor`` (chance plus its noise), only those:
+    a loose tolerance must not choose a rule that does not learn."""
+    if floor is not None and any(s["val_accuracy"] > floor for s in settings):
+        settings = [s for s in settings if s["val_accuracy"] > floor]
     best = max(s["val_accuracy"] for s in settings)
     near = [s for s in settings if s["val_accuracy"] >= best - tolerance - 1e-12]
     return min(near, key=lambda s: (s["fraction_synapses_updated"], -s["val_accuracy"]))
@@ -199,7 +202,7 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
                    f"{100 * best_acc:.1f}% (chance {100 * chance:.1f}%) over {len(settings)} settings",
                    "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
                    "nearest-class-mean reference); nothing was written")
-    chosen = select(settings, float(tolerance))
+    chosen = select(settings, float(tolerance), floor=chance + margin)
     spec = chosen["_spec"]
     dep_c = nets[chosen["weight_exp"]]
     final = run_fast(dep_c, feats, batch, spec)

@@ -93,6 +93,11 @@ def test_select_unit():
     assert select(rows, 0.01) is rows[1]
     assert select(rows, 0.0) is rows[0]
     assert select(rows, 0.1) is rows[2]
+    # a loose tolerance never reaches a setting at chance (no learning: all synapses untouched)
+    rows.append(dict(val_accuracy=0.21, fraction_synapses_updated=0.0))
+    assert select(rows, 0.99) is rows[3]
+    assert select(rows, 0.99, floor=0.3) is rows[2]
+    assert select(rows[3:], 0.99, floor=0.3) is rows[3]      # none above: the best there is
 
 
 def test_search_space_follows_the_bundle(tmp_path, tiny_metadataset):

@@ -250,6 +250,10 @@ CASES = {
                                             r"--json is inside .*e, the folder"),
     "generate-json-inside-out": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--json",
                                                str(t / "g" / "meta.json")], r"--json is inside .*g, the folder"),
+    "emulate-forged-sgd-reference": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
+        "calibration", {"split": "val", "val_accuracy": 0.5, "sgd_reference": {"lr": -64}}), sign=True), "--data",
+        str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"field 'adapt\.calibration\.sgd_reference' is .*positive finite learning rate"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
