@@ -8,6 +8,7 @@ produces results writes a JSON summary (``--json PATH`` or beside its outputs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -46,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _os_error_message(exc: OSError) -> str:
     """An OSError as ``PATH: what (fix: ...)``; h5py reports truncated or foreign files this way."""
-    where = exc.filename or "?"
-    text = exc.strerror or str(exc)
+    from neuromaml.io import _disk_full
+
+    where = exc.filename or exc.filename2
+    text = exc.strerror or (str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     if isinstance(exc, PermissionError):
         fix = "fix the permissions or choose another path"
     elif isinstance(exc, IsADirectoryError):
@@ -56,15 +59,16 @@ def _os_error_message(exc: OSError) -> str:
         fix = "a part of the path is a file; choose another path"
     elif isinstance(exc, FileNotFoundError):
         fix = "check the path"
-    elif getattr(exc, "errno", None) == 28:   # ENOSPC
+    elif getattr(exc, "errno", None) == 28 or _disk_full(exc):   # ENOSPC, however reported
         fix = "free disk space or write elsewhere"
+        text = "no space left on device" if not exc.strerror else text
     elif getattr(exc, "errno", None) == 30:   # EROFS
         fix = "the file system is read-only: write the outputs elsewhere (--out, --json)"
     elif getattr(exc, "errno", None) == 36:   # ENAMETOOLONG
         fix = "use a shorter file or folder name"
     else:
         fix = "check that the file is complete and of the expected format (re-create or re-copy it)"
-    return f"{where}: {text} (fix: {fix})"
+    return f"{where}: {text} (fix: {fix})" if where else f"{text} (fix: {fix})"
 
 
 def _crash_report(argv: list[str], exc: BaseException) -> str:
@@ -90,9 +94,22 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def _plain_environment() -> None:
+    """The CLI only writes plot files, never opens a window: matplotlib's file backend whatever
+    MPLBACKEND says (an invalid value failed every plotting command), and text that the
+    terminal's encoding cannot show (PYTHONIOENCODING=ascii, a non-ASCII path) escaped, not fatal."""
+    import os
+
+    os.environ["MPLBACKEND"] = "Agg"
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def _sigterm_interrupts() -> None:
-    """SIGTERM (kill, timeout, a batch scheduler) takes the Ctrl-C path: temporary files are
-    removed and Lava processes stopped by the same ``finally`` blocks."""
+    """SIGTERM (kill, timeout, a batch scheduler) and SIGHUP (the terminal closed) take the
+    Ctrl-C path: temporary files are removed and Lava processes stopped by the same ``finally``
+    blocks."""
     import os
     import signal
     import threading
@@ -101,13 +118,14 @@ def _sigterm_interrupts() -> None:
 
     def handler(signum, frame):
         if os.getpid() != main_pid:          # a forked worker (Lava, torch): the default action
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, handler)
 
 
 def _interrupts_reach_parent_only() -> None:
@@ -137,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from neuromaml.sysperf import keep_freed_memory
 
     keep_freed_memory()  # large activation tensors reused, not re-mapped (see neuromaml.sysperf)
+    _plain_environment()
     _sigterm_interrupts()
     _interrupts_reach_parent_only()
     # The one place where errors become messages: a NeuromamlError is the user's to fix; any
@@ -147,10 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        _STATE["disk_full"] = getattr(exc, "disk_full", False)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:         # `neuromaml data info F | head -1`: the reader has all it wants
+        import os
+
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except MemoryError:
         if args.debug:
             raise
@@ -166,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         if args.debug:
             raise
+        from neuromaml.io import _disk_full
+
+        if _disk_full(exc):     # h5py reports a full disk as a RuntimeError while flushing
+            _STATE["disk_full"] = True
+            print(f"error: neuromaml {args.command}: no space left on device while writing (nothing half-written "
+                  "was kept) (fix: free disk space or write elsewhere)", file=sys.stderr)
+            return 2
         if isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc):   # torch's out of memory
             print(f"error: neuromaml {args.command}: out of memory ({str(exc).splitlines()[-1].strip()[:120]}) "
                   "(fix: use a smaller network (model.hidden, model.conv), batch or time window)", file=sys.stderr)
@@ -186,5 +219,23 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
+_STATE = {"disk_full": False}
+
+
+def console() -> int:
+    """The ``neuromaml`` console script: ``main``, then, after a full disk, an exit that skips
+    the interpreter's clean-up. h5py cannot close an HDF5 file whose last flush failed: its
+    objects, freed at exit, print tracebacks and crash the process (exit 139) after our one-line
+    error. The temporary files are already removed by then; nothing is lost by not freeing them."""
+    import os
+
+    rc = main()
+    if _STATE["disk_full"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console())

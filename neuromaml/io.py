@@ -111,10 +111,25 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, overwrite: b
                 os.replace(tmp_path, path)
             else:
                 tmp_path.unlink()
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if _disk_full(exc):                  # say which output could not be written
+            err = fail(path, "could not be written: no space left on device (nothing was left behind)",
+                       "free disk space or write elsewhere")
+            err.disk_full = True
+            raise err from None
         raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC however it arrives: an OSError, h5py's RuntimeError/OSError 'file write failed',
+    or numpy's short write ('N requested and M written')."""
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return True
+    text = str(exc)
+    return isinstance(exc, (OSError, RuntimeError)) and (
+        "No space left" in text or "file write failed" in text or ("requested and" in text and "written" in text))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -71,3 +71,40 @@ def test_no_clobber_write_keeps_the_other_writers_file(tmp_path):
     with atomic_path(out, overwrite=True) as tmp:
         tmp.write_bytes(b"mine")
     assert out.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"),
+                                 RuntimeError("Disable slist on flush dest failure failed (file write failed: ...)"),
+                                 OSError("921 requested and 300 written")],
+                         ids=["enospc", "h5py-flush", "numpy-short-write"])
+def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, exc):
+    from neuromaml.io import NeuromamlError, atomic_path
+
+    out = tmp_path / "x.h5"
+    with pytest.raises(NeuromamlError, match=r"x\.h5: could not be written: no space left on device") as info:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"partial")
+            raise exc
+    assert info.value.disk_full and list(tmp_path.iterdir()) == []
+
+
+def test_cli_is_quiet_when_its_reader_closes_the_pipe(monkeypatch, capsys):
+    from neuromaml import cli
+
+    def boom(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(boom))
+    monkeypatch.setattr(os, "dup2", lambda *a: None)      # stdout stays pytest's
+    assert cli.main(["x"]) == 141
+    assert "error" not in capsys.readouterr().err
+
+
+def _parser_with(func):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("command")
+    p.set_defaults(func=func)
+    return p
