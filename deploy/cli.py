@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,11 @@ def _export(args: argparse.Namespace) -> int:
 
         kw: dict[str, Any] = {**model_defaults(args.model), "name": args.model}
         if args.input_shape:
+            from neuromaml.meta.config import MAX_INPUTS
+
+            if math.prod(args.input_shape) > MAX_INPUTS:
+                raise fail(None, f"--input-shape {tuple(args.input_shape)}: {math.prod(args.input_shape):,} input "
+                           f"neurons, more than {MAX_INPUTS:,}", "give the frames' real C H W (pooled)")
             kw["input_shape"] = tuple(args.input_shape)
         if args.n_way:
             kw["n_way"] = args.n_way

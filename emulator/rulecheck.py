@@ -76,6 +76,8 @@ from neuromaml.onchip.rule import RuleError, RuleSpec, grid_step
 DEFAULT_BITS = (8, 6, 4, 3, 2)
 DEFAULT_SGD_LRS = (4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
 DEFAULT_LOGIT_SCALE = 0.5          # meta.models.ModelConfig.logit_scale default
+MAX_SETTINGS = 2_000                # a sweep larger than this is a typo, not a question
+MAX_EPISODES = 2_000_000            # settings x tasks
 HIST_EDGES = 2.0 ** np.arange(-10, 10)      # |dw| bins, weight LSB (below / above: end bins)
 
 
@@ -237,7 +239,8 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
                bits: Sequence[int] | None = None, eta_exps: Sequence[int] | None = None,
                thresholds: Sequence[int] | None = None, factor_thresholds: Sequence[int] | None = None,
                seed: int = 0, out: Path | None = None, sgd_lrs: Sequence[float] = DEFAULT_SGD_LRS,
-               sgd_steps: int = 1, logit_scale: float | None = None, plots: bool = True) -> dict:
+               sgd_steps: int = 1, logit_scale: float | None = None, plots: bool = True,
+               progress: bool = False) -> dict:
     """Run the sweep, write JSON / Markdown / PNGs into ``out``; return the summary dict.
 
     Settings (each on the same ``tasks`` episodes): bits x eta_exps at the bundle's
@@ -265,6 +268,11 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
     err_specs = [_spec_with(base, "--thresholds", error_threshold=t) for t in errs]
     fac_specs = [_spec_with(base, "factor_thresholds", factor_threshold=t) for t in facs]
     none_spec = dataclasses.replace(base, error_threshold=0, factor_threshold=0, eq6_threshold=0)
+    n_settings = len(bits) * len(eta_specs) + len(err_specs) + len(fac_specs) + 2
+    if n_settings > MAX_SETTINGS or n_settings * int(tasks) > MAX_EPISODES:
+        raise fail(None, f"the sweep asks for {n_settings:,} settings x {int(tasks):,} tasks = "
+                   f"{n_settings * int(tasks):,} episodes (at most {MAX_SETTINGS:,} settings and "
+                   f"{MAX_EPISODES:,} episodes)", "sweep fewer --bits, --eta-exp or --thresholds values, or fewer --tasks")
 
     ds = MetaDataset(data)
     C, H, W, T = ds.shape
@@ -293,15 +301,12 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
             runs[key]["sweeps"].append(sweep)
         return runs[key]
 
-    for b in bits:
-        for s in eta_specs:
-            point(b, s, "precision")
-    for s in err_specs:
-        point(8, s, "error_threshold")
-    for s in fac_specs:
-        point(8, s, "factor_threshold")
-    point(8, none_spec, "no_threshold")
-    point(8, base, "bundle")
+    from tqdm import tqdm
+
+    plan = ([(b, s, "precision") for b in bits for s in eta_specs] + [(8, s, "error_threshold") for s in err_specs]
+            + [(8, s, "factor_threshold") for s in fac_specs] + [(8, none_spec, "no_threshold"), (8, base, "bundle")])
+    for b, s, sweep in tqdm(plan, desc="rule-check", unit="setting", disable=not progress):
+        point(b, s, sweep)
     if logit_scale is None:
         logit_scale, ls_from = _run_logit_scale(dep.manifest)
     else:
@@ -478,7 +483,7 @@ def rule_check_cli(args) -> int:
     warn_if_uncalibrated(args.bundle)
     s = rule_check(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                    queries=args.queries, bits=args.bits, eta_exps=args.eta_exp,
-                   thresholds=args.thresholds, seed=args.seed, out=args.out)
+                   thresholds=args.thresholds, seed=args.seed, out=args.out, progress=True)
     if getattr(args, "json", None):
         write_json(args.json, s)
     print(format_markdown(s))

@@ -105,6 +105,11 @@ def _whole(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+MAX_COUNT = 10_000_000      # meta-steps, intervals
+MAX_INPUTS = 1 << 20        # C x H x W input neurons (a Loihi 2 chip holds 1M neurons in all)
+MAX_TASKS = 100_000         # tasks per batch or validation (as the CLI's --tasks)
+
+
 def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None) -> RunConfig:
     """Check values; ``n_classes`` (split -> number of classes of the meta-dataset ``data``)
     checks n_way."""
@@ -120,6 +125,9 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
     need(m.surrogate in KINDS, "model.surrogate", f"is {m.surrogate!r}", f"use one of {', '.join(KINDS)}")
     need(len(m.input_shape) == 3 and all(_whole(v) and v > 0 for v in m.input_shape), "model.input_shape",
          f"is {m.input_shape}", "give [C, H, W] with positive sizes")
+    need(math.prod(int(v) for v in m.input_shape) <= MAX_INPUTS, "model.input_shape",
+         f"is {m.input_shape}: {math.prod(int(v) for v in m.input_shape):,} input neurons",
+         f"use at most {MAX_INPUTS:,} (C x H x W; pool the frames with data build --downsample)")
     need(m.time_steps > 0, "model.time_steps", f"is {m.time_steps}", "use a positive number of steps")
     need(0 <= m.burn_in < m.time_steps, "model.burn_in", f"is {m.burn_in}, not in [0, time_steps={m.time_steps})",
          "use a burn-in shorter than the sample")
@@ -170,6 +178,19 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
     need(0 <= o.lr_min_ratio <= 1, "outer.lr_min_ratio", f"is {o.lr_min_ratio}", "use a fraction in [0, 1]")
     for k in ("val_every", "val_tasks", "checkpoint_every"):
         need(getattr(o, k) >= 1, f"outer.{k}", f"is {getattr(o, k)}", "use a count >= 1")
+    # upper bounds: a count no run needs is a typo (1e8 validation tasks hung without a word)
+    for key, val, hi in (("outer.steps", o.steps, MAX_COUNT), ("outer.meta_batch", o.meta_batch, MAX_TASKS),
+                         ("outer.val_tasks", o.val_tasks, MAX_TASKS), ("outer.val_every", o.val_every, MAX_COUNT),
+                         ("outer.checkpoint_every", o.checkpoint_every, MAX_COUNT),
+                         ("outer.pretrain_epochs", o.pretrain_epochs, 10_000), ("inner.steps", i.steps, 1_000),
+                         ("model.time_steps", m.time_steps, 100_000), ("task.n_way", t.n_way, 10_000),
+                         ("task.k_shot", t.k_shot, 10_000), ("task.n_query", t.n_query, 10_000)):
+        need(val <= hi, key, f"is {val}, more than any run needs (at most {hi:,})", f"use a count <= {hi:,}")
+    n_layers = {"small": len(m.hidden) + 1, "lava_mlp": len(m.hidden) + 1, "cnn": len(m.conv) + 1,
+                "small_cnn": 2, "paper_cnn": 4}.get(m.name)     # weight layers (pools are fixed)
+    need(n_layers is None or i.frozen < n_layers, "inner.frozen",
+         f"is {i.frozen} but model {m.name!r} has {n_layers} trainable layers",
+         f"use -1 (all but the last) or a count < {n_layers}")
     need(t.n_way >= 2, "task.n_way", f"is {t.n_way}", "use at least 2 classes")
     need(t.k_shot >= 1, "task.k_shot", f"is {t.k_shot}", "use at least 1 shot")
     need(t.n_query >= 1, "task.n_query", f"is {t.n_query}", "use at least 1 query per class")
