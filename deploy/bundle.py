@@ -117,6 +117,23 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def weights_fingerprint(model) -> str:
+    """sha256 of a network's weights (every state-dict tensor, by name): which theta0* a bundle
+    was exported from, so that a source run trained on afterwards is not taken for it."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def source_run_changed(manifest: dict, model) -> bool:
+    """Whether the source run's weights now differ from those the bundle was exported from
+    (False where the bundle predates the fingerprint)."""
+    want = manifest.get("source_weights_sha256")
+    return bool(want) and weights_fingerprint(model) != want
+
+
 def write_manifest(bundle: str | os.PathLike, manifest: dict[str, Any]) -> Path:
     """Write ``BUNDLE/manifest.json`` atomically with its digest; the one way to change a manifest."""
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)

@@ -203,7 +203,7 @@ def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip
     ``neuromaml calibrate``. ``input_shape`` (C, H, W), when given, must be the model's.
     Returns the manifest.
     """
-    from neuromaml.deploy.bundle import export_bundle
+    from neuromaml.deploy.bundle import export_bundle, weights_fingerprint
 
     run_dir = Path(run_dir)
     model, mcfg, classes = load_run(run_dir)
@@ -216,7 +216,8 @@ def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip
                         burn_in=_burn_in(mcfg, steps, run_dir), classes=classes, source_run=str(run_dir.resolve()),
                         rule=rule, rule_source="trained" if rule is not None else None,
                         allow_clip=allow_clip, overwrite=overwrite,
-                        extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None})
+                        extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None,
+                               "source_weights_sha256": weights_fingerprint(model)})
     return man
 
 
@@ -339,9 +340,17 @@ def reference_model(man: dict | None):
     """The slayer network a bundle came from: its source RUN_DIR, or a fresh init re-built by seed."""
     if not man:
         return None
+    from neuromaml.deploy.bundle import source_run_changed
+
     src = man.get("source_run")
     if src and Path(src).is_dir():
-        return load_run(Path(src))[0]
+        model = load_run(Path(src))[0]
+        if source_run_changed(man, model):
+            print(f"warning: {src}: the source run's weights changed since this bundle was exported (trained "
+                  "on?); they are not the bundle's, so slayer is not compared (fix: re-export to compare)",
+                  file=sys.stderr)
+            return None
+        return model
     if man.get("fresh_init_seed") is not None and man.get("model_config"):
         from neuromaml.meta.models import build_model, config_from_dict
 

@@ -83,6 +83,12 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
                 "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
                         "bundle's float-SGD and nearest-class-mean references stand in for them"}
     model, params, lrs, cfg = load_run(run)
+    from neuromaml.deploy.bundle import source_run_changed
+
+    if source_run_changed(dep.manifest, model):
+        return {"float": None, "fixed_sgd": None,
+                "note": f"the source run {run} changed since export (its weights are not the bundle's): the slayer "
+                        "columns are skipped; re-export the run to compare"}
     # Column 1 is the network as meta-trained (``model``): float arithmetic with the weights
     # the training forward used. With model.quantize (the default: quantization-aware in both
     # loops) those are slayer's 8-bit weights; the float master weights behind them drift

@@ -877,3 +877,24 @@ def test_ctrl_c_during_a_lava_run_stops_every_worker(fx, tmp_path):
     assert "interrupted" in err and "Traceback" not in err, err[-2000:]
     assert left == [], f"processes left running after the interrupt: {left}"
     assert not out.exists()
+
+
+def test_a_source_run_trained_on_after_export_is_not_taken_for_the_bundle(fx, tmp_path, capsys):
+    """The manifest fingerprints the weights it was exported from; a source run whose weights
+    changed since (trained on, replaced) is not compared as if it were the bundle's."""
+    from neuromaml.deploy.bundle import load_bundle, source_run_changed
+    from neuromaml.deploy.cli import load_run, reference_model
+
+    run = _copy(fx["run"], tmp_path / "run")
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
+    man, _ = load_bundle(tmp_path / "b")
+    assert man["source_weights_sha256"] and not source_run_changed(man, load_run(run)[0])
+    assert reference_model(man) is not None
+    for name in ("best.pt", "ckpt.pt"):            # the run trained on: other weights
+        ck = torch.load(run / name, weights_only=False)
+        ck["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in ck["model"].items()}
+        torch.save(ck, run / name)
+    assert source_run_changed(man, load_run(run)[0])
+    capsys.readouterr()
+    assert reference_model(man) is None
+    assert "changed since this bundle was exported" in capsys.readouterr().err
