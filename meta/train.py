@@ -408,6 +408,9 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
             write_json(out / "pretrain.json", {"epochs": cfg.outer.pretrain_epochs, "lr": cfg.outer.pretrain_lr,
                                                "history": pre_hist})
         write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
+                                      # the classes this run learned from: evaluating on them is not meta-test
+                                      "trained_classes": sorted(ds.classes[int(c)] for s in ("train", "val")
+                                                                for c in ds.splits[s]),
                                       "versions": package_versions(), "started": time.time(),
                                       "device": str(dev),
                                       "init": str(Path(init).resolve()) if init is not None else None})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from neuromaml.io import bounded_int, nonneg_int, positive_int, seed_int
@@ -71,6 +72,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = meta.get("data")
         if not data or not Path(data).exists():
             raise fail(run / "run.json", f"data file {data!r} recorded for this run is missing", "pass --data FILE.h5")
+    _note_seen_classes(run, data)
     baselines = {}
     for item in args.baseline or []:
         label, sep, path = item.partition("=")
@@ -94,6 +96,26 @@ def _evaluate(args: argparse.Namespace) -> int:
                           transfer_tasks=args.transfer_tasks)
     print(json.dumps(report["table2"], indent=1))
     return 0
+
+
+def _note_seen_classes(run: Path, data) -> None:
+    """A note where the test split holds classes this run meta-trained on (another class split
+    of the same data, a file rebuilt with --digit-split ...): that accuracy is not on new classes."""
+    from neuromaml.io import NeuromamlError, read_json
+    from neuromaml.meta.metadataset import MetaDataset
+
+    try:
+        seen = set(read_json(run / "run.json").get("trained_classes") or [])
+    except (NeuromamlError, AttributeError):
+        return                      # a run from before the record: nothing to compare
+    if not seen:
+        return
+    ds = MetaDataset(data)
+    both = sorted(ds.classes[int(c)] for c in ds.splits["test"] if ds.classes[int(c)] in seen)
+    if both:
+        print(f"note: {data}: {len(both)} of the {len(ds.splits['test'])} test classes (e.g. {both[0]!r}) are classes "
+              f"{run} meta-trained on (train or val split of its data): if they are the same classes, this is not "
+              "meta-test accuracy on new classes (fix: evaluate on data with the run's class split)", file=sys.stderr)
 
 
 def register(subparsers) -> None:

@@ -898,3 +898,20 @@ def test_a_source_run_trained_on_after_export_is_not_taken_for_the_bundle(fx, tm
     capsys.readouterr()
     assert reference_model(man) is None
     assert "changed since this bundle was exported" in capsys.readouterr().err
+
+
+def test_evaluate_notes_test_classes_the_run_trained_on(fx, tmp_path, capsys):
+    """A meta-dataset with another class split (here --digit-split ordered) puts classes the run
+    meta-trained on into its test split: evaluate says so instead of reporting it as meta-test."""
+    other = tmp_path / "ordered.h5"
+    assert cli.main(["data", "build", "--per-class", "6", "--digit-split", "ordered", "--out", str(other),
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(fx["run"]), "--data", str(other), "--trials", "1", "--tasks", "1", "--quick",
+                     "--no-transfer", "--out", str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err
+    assert "test classes" in err and "meta-trained on" in err
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(fx["run"]), "--data", str(fx["data"]), "--trials", "1", "--tasks", "1",
+                     "--quick", "--no-transfer", "--out", str(tmp_path / "ev2")]) == 0
+    assert "meta-trained on" not in capsys.readouterr().err
