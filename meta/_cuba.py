@@ -1,4 +1,4 @@
-"""Compiled exact CUBA recurrence (numba) for ``meta.models.cuba_exact``.
+"""Compiled exact CUBA recurrence (numba) for ``meta.slayer_neuron.cuba_exact``.
 
 slayer's CPU neuron, in integers: with ``a_i = 4096 - d_i``, ``a_v = 4096 - d_v``,
 
