@@ -21,7 +21,7 @@ from neuromaml.io import (BUNDLE_FILES, RUN_FILES, bounded_int, check_output, fa
                           read_json, seed_int, write_json)
 
 CHECKPOINT_NAMES = ("theta.pt", "model.pt", "checkpoint.pt", "final.pt", "best.pt")
-CONFIG_NAMES = ("config.json", "run.json", "config.yaml", "config.yml")
+CONFIG_NAMES = ("config.json", "config.yaml", "config.yml")     # (run.json is meta-train's record, not a config)
 
 
 def register(sub) -> None:
@@ -76,8 +76,9 @@ def _read_config(run_dir: Path) -> tuple[dict, Path]:
         if p.exists():
             if p.suffix == ".json":
                 return read_json(p), p
-            import yaml
-            return yaml.safe_load(p.read_text()) or {}, p
+            from neuromaml.meta.config import read_file
+
+            return read_file(p), p
     raise fail(run_dir, f"no run config ({', '.join(CONFIG_NAMES)})",
                "give the output directory of neuromaml meta-train, or use --model NAME")
 
@@ -125,7 +126,9 @@ def load_run(run_dir: Path):
     try:
         if not isinstance(cfg_dict, dict) or not isinstance(cfg_dict.get("model", cfg_dict), dict):
             raise TypeError("the config (or its 'model' section) is not a mapping")
-        mcfg = config_from_dict(cfg_dict.get("model", cfg_dict))
+        section = cfg_dict["model"] if "model" in cfg_dict else {
+            k: v for k, v in cfg_dict.items() if k not in ("classes", "task", "inner", "outer", "seed")}
+        mcfg = config_from_dict(section)
         if "n_way" not in cfg_dict.get("model", {}) and isinstance(cfg_dict.get("task"), dict):
             mcfg.n_way = int(cfg_dict["task"].get("n_way", mcfg.n_way))
     except (TypeError, ValueError) as exc:

@@ -482,8 +482,13 @@ def model_defaults(name) -> dict:
 
 
 def config_from_dict(d: dict) -> ModelConfig:
+    """A ModelConfig from its dict; a key ModelConfig does not have is an error (ValueError), not
+    dropped: a misspelt field must not silently build another network."""
     known = {f.name for f in dataclasses.fields(ModelConfig)}
-    kw = {**model_defaults(d.get("name")), **{k: v for k, v in d.items() if k in known}}
+    unknown = sorted(str(k) for k in d if k not in known)
+    if unknown:
+        raise ValueError(f"unknown model field(s) {unknown}; known: {sorted(known)}")
+    kw = {**model_defaults(d.get("name")), **dict(d)}
     if "input_shape" in kw:
         kw["input_shape"] = tuple(kw["input_shape"])
     return ModelConfig(**kw)

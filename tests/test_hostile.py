@@ -267,6 +267,8 @@ CASES = {
                                               r"the sweep asks for .* settings .*sweep fewer"),
     "export-model-input-huge": lambda t, f: (["export", "--model", "small", "--input-shape", "2", "4096", "4096",
                                               "--out", str(t / "b")], r"33,554,432 input neurons"),
+    "export-foreign-run-misspelt-field": lambda t, f: (["export", str(_foreign_run(t, "model:\n  name: small\n  hiden: [8]\n")),
+                                                        "--out", str(t / "b")], r"unknown model field\(s\) \['hiden'\]"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
