@@ -55,7 +55,9 @@ class InnerLR(torch.nn.Module):
     def __init__(self, names: list[str], lr: float, learn: bool):
         super().__init__()
         self.names = list(names)
-        self.log_lr = torch.nn.Parameter(torch.full((len(names),), math.log(lr)), requires_grad=learn)
+        # inner.lr 0 (no adaptation: a baseline) is exp(-inf); config validation requires lr > 0 when learned
+        self.log_lr = torch.nn.Parameter(torch.full((len(names),), math.log(lr) if lr > 0 else -math.inf),
+                                         requires_grad=learn)
 
     def lr(self, name: str) -> torch.Tensor:
         return self.log_lr[self.names.index(name)].exp()

@@ -418,8 +418,16 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
     t0 = time.perf_counter()
     bar = tqdm(total=o.steps, initial=tr.step, disable=not progress or rank != 0, desc="meta-train")
     loss = acc = float("nan")
+    flat, collapsed_at = 0, None          # steps in a row whose loss is ln(n_way): all logits equal
     while tr.step < o.steps:
         loss, acc = tr.train_step()
+        flat = flat + 1 if abs(loss - math.log(cfg.task.n_way)) < 1e-6 else 0
+        if flat == max(10, o.val_every) and collapsed_at is None and rank == 0:
+            collapsed_at = tr.step - flat + 1
+            bar.write(f"warning: {out}: the meta-loss has been ln({cfg.task.n_way}) since step {collapsed_at}: every "
+                      "output neuron gives the same count after adaptation (silent outputs: activity collapsed), "
+                      f"so meta-training has stopped learning; best.pt keeps step {tr.best_step} (fix: lower outer.lr, "
+                      "raise model.weight_scale or inner.lr, or stop here)", file=sys.stderr)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", val=f"{tr.best_val:.2f}")
         if rank == 0:
@@ -436,7 +444,7 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
             on_step(tr)
     bar.close()
     summary = {"steps": tr.step, "seed": seed, "final_loss": loss, "final_train_acc": acc,
-               "best_val_acc": tr.best_val, "best_step": tr.best_step,
+               "best_val_acc": tr.best_val, "best_step": tr.best_step, "collapsed_at_step": collapsed_at,
                "seconds_this_run": time.perf_counter() - t0, "device": str(dev), "config": cfg.to_dict(),
                "pretrain_final": pre_hist[-1] if pre_hist else None,
                "checkpoint": str(ckpt), "best": str(out / "best.pt")}

@@ -403,3 +403,26 @@ def test_config_numbers_read_as_written_and_named_configs_not_shadowed(tmp_path,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "small").mkdir()
     assert load_config("small").model.name == "small"
+
+
+def test_collapsed_activity_is_reported(tiny_metadataset, tmp_path, capsys):
+    """Silent outputs after adaptation make every logit equal (loss ln n_way): meta-training
+    then learns nothing, and says so once, in the summary too."""
+    import json
+
+    import yaml
+
+    from neuromaml.cli import main
+
+    cfg = {**TINY, "model": {**TINY["model"], "zero_head": True},
+           "inner": {"lr": 0.0, "learn_lr": False},
+           "outer": {**TINY["outer"], "steps": 12, "meta_batch": 1, "lr": 1e-9, "val_every": 12,
+                     "pretrain_epochs": 0}}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(p), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("activity collapsed") == 1 and "since step 1" in err
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["collapsed_at_step"] == 1
