@@ -88,7 +88,7 @@ def main() -> int:
         nir_src = write_nir(read_layers(net_path), Path(tmp.name) / "network.nir")
     model = None
     if args.slayer:
-        from neuromaml.deploy.cli import reference_model
+        from neuromaml.deploy.runs import reference_model
 
         model = reference_model(man)
     t0 = time.perf_counter()

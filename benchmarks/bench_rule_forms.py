@@ -26,7 +26,7 @@ import numpy as np
 
 import neuromaml.emulator  # noqa: F401  (imports Lava's runtime first)
 from neuromaml.deploy.bundle import export_bundle
-from neuromaml.deploy.cli import load_run
+from neuromaml.deploy.runs import load_run
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.emulate import build_batch, pool_inputs, slayer_columns
 from neuromaml.emulator.episodes import run_fast

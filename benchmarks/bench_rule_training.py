@@ -33,7 +33,7 @@ def main() -> None:
     import yaml
 
     from neuromaml.deploy.bundle import export_bundle
-    from neuromaml.deploy.cli import _trained_rule, load_run
+    from neuromaml.deploy.runs import load_run, trained_rule
     from neuromaml.emulator.emulate import emulate
     from neuromaml.io import read_json
     from neuromaml.meta.config import from_dict
@@ -57,7 +57,7 @@ def main() -> None:
     bundle = args.out / "bundle"
     export_bundle(model, bundle, input_shape=tuple(mcfg.input_shape), time_steps=mcfg.time_steps,
                   burn_in=mcfg.burn_in, classes=classes, source_run=str(run.resolve()), overwrite=True,
-                  rule=_trained_rule(run),
+                  rule=trained_rule(run),
                   extra={"model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(mcfg).items()}})
     res = {}
     for name, b in (("sgd_trained", args.demo_out / "bundle"), ("rule_trained", bundle)):

@@ -116,7 +116,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
     """``neuromaml export RUN --out BUNDLE`` then ``neuromaml calibrate BUNDLE --data DATA``
     (the same library calls; a run meta-trained through the rule keeps its trained form)."""
     from neuromaml.deploy.bundle import load_bundle, rule_status
-    from neuromaml.deploy.cli import export_run
+    from neuromaml.deploy.runs import export_run
     from neuromaml.emulator.calibrate import calibrate
 
     bundle = out / "bundle"
@@ -141,7 +141,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
 
 
 def _stage_verify(out: Path, quick: bool) -> dict:
-    from neuromaml.deploy.cli import reference_model
+    from neuromaml.deploy.runs import reference_model
     from neuromaml.deploy.bundle import load_bundle
     from neuromaml.deploy.verify import verify_netx
 

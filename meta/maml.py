@@ -25,9 +25,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+
+
+class MetaNetwork(Protocol):
+    """What MAML needs of a network (``meta.models.SNN`` and the ``ANN`` baseline): its config
+    (``cfg.burn_in``, ``cfg.n_way``, ``cfg.logit_scale``), its blocks, the names of its learnable
+    weights in layer order, the block a weight belongs to, a functional run over a block range
+    (``run(params, x, start, stop, x_win) -> Activations(full, window)``) and the readout
+    (``counts(window) -> (N, n_way)``)."""
+
+    cfg: Any
+    blocks: Any
+
+    def param_names(self) -> list[str]: ...
+
+    def block_of(self, name: str) -> int: ...
+
+    def run(self, params: dict, x, start: int = 0, stop: int | None = None, x_win=None,
+            burn_in: int | None = None): ...
+
+    def counts(self, out): ...
+
 
 RULES = ("sgd", "three_factor")
 
@@ -63,13 +85,13 @@ class InnerLR(torch.nn.Module):
         return self.log_lr[self.names.index(name)].exp()
 
 
-def adapted_names(model, cfg: InnerConfig) -> list[str]:
+def adapted_names(model: MetaNetwork, cfg: InnerConfig) -> list[str]:
     names = model.param_names()
     frozen = len(names) - 1 if cfg.frozen < 0 else min(cfg.frozen, len(names) - 1)
     return names[frozen:]
 
 
-def task_loss(model, logits_fn_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def task_loss(model: MetaNetwork, logits_fn_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of count * logit_scale; out_win: output spikes over [burn_in, T)."""
     logits = logits_fn_out.sum(-1) * model.cfg.logit_scale
     return F.cross_entropy(logits, y)
@@ -84,12 +106,12 @@ def threshold_update(update: torch.Tensor, threshold: float) -> torch.Tensor:
     return update * mask
 
 
-def _features(model, params: dict, x: torch.Tensor, start_block: int):
+def _features(model: MetaNetwork, params: dict, x: torch.Tensor, start_block: int):
     """Exact + windowed activations entering block ``start_block``."""
     return model.run(params, x, 0, start_block)
 
 
-def _head(model, params: dict, feats, start_block: int, return_pre: bool = False):
+def _head(model: MetaNetwork, params: dict, feats, start_block: int, return_pre: bool = False):
     """Run blocks [start_block, end); return output spikes over [burn_in, T)."""
     full, win = feats
     if not return_pre:
@@ -123,7 +145,7 @@ def _rule_update(model, params, name, feats_s, y, n_way, cfg: InnerConfig | None
     return new.reshape(w.shape) - w
 
 
-def adapt(model, params: dict, x: torch.Tensor, y: torch.Tensor, cfg: InnerConfig,
+def adapt(model: MetaNetwork, params: dict, x: torch.Tensor, y: torch.Tensor, cfg: InnerConfig,
           lrs: InnerLR | None = None, create_graph: bool | None = None, feats=None,
           record: list | None = None) -> dict:
     """Inner loop on the support set ``(x, y)``; returns the adapted parameter dict.
@@ -177,7 +199,7 @@ def task_forward(model, params: dict, task, cfg: InnerConfig, lrs: InnerLR | Non
     return loss, acc
 
 
-def meta_gradient(model, params: dict, tasks, cfg: InnerConfig, lrs: InnerLR | None = None,
+def meta_gradient(model: MetaNetwork, params: dict, tasks, cfg: InnerConfig, lrs: InnerLR | None = None,
                   weight: float | None = None):
     """Accumulate d(mean query loss)/d(params, lrs) into ``.grad``; returns
     (mean loss, mean acc). ``weight`` scales each task's loss (default 1/len)."""
@@ -193,7 +215,7 @@ def meta_gradient(model, params: dict, tasks, cfg: InnerConfig, lrs: InnerLR | N
     return tot_loss / len(tasks), tot_acc / len(tasks)
 
 
-def evaluate_task(model, params: dict, task, cfg: InnerConfig, lrs: InnerLR | None = None) -> float:
+def evaluate_task(model: MetaNetwork, params: dict, task, cfg: InnerConfig, lrs: InnerLR | None = None) -> float:
     """Query accuracy after adaptation, no outer graph kept."""
     names = set(adapted_names(model, cfg))
     params = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}

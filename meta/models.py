@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,15 @@ from .surrogate import Surrogate, spike
 from .slayer_neuron import S_SCALE, cuba_exact, cuba_exact_torch, leak_kernel, rshift0  # noqa: F401 (re-exported)
 
 W_SCALE = 1 << 6   # slayer CUBA weight scale
+
+
+class Activations(NamedTuple):
+    """What a block range of a network returns (``SNN.run``, ``ANN.run``): ``full`` the exact
+    activity over all T steps (no gradient in an SNN), ``window`` the readout window
+    [burn_in, T) carrying gradients. A tuple, so ``full, window = model.run(...)`` works."""
+
+    full: torch.Tensor
+    window: torch.Tensor
 
 
 
@@ -322,7 +331,7 @@ class SNN(_MetaNet):
         """Blocks ``[start, stop)`` on exact input ``x`` (N, ..., T).
 
         ``x_win``: the same input over ``[burn_in, T)`` carrying gradients
-        (defaults to ``x[..., burn_in:]``). Returns ``(x_full, x_win)`` of the
+        (defaults to ``x[..., burn_in:]``). Returns ``Activations(full, window)`` of the
         last block run: exact spikes (no grad) and windowed spikes (grad).
         """
         b = self.cfg.burn_in if burn_in is None else burn_in
@@ -361,7 +370,7 @@ class SNN(_MetaNet):
                 s_win = torch.cat([prev, s_win[..., :-1]], dim=-1)
                 s_full = _shift(s_full)
             x, x_win = s_full, s_win
-        return x, x_win
+        return Activations(x, x_win)
 
     def forward(self, x: torch.Tensor, return_pre: bool = False, params: dict | None = None):
         params = dict(self.named_parameters()) if params is None else params
@@ -432,7 +441,8 @@ class ANN(_MetaNet):
             x_win: torch.Tensor | None = None, burn_in: int | None = None):
         """Blocks ``[start, stop)``; at block 0 the frames (N, C, H, W, T) become one
         image: events summed over T, divided by the sample's largest pixel count.
-        Returns (y, y): one value, with gradients."""
+        Returns Activations(y, y): one value, with gradients (a network without a time axis
+        has no separate readout window)."""
         stop = len(self.blocks) if stop is None else stop
         if start == 0:  # summed events, scaled to [0, 1] per sample
             x = x.sum(-1, keepdim=True)
@@ -450,7 +460,7 @@ class ANN(_MetaNet):
             if isinstance(block, torch.nn.Conv2d):
                 y = F.relu(y)
         y = y[..., None]
-        return y, y
+        return Activations(y, y)
 
     def forward(self, x: torch.Tensor, return_pre: bool = False, params: dict | None = None):
         if return_pre:

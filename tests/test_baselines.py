@@ -31,7 +31,7 @@ def test_ann_sums_events_and_meta_gradient_reaches_every_layer(tiny_metadataset)
 def test_ann_cannot_take_the_rule_or_be_exported(tmp_path):
     with pytest.raises(NeuromamlError, match="inner.rule"):
         from_dict({"model": {"name": "ann_cnn"}, "inner": {"rule": "three_factor"}})
-    from neuromaml.deploy.cli import _check_spiking
+    from neuromaml.deploy.runs import _check_spiking
 
     with pytest.raises(NeuromamlError, match="non-spiking"):
         _check_spiking(tmp_path, "ann_cnn")

@@ -885,7 +885,7 @@ def test_a_source_run_trained_on_after_export_is_not_taken_for_the_bundle(fx, tm
     """The manifest fingerprints the weights it was exported from; a source run whose weights
     changed since (trained on, replaced) is not compared as if it were the bundle's."""
     from neuromaml.deploy.bundle import load_bundle, source_run_changed
-    from neuromaml.deploy.cli import load_run, reference_model
+    from neuromaml.deploy.runs import load_run, reference_model
 
     run = _copy(fx["run"], tmp_path / "run")
     assert cli.main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
