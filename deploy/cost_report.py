@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from neuromaml.deploy.cost import ENERGY_CONSTANTS, LOIHI1, LOIHI2, NEUROBENCH
+from neuromaml.deploy.chips import ENERGY_CONSTANTS, LOIHI1, LOIHI2, NEUROBENCH
 
 
 # ----------------------------------------------------------------------------- reports

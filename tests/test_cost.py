@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from neuromaml.deploy.bundle import write_bundle
-from neuromaml.deploy.cost import LOIHI1, LOIHI2, LayerCost, chip_mapping, conv_axons, core_mapping, static_cost
+from neuromaml.deploy.chips import LOIHI1, LOIHI2
+from neuromaml.deploy.cost import LayerCost, chip_mapping, conv_axons, core_mapping, static_cost
 from neuromaml.deploy.netxfile import NetxLayer, neuron_raw, type_array, write_layers
 from neuromaml.io import NeuromamlError
 

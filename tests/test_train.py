@@ -96,7 +96,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_metadataset, tmp_path):
 
 def test_nan_loss_keeps_last_good_checkpoint(tiny_metadataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    real, calls = train_mod.meta_gradient, []
+    from neuromaml.meta import distributed as dist_mod
+
+    real, calls = dist_mod.meta_gradient, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -104,7 +106,7 @@ def test_nan_loss_keeps_last_good_checkpoint(tiny_metadataset, tmp_path, monkeyp
             return float("nan"), 0.0
         return real(*a, **k)
 
-    monkeypatch.setattr(train_mod, "meta_gradient", flaky)
+    monkeypatch.setattr(dist_mod, "meta_gradient", flaky)
     with pytest.raises(NeuromamlError, match="not finite at step 2"):
         meta_train(tiny_metadataset, _cfg(), run, progress=False)
     assert load_checkpoint(run / "ckpt.pt")["step"] == 2

@@ -1,0 +1,164 @@
+"""A built meta-dataset file, read: ``MetaDataset(path)`` checks the layout, the attributes and
+the class splits, and reads frames lazily (``neuromaml.meta.metadataset`` builds these files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from neuromaml.io import fail
+
+FORMAT = "neuromaml-metadataset"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class MetaDataset:
+    """A built meta-dataset file (read-only). Frames are read lazily and cached in memory.
+
+    Attributes: ``classes`` (list of names), ``splits`` (name -> class indices), ``shape``
+    ``(C, H, W, T)``, ``labels``, ``sample_ids``, ``part_ids`` (``(n, parts)`` recording ids of
+    each sample's parts, or None), ``attrs`` (the file's attributes).
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise fail(self.path, "meta-dataset file not found", "build one with `neuromaml data build`")
+        if not self.path.is_file():
+            raise fail(self.path, "is not a regular file (a folder, device or pipe)",
+                       "give the .h5 file written by `neuromaml data build`")
+        if not h5py.is_hdf5(self.path):
+            raise fail(self.path, "not an HDF5 file", "build the meta-dataset with `neuromaml data build`")
+        try:
+            self._read_index(h5py)
+        except OSError as exc:   # h5py's error for a truncated or damaged file
+            if "unable to lock file" in str(exc):
+                raise fail(self.path, "is open for writing by another process (HDF5 locks it)",
+                           "close it there and run again (on read-only media set HDF5_USE_FILE_LOCKING=FALSE)") from None
+            raise fail(self.path, f"cannot be read as HDF5 ({exc}): truncated or damaged",
+                       "re-copy it or rebuild it with `neuromaml data build`") from None
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:   # wrong kinds; RuntimeError: broken links
+            raise fail(self.path, f"malformed layout or attribute values ({type(exc).__name__}: {exc})",
+                       "rebuild it with `neuromaml data build`") from None
+        self._check_index()
+
+    def _read_index(self, h5py) -> None:
+        with h5py.File(self.path, "r") as f:
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+            if not isinstance(fmt, str) or fmt != FORMAT:
+                raise fail(self.path, f"attribute 'format' is {fmt!r}, expected {FORMAT!r}",
+                           "build the meta-dataset with `neuromaml data build`")
+            if int(f.attrs.get("version", -1)) != VERSION:
+                raise fail(self.path, f"attribute 'version' is {f.attrs.get('version')!r}, expected {VERSION}",
+                           "rebuild the meta-dataset with this version of neuromaml")
+            need = ["classes", "frames", "labels", "sample_ids"] + [f"splits/{s}" for s in SPLITS]
+            for name in need:
+                if name not in f:
+                    raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
+            self.attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
+            for key in ("source", "composition"):    # text; other tools write bytes (C, MATLAB)
+                v = self.attrs.get(key)
+                if isinstance(v, bytes):
+                    v = v.decode("utf-8", "replace")
+                if key in self.attrs and not isinstance(v, str):
+                    raise fail(self.path, f"attribute {key!r} is {v!r}, not text", "rebuild the meta-dataset")
+                if key in self.attrs:
+                    self.attrs[key] = v
+            for key in ("duration_us", "dt_us"):   # read back by summary(): must be whole numbers
+                if key in self.attrs:
+                    int(self.attrs[key])
+            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
+            self.splits = {s: np.asarray(f[f"splits/{s}"][()], np.int64) for s in SPLITS}
+            self.labels = np.asarray(f["labels"][()], np.int64)
+            self.sample_ids = np.asarray(f["sample_ids"][()], np.int64)
+            fshape = f["frames"].shape
+            self._frames_dtype = f["frames"].dtype
+            # recording ids of the parts of each sample (optional: older or foreign files lack it)
+            self.part_ids = np.asarray(f["part_ids"][()], np.int64).reshape(len(self.labels), -1) \
+                if "part_ids" in f else None
+        self._fshape = fshape
+
+    def _check_index(self) -> None:
+        fshape = self._fshape
+        n = self.labels.size
+        if self._frames_dtype != np.uint8:
+            raise fail(self.path, f"'/frames' has dtype {self._frames_dtype}, expected uint8 spike counts",
+                       "rebuild the meta-dataset with `neuromaml data build`")
+        if self.labels.ndim != 1 or self.sample_ids.ndim != 1:
+            raise fail(self.path, f"'/labels' and '/sample_ids' must be 1-D, have shapes {self.labels.shape} and "
+                       f"{self.sample_ids.shape}", "rebuild the meta-dataset")
+        if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n or min(fshape[2:]) < 1:
+            raise fail(self.path, f"'/frames' has shape {fshape} for {n} labels and {self.sample_ids.size} sample_ids",
+                       "rebuild the meta-dataset")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise fail(self.path, "'/labels' holds class indices outside '/classes'", "rebuild the meta-dataset")
+        for s, idx in self.splits.items():
+            if idx.ndim != 1:
+                raise fail(self.path, f"'/splits/{s}' has shape {idx.shape}, expected a 1-D list of class indices",
+                           "rebuild the meta-dataset")
+            if idx.size and (idx.min() < 0 or idx.max() >= len(self.classes)):
+                raise fail(self.path, f"'/splits/{s}' names classes that do not exist", "rebuild the meta-dataset")
+            srt = np.sort(idx)
+            twice = srt[1:][srt[1:] == srt[:-1]]
+            if twice.size:
+                raise fail(self.path, f"'/splits/{s}' names class '{self.classes[int(twice[0])]}' more than once: "
+                           "an N-way task could draw one class twice", "rebuild the meta-dataset")
+        names = list(self.splits)
+        for a_i, a in enumerate(names):
+            for b in names[a_i + 1:]:
+                both = np.intersect1d(self.splits[a], self.splits[b])
+                if both.size:
+                    raise fail(self.path, f"splits '{a}' and '{b}' share {both.size} class(es) (e.g. "
+                               f"'{self.classes[int(both[0])]}'): meta-test results would not be on new classes",
+                               "rebuild it with disjoint class splits (`neuromaml data build`)")
+        self.shape = tuple(int(v) for v in fshape[1:])
+        self._by_class = {c: np.flatnonzero(self.labels == c) for c in range(len(self.classes))}
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def indices_of(self, class_idx: int) -> np.ndarray:
+        """Sample indices (into ``/frames``) of class ``class_idx``, ascending."""
+        return self._by_class[int(class_idx)]
+
+    def frames(self, indices, binary: bool = False):
+        """``torch.float32`` tensor ``(n, 2, H, W, T)`` of spike counts (or 0/1 if ``binary``)."""
+        import h5py
+        import torch
+
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"sample index out of range 0..{len(self) - 1}")
+        missing = sorted(set(idx.tolist()) - self._cache.keys())
+        if missing:
+            m = np.asarray(missing)
+            starts = np.flatnonzero(np.diff(m, prepend=-2) != 1)   # contiguous runs: one slice read each
+            ends = np.append(starts[1:], m.size)
+            try:
+                with h5py.File(self.path, "r") as f:
+                    ds = f["frames"]
+                    for a, b in zip(starts, ends):
+                        self._cache.update(zip(m[a:b].tolist(), ds[m[a]:m[b - 1] + 1]))
+            except OSError as exc:
+                raise fail(self.path, f"frames cannot be read ({exc}): truncated or damaged",
+                           "re-copy it or rebuild it with `neuromaml data build`") from None
+        out = np.stack([self._cache[i] for i in idx.tolist()]) if idx.size else np.zeros((0, *self.shape), np.uint8)
+        if binary:
+            out = np.minimum(out, 1)
+        return torch.from_numpy(out).to(torch.float32)
+
+    def summary(self) -> dict:
+        """Classes per split, samples per class, tensor shape and duration."""
+        per = np.bincount(self.labels, minlength=len(self.classes))
+        return {"path": str(self.path), "source": self.attrs.get("source"),
+                "composition": self.attrs.get("composition"), "num_classes": len(self.classes),
+                "num_samples": len(self), "shape": list(self.shape),
+                "duration_us": int(self.attrs.get("duration_us", 0)), "dt_us": int(self.attrs.get("dt_us", 0)),
+                "splits": {s: int(v.size) for s, v in self.splits.items()},
+                "samples_per_class": {"min": int(per.min()) if per.size else 0,
+                                      "max": int(per.max()) if per.size else 0}}
