@@ -127,10 +127,10 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()
 
 
-def source_run_changed(manifest: dict, model) -> bool:
+def source_run_changed(manifest, model) -> bool:
     """Whether the source run's weights now differ from those the bundle was exported from
     (False where the bundle predates the fingerprint)."""
-    want = manifest.get("source_weights_sha256")
+    want = as_dict(manifest).get("source_weights_sha256")
     return bool(want) and weights_fingerprint(model) != want
 
 
@@ -342,8 +342,14 @@ def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
                    f"{int(computing[-1].shape[0])}", "re-export or re-import the bundle")
 
 
-def rule_status(manifest: dict) -> str:
+def as_dict(manifest) -> dict:
+    """A manifest as its JSON dict (a ``deploy.manifest.Manifest`` or already a dict)."""
+    return manifest.to_dict() if hasattr(manifest, "to_dict") else manifest
+
+
+def rule_status(manifest) -> str:
     """'calibrated', 'trained' (the form a run was meta-trained through) or 'uncalibrated'."""
+    manifest = as_dict(manifest)
     adapt = manifest.get("adapt") or {}
     if adapt.get("calibration") or manifest.get("calibration"):
         return "calibrated"

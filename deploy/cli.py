@@ -124,11 +124,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _after_export(args: argparse.Namespace, man: dict) -> None:
-    print(f"wrote {args.out}: layers {[r['type'] for r in man['layers']]}, lowered "
-          f"{[r['to'] for r in man['lowered'] if r['from'] == 'pool']}")
-    plastic = man["adapt"].get("layer")
-    dead = [r["index"] for r in man["layers"] if r["type"] in ("dense", "conv") and r["index"] != plastic
+def _after_export(args: argparse.Namespace, manifest: dict) -> None:
+    from neuromaml.deploy.manifest import Manifest
+
+    man = Manifest.from_dict(manifest)
+    print(f"wrote {args.out}: layers {[r['type'] for r in man.layers]}, lowered "
+          f"{[r['to'] for r in man.lowered if r['from'] == 'pool']}")
+    dead = [r["index"] for r in man.layers if r["type"] in ("dense", "conv") and r["index"] != man.adapt.layer
             and r.get("weight_range") == [0.0, 0.0]]
     if dead:
         print(f"warning: {args.out}: layer(s) {dead} hold only zero weights after quantization: the network "
@@ -137,7 +139,7 @@ def _after_export(args: argparse.Namespace, man: dict) -> None:
         # the command line composes the stages: export, then the emulator's calibration
         from neuromaml.emulator.calibrate import calibrate, format_markdown
 
-        if man["adapt"].get("rule_source") == "trained":
+        if man.adapt.rule_source == "trained":
             print("the run was meta-trained through the rule: its form is deployed as trained "
                   "(--calibrate-on ignored)")
         else:
@@ -152,12 +154,12 @@ def _after_export(args: argparse.Namespace, man: dict) -> None:
                 print(f"note: {args.out} was not kept (its calibration failed)", file=sys.stderr)
                 raise
             print(format_markdown(cal))
-            man = json.loads((Path(args.out) / "manifest.json").read_text())
+            manifest = json.loads((Path(args.out) / "manifest.json").read_text())
     else:
         print(f"note: the bundle's on-chip rule is the uncalibrated default; run `neuromaml calibrate "
               f"{args.out} --data FILE.h5` (or export with --calibrate-on FILE.h5)", file=sys.stderr)
     if args.json:
-        write_json(args.json, {"bundle": str(args.out), "manifest": man})
+        write_json(args.json, {"bundle": str(args.out), "manifest": manifest})
 
 
 def _net_path(target: Path) -> tuple[Path, dict | None]:

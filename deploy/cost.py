@@ -309,8 +309,10 @@ def static_cost(path: str | Path, net=None) -> tuple[dict[str, Any], list[LayerC
     manifest, netpath = read_network(path)
     plastic = chw = None
     if manifest is not None:
-        plastic = (manifest.get("adapt") or {}).get("layer")
-        chw = (manifest.get("input") or {}).get("shape_chw")
+        from neuromaml.deploy.manifest import Manifest
+
+        man = Manifest.from_dict(manifest)
+        plastic, chw = man.adapt.layer, man.input.shape_chw
     rows, in_shape, report = analyse(read_layers(netpath), path=netpath, plastic_index=plastic,
                                      input_chw=chw, net=net)
     mapping = {key: chip_mapping(chip, rows) for key, chip in CHIPS.items()}

@@ -176,8 +176,9 @@ def reference_model(man: dict | None):
     """The slayer network a bundle came from: its source RUN_DIR, or a fresh init re-built by seed."""
     if not man:
         return None
-    from neuromaml.deploy.bundle import source_run_changed
+    from neuromaml.deploy.bundle import as_dict, source_run_changed
 
+    man = as_dict(man)
     src = man.get("source_run")
     if src and Path(src).is_dir():
         model = load_run(Path(src))[0]

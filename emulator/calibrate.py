@@ -127,6 +127,7 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
 
     from neuromaml.deploy.bundle import load_bundle
     from neuromaml.deploy.bundle import write_manifest as save_manifest
+    from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.bundle import sha256 as file_sha256
     from neuromaml.emulator.emulate import build_batch, pool_inputs
     from neuromaml.emulator.episodes import run_fast
@@ -232,13 +233,11 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     write_json(out / "calibration.json", summary)
     atomic_write_text(out / "calibration.md", format_markdown(summary))
     if write_manifest:
-        manifest, _ = load_bundle(bundle)          # re-read: unchanged files, fresh manifest
-        manifest["adapt"]["rule"] = spec.to_dict()
-        manifest["adapt"]["weight_exp"] = int(chosen["weight_exp"])
-        manifest["adapt"]["rule_source"] = "calibrated"
-        manifest["adapt"]["calibration"] = record
-        manifest.pop("calibration", None)            # an older demo's record
-        save_manifest(bundle, manifest)
+        man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
+        man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
+                      calibration=record)
+        man.extra.pop("calibration", None)                  # an older demo's record
+        save_manifest(bundle, man.to_dict())
     return summary
 
 

@@ -116,25 +116,27 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
     """``neuromaml export RUN --out BUNDLE`` then ``neuromaml calibrate BUNDLE --data DATA``
     (the same library calls; a run meta-trained through the rule keeps its trained form)."""
     from neuromaml.deploy.bundle import load_bundle, rule_status
+    from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.runs import export_run
     from neuromaml.emulator.calibrate import calibrate
 
     bundle = out / "bundle"
     if (bundle / "manifest.json").exists():
         try:
-            man, _ = load_bundle(bundle)
+            man = Manifest.from_dict(load_bundle(bundle)[0])
             if rule_status(man) != "uncalibrated":
                 return {"bundle": str(bundle), "reused": True, "rule_status": rule_status(man),
-                        "calibration": man["adapt"].get("calibration")}
+                        "calibration": man.adapt.calibration}
         except NeuromamlError:
             pass
     t0 = time.perf_counter()
-    man = export_run(out / "run", bundle, overwrite=True)
-    r = {"bundle": str(bundle), "reused": False, "layers": [x["type"] for x in man["layers"]],
+    man = Manifest.from_dict(export_run(out / "run", bundle, overwrite=True))
+    r = {"bundle": str(bundle), "reused": False, "layers": [x["type"] for x in man.layers],
          "rule_status": rule_status(man)}
     if r["rule_status"] == "uncalibrated":
         cal = calibrate(bundle, data, tasks=8 if quick else 50, seed=seed, strict=not quick)
-        r.update(rule_status="calibrated", calibration=read_json(bundle / "manifest.json")["adapt"]["calibration"],
+        r.update(rule_status="calibrated",
+                 calibration=Manifest.from_dict(read_json(bundle / "manifest.json")).adapt.calibration,
                  calibration_outputs=cal["outputs"])
     r["seconds"] = time.perf_counter() - t0
     return r
@@ -143,6 +145,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
 def _stage_verify(out: Path, quick: bool) -> dict:
     from neuromaml.deploy.runs import reference_model
     from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.verify import verify_netx
 
     res = out / "bundle" / "verify.json"
@@ -151,7 +154,7 @@ def _stage_verify(out: Path, quick: bool) -> dict:
         if rep.get("ok") is True:        # a failed verify is run again, never carried on
             return {**rep, "reused": True}
     man, net = load_bundle(out / "bundle")
-    rep = verify_netx(net, samples=2 if quick else 4, steps=man["input"]["time_steps"],
+    rep = verify_netx(net, samples=2 if quick else 4, steps=Manifest.from_dict(man).time_steps,
                       model=reference_model(man))
     write_json(res, rep)
     if not rep.get("ok"):

@@ -37,6 +37,7 @@ import numpy as np
 
 from neuromaml.deploy.bundle import load_bundle
 from neuromaml.deploy.fixed import FixedPointNet, cuba_run, delay
+from neuromaml.deploy.manifest import Manifest
 from neuromaml.io import fail
 from neuromaml.onchip.neuron import CubaParams
 from neuromaml.onchip.rule import RuleError, RuleSpec
@@ -45,7 +46,7 @@ from neuromaml.onchip.rule import RuleError, RuleSpec
 @dataclass
 class DeployedNet:
     path: Path                      # bundle directory
-    manifest: dict
+    manifest: Manifest               # typed (deploy.manifest); .to_dict() for the JSON
     net: FixedPointNet              # the whole network (fast engine)
     plastic: int                    # index of the plastic layer in net.layers
     w0: np.ndarray                  # (O, I) int64 initial plastic weights as the chip holds them:
@@ -63,14 +64,15 @@ class DeployedNet:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, bundle: str | Path, rule: RuleSpec | None = None) -> "DeployedNet":
-        manifest, netpath = load_bundle(bundle)
+        raw, netpath = load_bundle(bundle)
+        manifest = Manifest.from_dict(raw)
         man_path = Path(bundle) / "manifest.json"
         net = FixedPointNet.from_netx(netpath)
         if any(L.kind == "input" for L in net.layers):
             raise fail(netpath, "starts with an input neuron layer (driven by its bias, it ignores "
                        "event input)", "export a network whose first layer is conv or dense")
-        adapt = manifest.get("adapt") or {}
-        L = adapt.get("engine_layer")
+        adapt = manifest.adapt
+        L = adapt.engine_layer
         if L is None:
             raise fail(man_path, "field 'adapt.engine_layer' is missing", "re-export the bundle")
         L = int(L)
@@ -89,7 +91,7 @@ class DeployedNet:
         # The plastic layer's weight exponent -k (adapt.weight_exp, set by `neuromaml calibrate`):
         # the chip holds w0 << k and shifts the synaptic sum right by k, which gives exactly the
         # same sums for theta0*, while the rule's 1-LSB steps become 2^-k of a stored weight LSB.
-        wexp = adapt.get("weight_exp", 0)
+        wexp = adapt.weight_exp
         if isinstance(wexp, bool) or not isinstance(wexp, int) or not -8 <= wexp <= 0:
             raise fail(man_path, f"field 'adapt.weight_exp' = {wexp!r} is not an integer in [-8, 0]",
                        "re-run neuromaml calibrate, or remove the field (0: weights as stored)")
@@ -112,16 +114,13 @@ class DeployedNet:
                            f"needs {lo}..{hi}", "export the final layer with a CUBA neuron of chip registers")
         neuron = replace(p, bias=int(bias[0]) if bias.size else 0)
         try:
-            spec = rule or RuleSpec.from_dict(adapt.get("rule") or {})
+            spec = rule or RuleSpec.from_dict(adapt.rule or {})
         except RuleError as exc:
             raise fail(man_path, f"field 'adapt': {exc}", "re-export the bundle with a valid rule") from None
-        inp = manifest.get("input", {})
-        out = manifest.get("output", {})
-        T = int(inp.get("time_steps", 0))
-        burn_in = int(out.get("burn_in", 0))
-        window = tuple(int(v) for v in adapt.get("label_window") or (burn_in, T))
+        T, burn_in = manifest.time_steps, manifest.burn_in
+        window = tuple(int(v) for v in adapt.label_window or (burn_in, T))
         dep = cls(Path(bundle), manifest, net, L, w0, int(wexp), int(nbits), neuron, spec, T, burn_in,
-                  tuple(int(v) for v in inp.get("shape_chw", ())), window)
+                  tuple(int(v) for v in manifest.input.shape_chw or ()), window)
         if not (len(window) == 2 and 0 <= window[0] < window[1] <= T):
             raise fail(man_path, f"field 'adapt.label_window' = {list(window)} is not a [start, end) "
                        f"inside [0, {T}]", f"use [{burn_in}, {T}] (the readout window)")

@@ -77,7 +77,7 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
     from neuromaml.meta.models import build_model
     from neuromaml.meta.train import load_run
 
-    run = dep.manifest.get("source_run")
+    run = dep.manifest.source_run
     if not run or not Path(run).is_dir():
         return {"float": None, "fixed_sgd": None,
                 "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
@@ -140,7 +140,7 @@ def bundle_sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatc
     from neuromaml.emulator.calibrate import SGD_LRS
     from neuromaml.emulator.rulecheck import _run_logit_scale, sgd_reference
 
-    cal = (dep.manifest.get("adapt") or {}).get("calibration") or {}
+    cal = dep.manifest.calibration
     lr = (cal.get("sgd_reference") or {}).get("lr")
     lrs = [float(lr)] if lr else list(SGD_LRS)
     r = sgd_reference(dep, feats, batch, lrs=lrs, logit_scale=_run_logit_scale(dep.manifest)[0])

@@ -177,8 +177,10 @@ def magnitude_stats(dw: np.ndarray) -> dict:
                      "note": "nonzero |dw| only; values outside the edges in the end bins"}}
 
 
-def _run_logit_scale(manifest: dict) -> tuple[float, str]:
-    run = manifest.get("source_run")
+def _run_logit_scale(manifest) -> tuple[float, str]:
+    from neuromaml.deploy.bundle import as_dict
+
+    run = as_dict(manifest).get("source_run")
     cfg = Path(run) / "config.yaml" if run else None
     if cfg is not None and cfg.is_file():
         import yaml

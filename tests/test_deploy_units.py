@@ -334,3 +334,23 @@ def test_a_bundle_written_meanwhile_is_kept(tmp_path):
             out.mkdir()
             (out / "theirs").write_text("theirs")       # the other export finishes first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and (out / "theirs").exists()
+
+
+def test_manifest_typed_roundtrip(tmp_path):
+    """deploy.manifest.Manifest: typed sections, and to_dict(from_dict(d)) == d for exported,
+    calibrated-looking and foreign manifests (unknown keys kept), so the digest is unchanged."""
+    from neuromaml.cli import main
+    from neuromaml.deploy.bundle import load_bundle, manifest_digest
+    from neuromaml.deploy.manifest import Manifest
+
+    assert main(["export", "--model", "small", "--out", str(tmp_path / "b"), "--steps", "12"]) == 0
+    d, _ = load_bundle(tmp_path / "b")
+    m = Manifest.from_dict(d)
+    assert m.to_dict() == d and manifest_digest(m.to_dict()) == manifest_digest(d)
+    assert m.time_steps == 12 and m.input.shape_chw == [2, 16, 32] and m.adapt.weight_exp == 0
+    assert "weight_exp" not in m.to_dict()["adapt"]              # absent stays absent
+    m.adapt.weight_exp, m.adapt.calibration = -3, {"split": "val", "val_accuracy": 0.5}
+    out = m.to_dict()
+    assert out["adapt"]["weight_exp"] == -3 and out["adapt"]["calibration"]["val_accuracy"] == 0.5
+    odd = {**d, "from_the_future": [1, 2], "adapt": {**d["adapt"], "new_field": True}}
+    assert Manifest.from_dict(odd).to_dict() == odd
