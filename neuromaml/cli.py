@@ -125,7 +125,8 @@ def _sigterm_interrupts() -> None:
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, handler)
+            if signal.getsignal(sig) is not signal.SIG_IGN:     # `nohup neuromaml ...` keeps running
+                signal.signal(sig, handler)
 
 
 def _interrupts_reach_parent_only() -> None:

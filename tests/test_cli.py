@@ -103,3 +103,19 @@ def test_os_and_memory_errors_name_the_path_and_the_fix(monkeypatch, capsys, exc
     assert cli.main(["inspect", "x.net"]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_sighup_takes_the_interrupt_path_unless_ignored_by_nohup():
+    import signal
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        cli._sigterm_interrupts()
+        assert callable(signal.getsignal(signal.SIGHUP))          # a closed terminal: clean-up path
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)              # `nohup neuromaml ...`
+        cli._sigterm_interrupts()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
