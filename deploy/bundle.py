@@ -76,8 +76,15 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
         os.rename(tmp, out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from neuromaml.io import _disk_full
+
+        if _disk_full(exc) or getattr(exc, "disk_full", False):     # name the bundle, not its temp folder
+            err = fail(out, "could not be written: no space left on device (nothing was left behind)",
+                       "free disk space or write elsewhere")
+            err.disk_full = True
+            raise err from None
         raise
 
 

@@ -108,3 +108,14 @@ def _parser_with(func):
     p.add_argument("command")
     p.set_defaults(func=func)
     return p
+
+
+def test_a_full_disk_during_a_bundle_write_names_the_bundle(tmp_path):
+    from neuromaml.deploy.bundle import atomic_dir
+    from neuromaml.io import NeuromamlError
+
+    with pytest.raises(NeuromamlError, match=r"[/\\]b: could not be written: no space left") as info:
+        with atomic_dir(tmp_path / "b") as tmp:
+            (tmp / "network.net").write_bytes(b"x")
+            raise OSError(28, "No space left on device", str(tmp / "network.nir"))
+    assert info.value.disk_full and list(tmp_path.iterdir()) == []
