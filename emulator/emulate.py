@@ -21,6 +21,7 @@ plastic layer's input spike counts (``ncm``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -173,6 +174,13 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     if tasks < 1:
         raise fail(None, f"--tasks {tasks}: need at least one task", "pass --tasks 1 or more")
     sampler = TaskSampler(ds, split, dep.n_out, shots, queries, seed=seed, disjoint_parts=True)
+    seen = None
+    if dep.manifest.source_run and Path(dep.manifest.source_run).is_dir():
+        from neuromaml.meta.train import seen_class_note
+
+        seen = seen_class_note(dep.manifest.source_run, ds, split)
+        if seen and split == "test":
+            print(f"note: {seen} (fix: emulate on data with the run's class split)", file=sys.stderr)
     batch, pool = build_batch(sampler, tasks)
     t0 = time.perf_counter()
     x = pool_inputs(ds, pool)
@@ -182,7 +190,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
                "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
                "rule": dep.rule.to_dict(), "plastic_weight_exp": dep.weight_exp,
                "rule_status": "given by the caller" if rule is not None else rule_status(dep.manifest),
-               "time_steps": dep.time_steps, "burn_in": dep.burn_in,
+               "time_steps": dep.time_steps, "burn_in": dep.burn_in, "classes_seen_in_training": seen,
                "stream": {"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode":
                           dep.stream_length(batch.order.shape[1])}}
     res = None

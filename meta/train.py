@@ -354,6 +354,25 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
     return summary
 
 
+def seen_class_note(run, ds, split: str = "test") -> str | None:
+    """A sentence where ``split`` of the meta-dataset ``ds`` holds classes the run meta-trained on
+    (another class split of the same data, a file rebuilt with --digit-split ...): accuracy on
+    them is not one-shot accuracy on new classes. None where nothing is shared, or the run
+    predates the record (run.json ``trained_classes``)."""
+    from neuromaml.io import read_json
+
+    try:
+        seen = set(read_json(Path(run) / "run.json").get("trained_classes") or [])
+    except (NeuromamlError, AttributeError):
+        return None
+    both = sorted(ds.classes[int(c)] for c in ds.splits.get(split, []) if ds.classes[int(c)] in seen)
+    if not both:
+        return None
+    return (f"{ds.path}: {len(both)} of the {len(ds.splits[split])} {split} classes (e.g. {both[0]!r}) are classes "
+            f"{run} meta-trained on (train or val split of its data): if they are the same classes, this is not "
+            "accuracy on new classes")
+
+
 def _pretrain(tr: Trainer, progress: bool) -> list[dict]:
     """``outer.pretrain_epochs``: the run's network trained first as a classifier of all
     meta-train classes (``meta.transfer.pretrain``); every layer but the final one then

@@ -99,23 +99,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _note_seen_classes(run: Path, data) -> None:
-    """A note where the test split holds classes this run meta-trained on (another class split
-    of the same data, a file rebuilt with --digit-split ...): that accuracy is not on new classes."""
-    from neuromaml.io import NeuromamlError, read_json
     from neuromaml.meta.metadataset import MetaDataset
+    from neuromaml.meta.train import seen_class_note
 
-    try:
-        seen = set(read_json(run / "run.json").get("trained_classes") or [])
-    except (NeuromamlError, AttributeError):
-        return                      # a run from before the record: nothing to compare
-    if not seen:
-        return
-    ds = MetaDataset(data)
-    both = sorted(ds.classes[int(c)] for c in ds.splits["test"] if ds.classes[int(c)] in seen)
-    if both:
-        print(f"note: {data}: {len(both)} of the {len(ds.splits['test'])} test classes (e.g. {both[0]!r}) are classes "
-              f"{run} meta-trained on (train or val split of its data): if they are the same classes, this is not "
-              "meta-test accuracy on new classes (fix: evaluate on data with the run's class split)", file=sys.stderr)
+    note = seen_class_note(run, MetaDataset(data), "test")
+    if note:
+        print(f"note: {note} (fix: evaluate on data with the run's class split)", file=sys.stderr)
 
 
 def register(subparsers) -> None:

@@ -913,6 +913,11 @@ def test_evaluate_notes_test_classes_the_run_trained_on(fx, tmp_path, capsys):
                      "--no-transfer", "--out", str(tmp_path / "ev")]) == 0
     err = capsys.readouterr().err
     assert "test classes" in err and "meta-trained on" in err
+    assert cli.main(["export", str(fx["run"]), "--out", str(tmp_path / "b")]) == 0      # emulate says it too
+    capsys.readouterr()
+    assert cli.main(["emulate", str(tmp_path / "b"), "--data", str(other), "--tasks", "1", "--out",
+                     str(tmp_path / "em")]) == 0
+    assert "meta-trained on" in capsys.readouterr().err
     capsys.readouterr()
     assert cli.main(["evaluate", str(fx["run"]), "--data", str(fx["data"]), "--trials", "1", "--tasks", "1",
                      "--quick", "--no-transfer", "--out", str(tmp_path / "ev2")]) == 0
