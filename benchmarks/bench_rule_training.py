@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--queries", type=int, default=5)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--learn-rule", default="",
+                    help="also meta-learn these rule hyperparameters (inner.learn_rule), e.g. eta_exp,error_threshold,"
+                         "surrogate_beta: the exported rule is the learned one, rounded (issue 12 item 6)")
     args = ap.parse_args()
 
     import yaml
@@ -45,7 +48,8 @@ def main() -> None:
     fields = {f.name for f in dataclasses.fields(RuleSpec)}
     spec = {k: v for k, v in man["adapt"]["rule"].items() if k in fields}
     cfg = yaml.safe_load((args.demo_out / "run" / "config.yaml").read_text())
-    cfg["inner"].update({"rule": "three_factor", "learn_lr": False, "rule_spec": spec, "label_window": []})
+    cfg["inner"].update({"rule": "three_factor", "learn_lr": False, "rule_spec": spec, "label_window": [],
+                         "learn_rule": [v for v in args.learn_rule.split(",") if v]})
     cfg["outer"].update({"steps": args.steps, "lr": args.lr, "val_every": 20, "val_tasks": 40,
                          "checkpoint_every": 5})
     run = args.out / "run"
@@ -65,7 +69,8 @@ def main() -> None:
                     seed=0, out=args.out / f"emulate-{name}")
         res[name] = {"onchip": s["onchip"]["mean"], "float_inner_as_trained": s["slayer"]["float"]["mean"],
                      "fixed_point_sgd": s["slayer"]["fixed_sgd"]["mean"], "tasks": s["tasks"]}
-    print(json.dumps({"rule": spec, "steps": summary["steps"], "best_val_acc": summary["best_val_acc"],
+    print(json.dumps({"rule": spec, "deployed_rule": trained_rule(run).to_dict(),
+                      "learn_rule": cfg["inner"]["learn_rule"], "steps": summary["steps"], "best_val_acc": summary["best_val_acc"],
                       "train_seconds": t_train, "results": res}, indent=1))
 
 

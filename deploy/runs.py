@@ -122,9 +122,48 @@ def trained_rule(run_dir: Path):
     if inner.get("label_window"):
         raise fail(cfg_path, f"'inner.label_window' is {inner['label_window']}; the deployed network presents "
                    "labels during [burn_in, T)", "meta-train with inner.label_window: [] to deploy the run")
-    from neuromaml.onchip.rule import RuleSpec
+    from neuromaml.onchip.rule import RuleError, RuleSpec
 
-    return RuleSpec(**(inner.get("rule_spec") or {}))
+    fields = dict(inner.get("rule_spec") or {})
+    if inner.get("learn_rule"):
+        try:
+            e_max = RuleSpec(**fields).e_max
+        except (RuleError, TypeError) as exc:
+            raise fail(cfg_path, f"'inner.rule_spec': {exc}", "fix the run's config") from None
+        fields.update(_learned_rule_values(Path(run_dir), list(inner["learn_rule"]), e_max))
+    try:
+        return RuleSpec(**fields)
+    except RuleError as exc:
+        raise fail(cfg_path, f"the run's trained rule is not representable ({exc})",
+                   "meta-train again with a narrower inner.rule_spec, or export and run neuromaml calibrate") from None
+
+
+# what the chip represents, for each meta-learned hyperparameter (onchip.rule.RuleSpec's ranges)
+_ROUNDING = {"eta_exp": (int, -10, 5), "x1_tau": (int, 1, 255), "error_threshold": (int, 0, 126),
+             "factor_threshold": (int, 0, 126), "eq6_threshold": (int, 0, 510), "surrogate_beta": (float, 0.0, 1e6)}
+
+
+def _learned_rule_values(run_dir: Path, names: list[str], e_max: int) -> dict:
+    """The meta-learned rule hyperparameters of a run's best checkpoint (``inner.learn_rule``),
+    rounded to what the chip represents (as the torch twin rounds them in its forward pass)."""
+    import torch
+
+    path = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "ckpt.pt"
+    try:
+        lrs = torch.load(path, map_location="cpu", weights_only=False)["lrs"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
+        raise fail(path, f"cannot read the learned rule hyperparameters ({type(exc).__name__})",
+                   "re-run meta-training") from None
+    out = {}
+    for name in names:
+        key = f"rule.{name}"
+        if key not in lrs:
+            raise fail(path, f"holds no learned '{name}' (inner.learn_rule names it)", "re-run meta-training")
+        kind, lo, hi = _ROUNDING[name]
+        hi = min(hi, e_max - 1) if name == "error_threshold" else hi
+        v = min(max(float(lrs[key]), lo), hi)
+        out[name] = int(round(v)) if kind is int else v
+    return out
 
 
 def _model_config_dict(mcfg) -> dict:

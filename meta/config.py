@@ -167,6 +167,13 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
                        "use the fields of neuromaml.onchip.rule.RuleSpec") from None
         except RuleError as exc:
             raise fail(path, f"'inner.rule_spec' {exc}", "use a value the rule can represent") from None
+    from .maml import LEARNABLE_RULE_FIELDS
+
+    need(all(k in LEARNABLE_RULE_FIELDS for k in i.learn_rule) and len(set(i.learn_rule)) == len(i.learn_rule),
+         "inner.learn_rule", f"is {i.learn_rule}", f"list distinct names among {', '.join(LEARNABLE_RULE_FIELDS)}")
+    need(not i.learn_rule or i.rule == "three_factor", "inner.learn_rule",
+         f"is {i.learn_rule} but inner.rule is {i.rule!r}: only the on-chip rule has these hyperparameters",
+         "set inner.rule: three_factor, or inner.learn_rule: []")
     need(not i.label_window or (len(i.label_window) == 2 and all(_whole(v) for v in i.label_window)
                                 and 0 <= int(i.label_window[0]) < int(i.label_window[1])
                                 <= m.time_steps), "inner.label_window", f"is {i.label_window}",

@@ -69,17 +69,42 @@ class InnerConfig:
                                                     # deployed, calibrated form; {} = RuleSpec defaults
     label_window: list = field(default_factory=list)  # three_factor: [start, stop) steps of each support
                                                       # sample with the label on; [] = [burn_in, T), as deployed
+    learn_rule: list = field(default_factory=list)    # three_factor: rule hyperparameters meta-learned by
+                                                      # gradient through the torch twin (LEARNABLE_RULE_FIELDS),
+                                                      # from rule_spec's values; rounded to the chip's at export
+
+
+# the rule's hyperparameters the torch twin takes as tensors (onchip.torch_rule.adapt_final_layer)
+LEARNABLE_RULE_FIELDS = ("eta_exp", "x1_tau", "error_threshold", "factor_threshold", "surrogate_beta",
+                         "eq6_threshold")
+
+
+def learned_rule_init(cfg: "InnerConfig") -> dict:
+    """Initial values of the meta-learned rule hyperparameters (``cfg.learn_rule``)."""
+    if not cfg.learn_rule:
+        return {}
+    from neuromaml.onchip.rule import RuleSpec
+
+    spec = RuleSpec(**cfg.rule_spec)
+    return {name: float(getattr(spec, name)) for name in cfg.learn_rule}
 
 
 class InnerLR(torch.nn.Module):
     """Per-layer inner learning rates alpha_l = exp(log_alpha_l) (learned when asked)."""
 
-    def __init__(self, names: list[str], lr: float, learn: bool):
+    def __init__(self, names: list[str], lr: float, learn: bool, rule: dict | None = None):
         super().__init__()
         self.names = list(names)
         # inner.lr 0 (no adaptation: a baseline) is exp(-inf); config validation requires lr > 0 when learned
         self.log_lr = torch.nn.Parameter(torch.full((len(names),), math.log(lr) if lr > 0 else -math.inf),
                                          requires_grad=learn)
+        # the on-chip rule's meta-learned hyperparameters (inner.learn_rule), one scalar each
+        self.rule = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.tensor(float(v)))
+                                            for k, v in (rule or {}).items()})
+
+    def rule_overrides(self) -> dict:
+        """Tensors for ``torch_rule.update``'s keyword overrides (empty: the spec as given)."""
+        return dict(self.rule.items())
 
     def lr(self, name: str) -> torch.Tensor:
         return self.log_lr[self.names.index(name)].exp()
@@ -122,7 +147,8 @@ def _head(model: MetaNetwork, params: dict, feats, start_block: int, return_pre:
     return out, pre
 
 
-def _rule_update(model, params, name, feats_s, y, n_way, cfg: InnerConfig | None = None):
+def _rule_update(model, params, name, feats_s, y, n_way, cfg: InnerConfig | None = None,
+                 lrs: "InnerLR | None" = None):
     """One support presentation of the on-chip rule's torch twin on the final
     layer; returns the weight change. ``feats_s``: the final layer's input.
     The rule's form is ``cfg.rule_spec`` with the label on during ``cfg.label_window``
@@ -140,8 +166,9 @@ def _rule_update(model, params, name, feats_s, y, n_way, cfg: InnerConfig | None
     w = params[name]
     cfg = cfg or InnerConfig(rule="three_factor")
     window = tuple(cfg.label_window) if cfg.label_window else (b, pre.shape[1])
+    overrides = lrs.rule_overrides() if lrs is not None else {}
     new = torch_rule.update(w.reshape(w.shape[0], -1), pre, y, n_way=n_way, neuron=neuron,
-                            spec=RuleSpec(**cfg.rule_spec), label_window=window)
+                            spec=RuleSpec(**cfg.rule_spec), label_window=window, **overrides)
     return new.reshape(w.shape) - w
 
 
@@ -165,7 +192,7 @@ def adapt(model: MetaNetwork, params: dict, x: torch.Tensor, y: torch.Tensor, cf
         if cfg.rule == "three_factor":
             if len(names) != 1:
                 raise ValueError("inner rule three_factor adapts the final layer only: set inner.frozen = -1")
-            updates = {names[0]: _rule_update(model, fast, names[0], feats, y, model.cfg.n_way, cfg)}
+            updates = {names[0]: _rule_update(model, fast, names[0], feats, y, model.cfg.n_way, cfg, lrs)}
         else:
             out = _head(model, fast, feats, start)
             loss = task_loss(model, out, y)

@@ -29,7 +29,7 @@ import torch
 from neuromaml.io import NeuromamlError, atomic_path, fail, package_versions, write_json
 
 from .config import RunConfig, from_dict, validate
-from .maml import InnerLR, adapted_names, evaluate_task
+from .maml import InnerLR, adapted_names, evaluate_task, learned_rule_init
 from .models import build_model
 
 from .distributed import (_world, distributed_meta_gradient, finish_distributed,  # noqa: F401 (re-exported)
@@ -60,7 +60,8 @@ class Trainer:
         self.val_tasks = TaskSampler(self.ds, "val", t.n_way, t.k_shot, t.n_query, seed=seed + 1)
         self.model = build_model(cfg.model, seed=seed).to(self.device)
         self.params = self.model.meta_params()
-        self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr).to(self.device)
+        self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr,
+                           learned_rule_init(cfg.inner)).to(self.device)
         train_list = list(self.params.values()) + [p for p in self.lrs.parameters() if p.requires_grad]
         self.trained = train_list
         self.opt = torch.optim.Adam(train_list, lr=cfg.outer.lr)
@@ -463,7 +464,7 @@ def load_run(run_dir, which: str = "best"):
                            "the checkpoint is from another run", "put the run's own best.pt/ckpt.pt back, or "
                            "export the run the checkpoint came from")
     model = build_model(cfg.model)
-    lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr)
+    lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr, learned_rule_init(cfg.inner))
     _load_states(path, (model, state["model"]), (lrs, state["lrs"]))
     return model, model.meta_params(), lrs, cfg
 

@@ -428,3 +428,35 @@ def test_collapsed_activity_is_reported(tiny_metadataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("activity collapsed") == 1 and "since step 1" in err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["collapsed_at_step"] == 1
+
+
+def test_rule_hyperparameters_meta_learned_and_exported_rounded(tiny_metadataset, tmp_path):
+    """inner.learn_rule: the rule's eta and thresholds are meta-parameters (gradient through the
+    torch twin), saved with the run, and export deploys them rounded to what the chip holds."""
+    import yaml
+
+    from neuromaml.cli import main
+    from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.meta.train import load_checkpoint
+
+    cfg = {**TINY, "model": {**TINY["model"], "zero_head": False},
+           "inner": {"rule": "three_factor", "lr": 1.0, "learn_lr": False,
+                     "rule_spec": {"eta_exp": -6, "error_threshold": 1, "surrogate_beta": 2.0},
+                     "learn_rule": ["eta_exp", "error_threshold", "surrogate_beta"]},
+           "outer": {**TINY["outer"], "steps": 3, "meta_batch": 1, "lr": 0.2, "pretrain_epochs": 0}}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "r"
+    assert main(["meta-train", "--data", str(tiny_metadataset), "--config", str(p), "--out", str(run),
+                 "--no-progress"]) == 0
+    learned = {k.split(".", 1)[1]: float(v) for k, v in load_checkpoint(run / "ckpt.pt")["lrs"].items()
+               if k.startswith("rule.")}
+    assert set(learned) == {"eta_exp", "error_threshold", "surrogate_beta"}
+    assert learned != {"eta_exp": -6.0, "error_threshold": 1.0, "surrogate_beta": 2.0}, "no gradient reached them"
+    assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
+    rule = load_bundle(tmp_path / "b")[0]["adapt"]["rule"]
+    best = {k.split(".", 1)[1]: float(v) for k, v in torch.load(run / "best.pt", weights_only=False)["lrs"].items()
+            if k.startswith("rule.")}
+    assert rule["eta_exp"] == int(round(min(max(best["eta_exp"], -10), 5)))
+    assert rule["error_threshold"] == int(round(max(best["error_threshold"], 0)))
+    assert rule["surrogate_beta"] == pytest.approx(best["surrogate_beta"])
