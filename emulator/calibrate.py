@@ -43,13 +43,14 @@ import dataclasses
 import datetime
 import itertools
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
-from neuromaml.io import atomic_write_text, fail, package_versions, write_json
+from neuromaml.io import atomic_write_text, fail, folder_lock, package_versions, write_json
 from neuromaml.onchip.rule import TRACE_MAX, RuleError, RuleSpec
 
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
@@ -123,6 +124,22 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
     is an error and writes nothing; with ``strict=False`` the best setting is written
     with ``warning`` in the summary and the manifest's record (smoke tests on tiny data).
     """
+    bundle = Path(bundle)
+    if write_manifest:
+        # checked before the sweep, not at its end: the rule goes into BUNDLE/manifest.json
+        if bundle.is_dir() and not os.access(bundle, os.W_OK | os.X_OK):
+            raise fail(bundle, "is not writable: calibrate writes the chosen rule into its manifest.json",
+                       "copy the bundle somewhere writable (cp -r) or fix its permissions")
+        if bundle.is_dir():
+            with folder_lock(bundle, "another calibrate (pid {pid}) is choosing this bundle's rule",
+                             ".neuromaml-calibrate.lock"):
+                return _calibrate(bundle, data, tasks=tasks, queries=queries, seed=seed, tolerance=tolerance,
+                                  out=out, progress=progress, write_manifest=write_manifest, strict=strict)
+    return _calibrate(bundle, data, tasks=tasks, queries=queries, seed=seed, tolerance=tolerance, out=out,
+                      progress=progress, write_manifest=write_manifest, strict=strict)
+
+
+def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, write_manifest, strict) -> dict:
     from tqdm import tqdm
 
     from neuromaml.deploy.bundle import load_bundle

@@ -19,14 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from neuromaml.io import NeuromamlError, atomic_path, fail, package_versions, write_json
+from neuromaml.io import NeuromamlError, atomic_path, fail, folder_lock, package_versions, write_json
 
 from .config import RunConfig, from_dict, validate
 from .maml import InnerLR, adapted_names, evaluate_task, learned_rule_init
@@ -189,36 +188,10 @@ def _run_lock(out: Path):
         return
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK_NAME
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            alive = False
-            if pid > 0:
-                try:
-                    os.kill(pid, 0)
-                    alive = True
-                except ProcessLookupError:
-                    pass
-                except PermissionError:
-                    alive = True
-            if alive and pid != os.getpid():
-                raise fail(out, f"another meta-train (pid {pid}) is writing this run", "wait for it to finish, or "
-                           "stop it first") from None
-            lock.unlink(missing_ok=True)              # a killed run's lock
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
     try:
-        yield
+        with folder_lock(out, "another meta-train (pid {pid}) is writing this run", LOCK_NAME):
+            yield
     finally:
-        lock.unlink(missing_ok=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()                               # a run that failed before writing anything
 

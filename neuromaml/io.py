@@ -219,6 +219,8 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
                            exists_fix or "pass --overwrite to replace it, or choose another path")
             if not os.access(path.parent if str(path.parent) else ".", os.W_OK | os.X_OK):
                 raise fail(path, "the folder holding it is not writable", "choose a writable folder")
+            if flag == "--json":
+                _check_summary_replaceable(path)
         else:
             if not path.is_dir():
                 raise fail(path, f"{flag} is an existing file, a directory is wanted",
@@ -232,6 +234,62 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     if not os.access(anc, os.W_OK | os.X_OK):
         raise fail(path, f"cannot be created: {anc} is not writable", f"choose {flag} in a folder you can write")
     return path
+
+
+# files a --json summary must never replace, whatever their content: they belong to a bundle, a run
+# or an event folder (a summary file is JSON, but so are these)
+_NOT_SUMMARIES = ("manifest.json", "run.json", "meta.json", "config.json")
+_DATA_FOLDER_MARKERS = ("network.net", "ckpt.pt", "best.pt", "meta.json")
+
+
+def _check_summary_replaceable(path: Path) -> None:
+    """A --json path may replace an earlier JSON summary, not anything else that exists there."""
+    if path.name in _NOT_SUMMARIES or any((path.parent / m).exists() for m in _DATA_FOLDER_MARKERS):
+        raise fail(path, "--json would replace a file of a bundle, a run or an event folder",
+                   "give --json a path outside it")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64).lstrip()
+    except OSError:
+        return                                          # unreadable: the writer will say so
+    if head and not head.startswith(b"{"):
+        raise fail(path, "--json would replace a file that is not a JSON summary", "give --json a new path")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, busy: str, name: str = ".neuromaml.lock") -> Iterator[None]:
+    """One writer per folder: ``FOLDER/NAME`` holds the writer's pid while it runs. A second
+    writer is refused (``busy``, formatted with ``pid``, says by whom); a lock left by a killed
+    process (its pid is gone) is taken over."""
+    lock = Path(folder) / name
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            alive = False
+            if pid > 0:
+                try:
+                    os.kill(pid, 0)
+                    alive = True
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    alive = True
+            if alive and pid != os.getpid():
+                raise fail(folder, busy.format(pid=pid), "wait for it to finish, or stop it first") from None
+            lock.unlink(missing_ok=True)              # a killed writer's lock
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _whole_arg(text: str, lo: int, hi: int | None, bound: str) -> int:

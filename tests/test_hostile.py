@@ -269,6 +269,16 @@ CASES = {
                                               "--out", str(t / "b")], r"33,554,432 input neurons"),
     "export-foreign-run-misspelt-field": lambda t, f: (["export", str(_foreign_run(t, "model:\n  name: small\n  hiden: [8]\n")),
                                                         "--out", str(t / "b")], r"unknown model field\(s\) \['hiden'\]"),
+    "emulate-json-is-a-checkpoint": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks",
+                                                   "1", "--out", str(t / "e"), "--json",
+                                                   str(_copy(f["run"], t / "run") / "best.pt")],
+                                                  r"best\.pt: --json would replace a file of a bundle, a run"),
+    "cost-json-is-another-manifest": lambda t, f: (["cost", str(f["bundle"]), "--out", str(t / "c"), "--json",
+                                                    str(_copy(f["bundle"], t / "b2") / "manifest.json")],
+                                                   r"manifest\.json: --json would replace a file of a bundle"),
+    "info-json-is-a-metadataset": lambda t, f: (["data", "info", str(f["data"]), "--json",
+                                                 str(_copy(f["data"], t / "victim.h5"))],
+                                                r"victim\.h5: --json would replace a file that is not a JSON summary"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
@@ -922,3 +932,18 @@ def test_evaluate_notes_test_classes_the_run_trained_on(fx, tmp_path, capsys):
     assert cli.main(["evaluate", str(fx["run"]), "--data", str(fx["data"]), "--trials", "1", "--tasks", "1",
                      "--quick", "--no-transfer", "--out", str(tmp_path / "ev2")]) == 0
     assert "meta-trained on" not in capsys.readouterr().err
+
+
+def test_calibrate_refuses_a_read_only_bundle_before_the_sweep(fx, tmp_path, monkeypatch, capsys):
+    """The chosen rule goes into BUNDLE/manifest.json: a bundle that cannot be written is refused
+    before minutes of sweep, with nothing written (os.access stands in for a read-only mount; root
+    ignores permission bits)."""
+    import neuromaml.emulator.calibrate as cal
+
+    b = _copy(fx["bundle"], tmp_path / "ro")
+    real = os.access
+    monkeypatch.setattr(cal.os, "access", lambda p, mode: False if Path(p) == b else real(p, mode))
+    ran = []
+    monkeypatch.setattr(cal, "_calibrate", lambda *a, **k: ran.append(1))
+    assert cli.main(["calibrate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "is not writable: calibrate writes the chosen rule" in capsys.readouterr().err and not ran

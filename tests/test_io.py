@@ -119,3 +119,17 @@ def test_a_full_disk_during_a_bundle_write_names_the_bundle(tmp_path):
             (tmp / "network.net").write_bytes(b"x")
             raise OSError(28, "No space left on device", str(tmp / "network.nir"))
     assert info.value.disk_full and list(tmp_path.iterdir()) == []
+
+
+def test_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
+    from neuromaml.io import NeuromamlError, folder_lock
+
+    lock = tmp_path / ".l"
+    lock.write_text(str(os.getppid()))                    # a live process holds it
+    with pytest.raises(NeuromamlError, match=r"another calibrate \(pid \d+\)"):
+        with folder_lock(tmp_path, "another calibrate (pid {pid}) is busy", ".l"):
+            pass
+    lock.write_text("999999999")                           # a killed writer's lock
+    with folder_lock(tmp_path, "busy {pid}", ".l"):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
