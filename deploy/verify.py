@@ -163,11 +163,11 @@ def format_report(rep: dict[str, Any]) -> str:
     compared = [sum(r[f"spikes_{key.split('_vs_')[0]}"] for r in rep[key]["layers"])
                 for key in ("lava_vs_fixed", "slayer_vs_fixed") if rep.get(key)]
     if not compared:
-        lines.append("  warning: nothing was compared (no Lava and no slayer network): drop --no-lava")
+        lines.append("  nothing was compared (no Lava and no slayer network): drop --no-lava")
     elif max(compared) == 0:
         lines.append("  warning: the compared layers emitted no spike on this input, so agreement says little "
                      "(a zero-initialised head, learned on chip, is silent): add --all-layers, or raise --rate")
-    lines.append("OK" if rep["ok"] else "MISMATCH")
+    lines.append("NOT VERIFIED" if not compared else "OK" if rep["ok"] else "MISMATCH")
     return "\n".join(lines)
 
 

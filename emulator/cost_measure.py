@@ -107,6 +107,7 @@ def measure(dep, rows: list, data, *, split: str = "test", tasks: int = 20, shot
     batch, pool = build_batch(sampler, tasks)
     x = pool_inputs(ds, pool)
     counts_in, counts, feats = layer_counts(dep, x)
+    dep.note_if_silent(feats, data)
     res = run_fast(dep, feats, batch)
     changes, w_support = weight_changes(dep, feats, batch)
 

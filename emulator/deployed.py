@@ -193,6 +193,18 @@ class DeployedNet:
             raise fail(source, f"frames have {np.shape(frames)[-1]} time steps, the bundle {self.time_steps}",
                        "build the data with the bundle's time steps")
 
+    def note_if_silent(self, feats: np.ndarray, data) -> bool:
+        """Say (stderr) when no spike reaches the plastic layer on these data: every accuracy is
+        then chance, whatever the rule (all-zero frames, a network that cannot fire on them)."""
+        if np.asarray(feats).any():
+            return False
+        import sys
+
+        print(f"note: {data}: no spike reaches the plastic layer of {self.path} on these samples (all-zero "
+              "frames, or a network silent on them): every accuracy below is chance (check the data with "
+              "`neuromaml data info`)", file=sys.stderr)
+        return True
+
     def frozen_features(self, x_xyf: np.ndarray, batch: int = 64, return_counts: bool = False):
         """Spikes entering the plastic layer for isolated samples.
 

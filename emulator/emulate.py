@@ -185,8 +185,9 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     t0 = time.perf_counter()
     x = pool_inputs(ds, pool)
     feats = dep.frozen_features(x)
+    silent = dep.note_if_silent(feats, data)
     t_feats = time.perf_counter() - t0
-    summary = {"bundle": str(bundle), "data": str(data), "split": split, "tasks": tasks,
+    summary = {"bundle": str(bundle), "data": str(data), "no_input_spikes": silent, "split": split, "tasks": tasks,
                "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
                "rule": dep.rule.to_dict(), "plastic_weight_exp": dep.weight_exp,
                "rule_status": "given by the caller" if rule is not None else rule_status(dep.manifest),

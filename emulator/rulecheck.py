@@ -283,6 +283,7 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
     batch, pool = build_batch(sampler, int(tasks))
     t0 = time.perf_counter()
     feats = dep.frozen_features(pool_inputs(ds, pool))
+    silent = dep.note_if_silent(feats, data)
     t_feats = time.perf_counter() - t0
 
     runs: dict = {}            # (bits, spec) -> setting dict (each computed once)
@@ -318,7 +319,7 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
 
     settings = list(runs.values())
     secs = [s["seconds"] for s in settings]
-    summary = {"bundle": str(bundle), "data": str(data), "split": split, "tasks": int(tasks),
+    summary = {"bundle": str(bundle), "data": str(data), "no_input_spikes": silent, "split": split, "tasks": int(tasks),
                "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
                "synapses": int(dep.w0.size), "rule": base.to_dict(),
                "sweep": {"bits": bits, "eta_exps": etas, "error_thresholds": errs,

@@ -267,7 +267,7 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
         tr.load(ckpt)
         if rank == 0:
             _truncate_history(out / "history.jsonl", tr.step)
-            _resume_notes(out, data, tr.step, cfg.outer.steps)
+            _resume_notes(out, data, tr.step, cfg.outer.steps, ds)
     elif init is not None:
         _init_from(tr, Path(init))
     pre_hist = None
@@ -281,9 +281,9 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
             write_json(out / "pretrain.json", {"epochs": cfg.outer.pretrain_epochs, "lr": cfg.outer.pretrain_lr,
                                                "history": pre_hist})
         write_json(out / "run.json", {"seed": seed, "data": str(Path(data).resolve()),
+                                      "data_sha256": _file_sha256(data),
                                       # the classes this run learned from: evaluating on them is not meta-test
-                                      "trained_classes": sorted(ds.classes[int(c)] for s in ("train", "val")
-                                                                for c in ds.splits[s]),
+                                      "trained_classes": _trained_classes(ds),
                                       "versions": package_versions(), "started": time.time(),
                                       "device": str(dev),
                                       "init": str(Path(init).resolve()) if init is not None else None})
@@ -384,15 +384,43 @@ def _truncate_history(path: Path, step: int) -> None:
         tmp.write_text("".join(k + "\n" for k in keep))
 
 
-def _resume_notes(out: Path, data, done: int, total: int) -> None:
-    """What a resumed run does differently from what the user may expect, said on stderr."""
+def _file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _trained_classes(ds) -> list[str]:
+    return sorted(ds.classes[int(c)] for s in ("train", "val") for c in ds.splits[s])
+
+
+def _resume_notes(out: Path, data, done: int, total: int, ds=None) -> None:
+    """What a resumed run does differently from what the user may expect, said on stderr; a run
+    resumed on other data (another path, or the same path rewritten) adds that data's classes to
+    run.json's ``trained_classes`` (evaluate and emulate compare test splits with them)."""
     try:
-        was = json.loads((out / "run.json").read_text()).get("data")
+        meta = json.loads((out / "run.json").read_text())
+        was, was_sha = meta.get("data"), meta.get("data_sha256")
     except (OSError, ValueError, AttributeError):
-        was = None
-    if was and Path(was) != Path(data).resolve():
-        print(f"note: resuming on {Path(data).resolve()}, but the run started on {was} (same frame shape; "
+        meta, was, was_sha = None, None, None
+    now = str(Path(data).resolve())
+    sha = _file_sha256(data) if was_sha else None
+    other = (was and Path(was) != Path(now)) or (was_sha and sha != was_sha)
+    if was and Path(was) != Path(now):
+        print(f"note: resuming on {now}, but the run started on {was} (same frame shape; "
               "tasks are drawn from the file given now)", file=sys.stderr)
+    elif was_sha and sha != was_sha:
+        print(f"note: {now} changed since the run started (its sha256 differs): tasks are drawn from the file "
+              "as it is now", file=sys.stderr)
+    if other and isinstance(meta, dict) and ds is not None and done < total:
+        meta["trained_classes"] = sorted(set(meta.get("trained_classes") or []) | set(_trained_classes(ds)))
+        meta.setdefault("resumed_on", []).append({"data": now, "data_sha256": sha or _file_sha256(data),
+                                                  "from_step": done})
+        write_json(out / "run.json", meta)
     if done >= total:
         print(f"note: the run already has {done} meta-steps (asked for {total}): nothing to train; "
               f"pass --steps above {done} to continue it", file=sys.stderr)

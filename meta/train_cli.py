@@ -102,9 +102,14 @@ def _note_seen_classes(run: Path, data) -> None:
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.train import seen_class_note
 
-    note = seen_class_note(run, MetaDataset(data), "test")
+    ds = MetaDataset(data)
+    note = seen_class_note(run, ds, "test")
     if note:
         print(f"note: {note} (fix: evaluate on data with the run's class split)", file=sys.stderr)
+    test = [int(i) for c in ds.splits["test"] for i in ds.indices_of(c)[:2]][:64]
+    if test and not ds.frames(test).any():
+        print(f"note: {data}: the test classes' recordings hold no event (all-zero frames): every accuracy "
+              "below is chance (check the data with `neuromaml data info` and how it was built)", file=sys.stderr)
 
 
 def register(subparsers) -> None:

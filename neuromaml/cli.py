@@ -101,6 +101,11 @@ def _plain_environment() -> None:
     import os
 
     os.environ["MPLBACKEND"] = "Agg"
+    import warnings
+
+    # a plot of empty data (a silent network, chance everywhere) warns; the commands say it in words
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"matplotlib\..*")
+    warnings.filterwarnings("ignore", message=r"No artists with labels found", category=UserWarning)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")

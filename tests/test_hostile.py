@@ -947,3 +947,14 @@ def test_calibrate_refuses_a_read_only_bundle_before_the_sweep(fx, tmp_path, mon
     monkeypatch.setattr(cal, "_calibrate", lambda *a, **k: ran.append(1))
     assert cli.main(["calibrate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "c")]) == 2
     assert "is not writable: calibrate writes the chosen rule" in capsys.readouterr().err and not ran
+
+
+def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
+    """An imported network has no slayer source; with --no-lava nothing is compared: the verdict is
+    NOT VERIFIED and exit 1, never OK."""
+    assert cli.main(["import", str(FIXTURE_NET), "--input-shape", "2,16,32", "--classes", "5", "--out",
+                     str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert cli.main(["verify", str(tmp_path / "b"), "--no-lava", "--samples", "1", "--steps", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT VERIFIED" in out and "\nOK" not in out

@@ -460,3 +460,23 @@ def test_rule_hyperparameters_meta_learned_and_exported_rounded(tiny_metadataset
     assert rule["eta_exp"] == int(round(min(max(best["eta_exp"], -10), 5)))
     assert rule["error_threshold"] == int(round(max(best["error_threshold"], 0)))
     assert rule["surrogate_beta"] == pytest.approx(best["surrogate_beta"])
+
+
+def test_resume_on_rewritten_data_notes_it_and_records_its_classes(tiny_metadataset, tmp_path, capsys):
+    import json
+    import shutil
+
+    from neuromaml.meta.metadataset import build_metadataset
+
+    data = tmp_path / "d.h5"
+    shutil.copy(tiny_metadataset, data)
+    run = tmp_path / "run"
+    meta_train(data, _cfg(steps=1), run, progress=False)
+    before = set(json.loads((run / "run.json").read_text())["trained_classes"])
+    build_metadataset("synthetic", tmp_path / "o.h5", per_class=6, seed=0, digit_split="ordered")
+    shutil.copy(tmp_path / "o.h5", data)                      # the same path, other classes
+    capsys.readouterr()
+    meta_train(data, None, run, resume=True, steps=2, progress=False)
+    assert "changed since the run started" in capsys.readouterr().err
+    meta = json.loads((run / "run.json").read_text())
+    assert set(meta["trained_classes"]) > before and meta["resumed_on"][0]["from_step"] == 1
