@@ -217,6 +217,11 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
         raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
     man_path = path / MANIFEST
     if not man_path.exists():
+        if (path / "ckpt.pt").exists() or (path / "best.pt").exists():
+            raise fail(path, "is a meta-train run, not a deployment bundle",
+                       f"export it first: neuromaml export {path} --out BUNDLE")
+        if (path / "demo.json").exists() and (path / "bundle").is_dir():
+            raise fail(path, "is a demo folder, not a bundle", f"give its bundle: {path / 'bundle'}")
         raise fail(man_path, "missing", "re-export the bundle with neuromaml export")
     manifest = read_json(man_path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -228,6 +233,9 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
         raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, this neuromaml "
                    f"reads <= {FORMAT_VERSION}", "upgrade neuromaml")
+    if int(manifest.get("format_version", -1)) < 1:
+        raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, not a bundle version "
+                   f"(1..{FORMAT_VERSION})", "re-export the bundle")
     files = manifest.get("files")
     if not isinstance(files, dict) or NET not in files:
         raise fail(man_path, "field 'files' lacks network.net", "re-export the bundle")

@@ -46,8 +46,8 @@ def register(sub) -> None:
     _add_task_flags(p, tasks=100)
     p.add_argument("--engine", choices=["fast", "lava", "both"], default="fast",
                    help="fast: batched fixed-point engine; lava: the Lava graph; both: run both and check agreement")
-    p.add_argument("--lava-tasks", type=positive_int, default=2,
-                   help="with --engine both: how many of the tasks also run on Lava (agreement checked)")
+    p.add_argument("--lava-tasks", type=positive_int, default=None,
+                   help="with --engine both: how many of the tasks also run on Lava (agreement checked; default 2)")
     _add_seed_and_outputs(p, "BUNDLE/emulate-<split>")
     p.set_defaults(func=_emulate)
 

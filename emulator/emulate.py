@@ -281,12 +281,19 @@ def format_markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _lava_tasks(args) -> int:
+    if args.lava_tasks is not None and args.engine != "both":
+        print(f"note: --lava-tasks applies to --engine both; with --engine {args.engine} "
+              + ("every task runs on Lava" if args.engine == "lava" else "no task runs on Lava"), file=sys.stderr)
+    return args.lava_tasks or 2
+
+
 def emulate_cli(args) -> int:
     from neuromaml.deploy.bundle import warn_if_uncalibrated
 
     warn_if_uncalibrated(args.bundle)
     s = emulate(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
-                queries=args.queries, engine=args.engine, lava_tasks=args.lava_tasks, seed=args.seed,
+                queries=args.queries, engine=args.engine, lava_tasks=_lava_tasks(args), seed=args.seed,
                 out=args.out, progress=True)
     if args.json:
         write_json(args.json, s)

@@ -174,6 +174,9 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
     need(not i.learn_rule or i.rule == "three_factor", "inner.learn_rule",
          f"is {i.learn_rule} but inner.rule is {i.rule!r}: only the on-chip rule has these hyperparameters",
          "set inner.rule: three_factor, or inner.learn_rule: []")
+    need(not i.label_window or i.rule == "three_factor", "inner.label_window",
+         f"is {i.label_window} but inner.rule is {i.rule!r}: only the on-chip rule presents labels over a window",
+         "remove inner.label_window, or set inner.rule: three_factor")
     need(not i.label_window or (len(i.label_window) == 2 and all(_whole(v) for v in i.label_window)
                                 and 0 <= int(i.label_window[0]) < int(i.label_window[1])
                                 <= m.time_steps), "inner.label_window", f"is {i.label_window}",
@@ -294,7 +297,13 @@ def read_file(path) -> dict:
             except ModuleNotFoundError:
                 import tomli as tomllib
             return tomllib.loads(text)
-        return _load_yaml(text) or {}
+        data = _load_yaml(text)
+        if data is None:
+            import sys
+
+            print(f"note: {path} holds no settings: every value is the default (meta/configs/small.yaml)",
+                  file=sys.stderr)
+        return data or {}
     except NeuromamlError:
         raise
     except _YamlDuplicate as exc:

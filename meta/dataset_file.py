@@ -53,8 +53,10 @@ class MetaDataset:
                 raise fail(self.path, f"attribute 'format' is {fmt!r}, expected {FORMAT!r}",
                            "build the meta-dataset with `neuromaml data build`")
             if int(f.attrs.get("version", -1)) != VERSION:
-                raise fail(self.path, f"attribute 'version' is {f.attrs.get('version')!r}, expected {VERSION}",
-                           "rebuild the meta-dataset with this version of neuromaml")
+                newer = int(f.attrs.get("version", -1)) > VERSION
+                raise fail(self.path, f"attribute 'version' is {f.attrs.get('version')!r}, this neuromaml reads {VERSION}",
+                           "upgrade neuromaml (the file is newer)" if newer
+                           else "rebuild the meta-dataset with this version of neuromaml")
             need = ["classes", "frames", "labels", "sample_ids"] + [f"splits/{s}" for s in SPLITS]
             for name in need:
                 if name not in f:

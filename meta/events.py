@@ -265,6 +265,14 @@ def scan_event_folder(root) -> tuple[dict, dict[str, list[Path]]]:
                        "be one class under two names, possibly in two splits", "remove the link")
         seen[real] = c
     out = {c.name: _class_files(c, "*.npy", "add .npy recordings or remove the folder") for c in classes}
+    where: dict[str, Path] = {}
+    for files in out.values():          # a recording linked into two classes would be a sample of both
+        for f in files:
+            real = os.path.realpath(f)
+            if real in where:
+                raise fail(f, f"is the same recording as {where[real]} (a link or a copy by link): one recording "
+                           "would be a sample of two classes, or twice of one", "keep one of them")
+            where[real] = f
     return meta, out
 
 

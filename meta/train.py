@@ -157,6 +157,10 @@ def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
             print(f"note: the config's model.input_shape {given[0]} / time_steps {given[1]} are replaced by the "
                   f"data's {(c, h, w)} / {t} ({path})", file=sys.stderr)
         m.input_shape, m.time_steps = (c, h, w), t
+        if not 0 <= m.burn_in < t:
+            raise fail(path, f"frames have {t} time step(s), not more than the config's model.burn_in {m.burn_in} "
+                       "(the readout and the gradients cover [burn_in, T))",
+                       f"set model.burn_in below {t} in the config, or rebuild the data with a longer --duration-us")
         return
     if tuple(m.input_shape) != (c, h, w) or m.time_steps != t:
         raise fail(path, f"frames are (C,H,W,T)={tuple(shape)} but the model expects "

@@ -60,6 +60,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
         raise fail(run, "run directory not found", "give a directory written by `neuromaml meta-train`")
+    if not ((run / "best.pt").exists() or (run / "ckpt.pt").exists()):
+        if (run / "manifest.json").exists():
+            raise fail(run, "is a deployment bundle, not a meta-train run",
+                       "give the run it was exported from, or run `neuromaml emulate` on the bundle")
+        raise fail(run, "is not a meta-train run (no best.pt or ckpt.pt)",
+                   "give a directory written by `neuromaml meta-train`, or finish its training")
     if args.out is not None:
         from neuromaml.io import RUN_FILES, check_output, input_files
 

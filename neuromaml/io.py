@@ -176,6 +176,8 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     own output folder, which it writes whole: a --json there would replace one of its files or be
     lost when the folder is next replaced). Missing parents are created later by the writer.
     """
+    if str(path) == "-":
+        raise fail(None, f"{flag} -: standard output is not a file here", f"give {flag} a file path")
     path = Path(path)
     if str(path) in ("", "."):
         raise fail(path, f"{flag} names the current directory", f"give {flag} a new file or folder name")

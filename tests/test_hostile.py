@@ -149,6 +149,13 @@ def _small_h5(tmp: Path) -> str:
     return str(out)
 
 
+def _short_h5(t: Path) -> Path:
+    out = t / "short.h5"
+    assert cli.main(["data", "build", "--source", f"events:{_event_folder(t / 'ev5')}", "--per-class", "3",
+                     "--duration-us", "5000", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
 def _file_bytes(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path.parent)
@@ -279,6 +286,24 @@ CASES = {
     "info-json-is-a-metadataset": lambda t, f: (["data", "info", str(f["data"]), "--json",
                                                  str(_copy(f["data"], t / "victim.h5"))],
                                                 r"victim\.h5: --json would replace a file that is not a JSON summary"),
+    "events-recording-in-two-classes": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: ((ev / "c1" / "0.npy").unlink(), (ev / "c1" / "0.npy").symlink_to(ev / "c0" / "0.npy")))],
+        r"0\.npy: is the same recording as .*c0.*0\.npy"),
+    "evaluate-a-bundle": lambda t, f: (["evaluate", str(f["bundle"]), "--tasks", "1", "--trials", "1", "--quick",
+                                        "--no-transfer", "--out", str(t / "ev")],
+                                       r"bundle: is a deployment bundle, not a meta-train run"),
+    "calibrate-a-run": lambda t, f: (["calibrate", str(f["run"]), "--data", str(f["data"]), "--tasks", "1", "--out",
+                                      str(t / "c")], r"run: is a meta-train run, not a deployment bundle.*export it first"),
+    "train-data-shorter-than-burn-in": lambda t, f: (["meta-train", "--data", str(_short_h5(t)), "--out", str(t / "r"),
+                                                      "--config", "small"],
+                                                     r"short\.h5: frames have 5 time step\(s\), not more than .*burn_in"),
+    "train-config-label-window-with-sgd": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                                         "--config", _yaml(t, "inner:\n  label_window: [70, 100]\n")],
+                                                        r"'inner\.label_window' is \[70, 100\] but inner\.rule is 'sgd'"),
+    "info-json-dash": lambda t, f: (["data", "info", str(f["data"]), "--json", "-"], r"--json -: standard output"),
+    "bundle-format-version-zero": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m.__setitem__(
+        "format_version", 0), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"field 'format_version' is 0, not a bundle version"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
