@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--learn-rule", default="",
                     help="also meta-learn these rule hyperparameters (inner.learn_rule), e.g. eta_exp,error_threshold,"
                          "surrogate_beta: the exported rule is the learned one, rounded (issue 12 item 6)")
+    ap.add_argument("--rule-lr", type=float, default=0.05, help="Adam rate of the learned rule hyperparameters")
     args = ap.parse_args()
 
     import yaml
@@ -49,7 +50,7 @@ def main() -> None:
     spec = {k: v for k, v in man["adapt"]["rule"].items() if k in fields}
     cfg = yaml.safe_load((args.demo_out / "run" / "config.yaml").read_text())
     cfg["inner"].update({"rule": "three_factor", "learn_lr": False, "rule_spec": spec, "label_window": [],
-                         "learn_rule": [v for v in args.learn_rule.split(",") if v]})
+                         "learn_rule": [v for v in args.learn_rule.split(",") if v], "rule_lr": args.rule_lr})
     cfg["outer"].update({"steps": args.steps, "lr": args.lr, "val_every": 20, "val_tasks": 40,
                          "checkpoint_every": 5})
     run = args.out / "run"

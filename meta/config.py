@@ -171,6 +171,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
 
     need(all(k in LEARNABLE_RULE_FIELDS for k in i.learn_rule) and len(set(i.learn_rule)) == len(i.learn_rule),
          "inner.learn_rule", f"is {i.learn_rule}", f"list distinct names among {', '.join(LEARNABLE_RULE_FIELDS)}")
+    need(i.rule_lr >= 0 and math.isfinite(i.rule_lr), "inner.rule_lr", f"is {i.rule_lr}",
+         "use a learning rate >= 0 (0: outer.lr)")
     need(not i.learn_rule or i.rule == "three_factor", "inner.learn_rule",
          f"is {i.learn_rule} but inner.rule is {i.rule!r}: only the on-chip rule has these hyperparameters",
          "set inner.rule: three_factor, or inner.learn_rule: []")

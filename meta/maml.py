@@ -72,6 +72,8 @@ class InnerConfig:
     learn_rule: list = field(default_factory=list)    # three_factor: rule hyperparameters meta-learned by
                                                       # gradient through the torch twin (LEARNABLE_RULE_FIELDS),
                                                       # from rule_spec's values; rounded to the chip's at export
+    rule_lr: float = 0.0                              # Adam rate of the learned rule hyperparameters
+                                                      # (0: outer.lr, which barely moves them)
 
 
 # the rule's hyperparameters the torch twin takes as tensors (onchip.torch_rule.adapt_final_layer)

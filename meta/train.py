@@ -61,9 +61,15 @@ class Trainer:
         self.params = self.model.meta_params()
         self.lrs = InnerLR(adapted_names(self.model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr,
                            learned_rule_init(cfg.inner)).to(self.device)
-        train_list = list(self.params.values()) + [p for p in self.lrs.parameters() if p.requires_grad]
-        self.trained = train_list
-        self.opt = torch.optim.Adam(train_list, lr=cfg.outer.lr)
+        rule_hp = list(self.lrs.rule.parameters())
+        others = [p for p in self.lrs.parameters() if p.requires_grad and all(p is not q for q in rule_hp)]
+        train_list = list(self.params.values()) + others
+        self.trained = train_list + rule_hp
+        # the rule's hyperparameters live on the chip's integer grid: they need steps of a good
+        # fraction of one unit to move at all, not the weights' outer rate (inner.rule_lr)
+        groups = [{"params": train_list}] + ([{"params": rule_hp, "lr": cfg.inner.rule_lr or cfg.outer.lr}]
+                                             if rule_hp else [])
+        self.opt = torch.optim.Adam(groups, lr=cfg.outer.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: cosine_lr(s, cfg.outer.steps, cfg.outer.lr_min_ratio))
         self.step = 0
