@@ -239,6 +239,6 @@ def _verify(args: argparse.Namespace) -> int:
     except OSError as exc:        # e.g. a read-only folder of third-party files: keep the result
         print(f"warning: cannot write {out} ({exc.strerror}); pass --json PATH", file=sys.stderr)
         print(json.dumps(rep, default=str))
-    if not (rep.get("lava_vs_fixed") or rep.get("slayer_vs_fixed")):
+    if not (rep.get("lava_vs_fixed") or rep.get("slayer_vs_fixed") or rep.get("nir")):
         return 1                      # nothing compared: not a pass (the report says NOT VERIFIED)
     return 0 if rep["ok"] else 1
