@@ -24,6 +24,7 @@ and the fix.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,10 @@ def _require_dir(root, what: str, fix: str) -> Path:
 
 def _class_files(class_dir: Path, pattern: str, fix: str) -> list[Path]:
     files = sorted(class_dir.glob(pattern))
+    nested = [d for d in class_dir.iterdir() if d.is_dir() and any(d.rglob(pattern))]
+    if nested:
+        raise fail(nested[0], f"holds {pattern} files in a sub-folder of class {class_dir.name!r}; only the class "
+                   "folder's own recordings are read", "move them up into the class folder (or make them a class)")
     odd = [f for f in files if not f.is_file()]
     if odd:
         raise fail(odd[0], "is not a regular file (a folder, pipe or device) among the recordings",
@@ -253,7 +258,13 @@ def scan_event_folder(root) -> tuple[dict, dict[str, list[Path]]]:
     if not classes:
         raise fail(root, "no class folders", "put each class's .npy recordings in ROOT/<class_name>/")
     seen: dict[str, Path] = {}
+    names: dict[str, Path] = {}
     for c in classes:
+        key = unicodedata.normalize("NFC", c.name).strip()
+        if key in names:                 # 'café' twice (NFC/NFD), 'g001' and 'g001 ': one class or two?
+            raise fail(c, f"looks like the class folder {names[key].name!r} (same name up to Unicode form or "
+                       "surrounding spaces): they would be two classes", "rename or merge them")
+        names[key] = c
         try:
             c.name.encode("utf-8")
         except UnicodeEncodeError:

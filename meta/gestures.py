@@ -333,8 +333,13 @@ def write_gesture_folder(out_dir, classes: int = 100, per_class: int = 40, seed:
         except OSError as exc:
             raise fail(out, f"cannot move the generated folder into place ({exc.strerror})",
                        "choose a new --out folder (another process may have written this one)") from None
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from neuromaml.io import _disk_full
+
+        if _disk_full(exc):             # name the folder, not a recording in its temporary twin
+            raise fail(out, "could not be written: no space left on device (nothing was left behind)",
+                       "free disk space or write elsewhere") from None
         raise
     finally:
         if bar is not None:

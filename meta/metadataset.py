@@ -245,7 +245,7 @@ def _assign(plan: _Plan, per_class: int, seed: int):
     return samples, n_total
 
 
-def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> np.ndarray:
+def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> tuple[np.ndarray, int]:
     x0, y0, x1, y1 = plan.crop
     if plan.rebase_time and ev.size:
         ev = ev.copy()
@@ -254,7 +254,7 @@ def _half_frames(ev, plan: _Plan, T: int, dt_us: int) -> np.ndarray:
     ev["x"] -= x0
     ev["y"] -= y0
     fr = E.events_to_frames(ev, (x1 - x0, y1 - y0), T, dt_us, plan.ds)
-    return np.minimum(fr, 255).astype(np.uint8)
+    return np.minimum(fr, 255).astype(np.uint8), int((fr > 255).sum())
 
 
 def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed: int = 0, split_file=None,
@@ -311,6 +311,7 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
     order = [p for _, pp, _, _ in samples for p in pp]
     pos = 0
     empty = 0            # recordings with no event inside the window (a unit mistake shows here)
+    clipped = 0          # frame bins of more than 255 events (stored as 255)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -343,7 +344,8 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
                         want += [p for p in missing if p not in want]
                         evs = plan.load([plan.pools[s][k] for s, k in want])
                         for p, ev in zip(want, evs):
-                            cache[p] = _half_frames(ev, plan, T, dt_us)
+                            cache[p], over = _half_frames(ev, plan, T, dt_us)
+                            clipped += over
                             empty += int(not cache[p].any())
                     halves = []
                     for p in pp:
@@ -366,4 +368,5 @@ def build_metadataset(source: str, out, per_class: int = DEFAULT_PER_CLASS, seed
             "classes_below_per_class": int((held < per_class).sum()),
             "recordings_without_events": empty, "recordings": len(uses),
             "duration_us": T * dt_us, "splits": {k: int(v.size) for k, v in plan.splits.items()},
-            "notes": notes}
+            "notes": notes + ([f"{clipped} frame bin(s) held more than 255 events and were stored as 255 (uint8 "
+                               "frames): a larger --downsample or shorter bins spread them"] if clipped else [])}

@@ -69,3 +69,16 @@ def test_build_notes_what_a_request_silently_changes(tmp_path, capsys):
     assert cli.main(["data", "build", "--source", f"events:{root}", "--out", str(tmp_path / "h.h5"),
                      "--per-class", "2", "--fractions", "0.5", "0.25", "0.25", "--quiet"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_build_notes_bins_clipped_at_255(tmp_path, capsys):
+    import numpy as np
+
+    from neuromaml.meta.events import make_events
+
+    root = write_folder(tmp_path / "ev", classes=["a", "b", "c", "d"], n=2, sensor=(20, 10, 2), dur=20_000)
+    n = 300                                     # 300 events in one pixel and one 1 ms bin
+    np.save(root / "a" / "s0.npy", make_events(np.full(n, 5), np.full(n, 3), np.full(n, 2), np.ones(n, int)))
+    assert cli.main(["data", "build", "--source", f"events:{root}", "--out", str(tmp_path / "g.h5"),
+                     "--per-class", "2", "--fractions", "0.5", "0.25", "0.25", "--quiet"]) == 0
+    assert "1 frame bin(s) held more than 255 events and were stored as 255" in capsys.readouterr().err

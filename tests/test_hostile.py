@@ -304,6 +304,11 @@ CASES = {
     "bundle-format-version-zero": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m.__setitem__(
         "format_version", 0), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
         r"field 'format_version' is 0, not a bundle version"),
+    "events-class-names-look-alike": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: os.rename(ev / "c9", ev / "c8 "))], r"looks like the class folder 'c8'"),
+    "events-recordings-in-a-subfolder": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
+        t, lambda ev: ((ev / "c2" / "more").mkdir(), os.rename(ev / "c2" / "0.npy", ev / "c2" / "more" / "0.npy")))],
+        r"more: holds \*\.npy files in a sub-folder of class 'c2'"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),
