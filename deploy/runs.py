@@ -65,7 +65,14 @@ def load_run(run_dir: Path):
     if not run_dir.is_dir():
         raise fail(run_dir, "not a directory", "give the output directory of neuromaml meta-train")
     if (run_dir / "best.pt").exists() or (run_dir / "ckpt.pt").exists():
+        from neuromaml.io import live_writer
+        from neuromaml.meta.train import LOCK_NAME
         from neuromaml.meta.train import load_run as meta_load_run
+
+        pid = live_writer(run_dir, LOCK_NAME)
+        if pid:
+            print(f"note: {run_dir}: meta-train (pid {pid}) is still writing this run: its best.pt so far is used",
+                  file=sys.stderr)
 
         model, _params, _lrs, cfg = meta_load_run(run_dir)
         _check_spiking(run_dir, cfg.model.name)

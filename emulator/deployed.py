@@ -130,7 +130,7 @@ class DeployedNet:
         if burn_in < dep.depth:
             raise fail(man_path, f"field 'output.burn_in' = {burn_in} is shorter than the network's "
                        f"pipeline depth {dep.depth}: the readout would overlap the previous sample",
-                       f"re-export with burn_in >= {dep.depth}")
+                       f"meta-train (or export --model) with model.burn_in >= {dep.depth}, then export again")
         return dep
 
     # ------------------------------------------------------------------ geometry

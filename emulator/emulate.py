@@ -79,7 +79,11 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
     from neuromaml.meta.train import load_run
 
     run = dep.manifest.source_run
-    if not run or not Path(run).is_dir():
+    if run and not Path(run).is_dir():
+        return {"float": None, "fixed_sgd": None,
+                "note": f"the source run {run} recorded at export is gone (moved or deleted): the slayer columns "
+                        "are skipped; the bundle's float-SGD and nearest-class-mean references stand in for them"}
+    if not run:
         return {"float": None, "fixed_sgd": None,
                 "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
                         "bundle's float-SGD and nearest-class-mean references stand in for them"}

@@ -225,7 +225,8 @@ def from_dict(data: dict, path=None) -> RunConfig:
         raise fail(path, f"the top level must be a mapping of sections (model, inner, outer, task), "
                    f"got a {type(data).__name__}", "write e.g. 'model:\n  hidden: [128]' (see meta/configs/small.yaml)")
     data = dict(data)
-    if "task" in data and isinstance(data["task"], dict) and "n_way" in data["task"]:
+    nw = data["task"].get("n_way") if isinstance(data.get("task"), dict) else None
+    if isinstance(nw, int) and not isinstance(nw, bool):      # a wrong value is reported as task.n_way
         model = dict(data.get("model") or {})
         model.setdefault("n_way", data["task"]["n_way"])
         data["model"] = model
@@ -240,6 +241,27 @@ def from_dict(data: dict, path=None) -> RunConfig:
                    "meta-train takes it from the data)")
     cfg.model.input_shape = tuple(int(v) for v in shape)
     return validate(cfg, path)
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def _too_big(obj, cap: int = MAX_CONFIG_VALUES) -> bool:
+    """Whether a loaded config holds more than ``cap`` values, counting shared (aliased) parts
+    each time they occur, as the config reader would walk them."""
+    left, stack = cap, [obj]
+    while stack:
+        x = stack.pop()
+        left -= 1
+        if left < 0:
+            return True
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            if len(x) > left:
+                return True
+            stack.extend(x)
+    return False
 
 
 class _YamlDuplicate(ValueError):
@@ -260,6 +282,8 @@ def _load_yaml(text: str):
     def mapping(loader, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":      # `<<: *base` merges; its keys may be overridden
+                continue
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise _YamlDuplicate(key, key_node.start_mark.line + 1)
@@ -300,6 +324,9 @@ def read_file(path) -> dict:
                 import tomli as tomllib
             return tomllib.loads(text)
         data = _load_yaml(text)
+        if _too_big(data):
+            raise fail(path, f"expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases repeating a list?)",
+                       "write the config out plainly; no run needs that many values")
         if data is None:
             import sys
 

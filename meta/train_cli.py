@@ -72,12 +72,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         base = [p for item in (args.baseline or []) for p in input_files(item.partition("=")[2] or None, RUN_FILES)]
         check_output(args.out, kind="dir", overwrite=True,
                      inputs=(args.data, *input_files(run, RUN_FILES), *base))
+        held = sorted(p.name for p in Path(args.out).iterdir()) if Path(args.out).is_dir() else []
+        if held and "report.json" not in held:
+            raise fail(args.out, f"holds other files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and no "
+                       "report.json: not an evaluate report folder; the report would replace or mix with them",
+                       "choose a new or empty --out, or the folder of an earlier evaluate report")
     data = args.data
     if data is None:
         meta = read_json(run / "run.json")
         data = meta.get("data")
         if not data or not Path(data).exists():
             raise fail(run / "run.json", f"data file {data!r} recorded for this run is missing", "pass --data FILE.h5")
+    from neuromaml.io import live_writer
+
+    from .train import LOCK_NAME
+
+    pid = live_writer(run, LOCK_NAME)
+    if pid:
+        print(f"note: {run}: meta-train (pid {pid}) is still writing this run: its best.pt so far is evaluated",
+              file=sys.stderr)
     _note_seen_classes(run, data)
     baselines = {}
     for item in args.baseline or []:

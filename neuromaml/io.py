@@ -246,7 +246,8 @@ _DATA_FOLDER_MARKERS = ("network.net", "ckpt.pt", "best.pt", "meta.json")
 
 def _check_summary_replaceable(path: Path) -> None:
     """A --json path may replace an earlier JSON summary, not anything else that exists there."""
-    if path.name in _NOT_SUMMARIES or any((path.parent / m).exists() for m in _DATA_FOLDER_MARKERS):
+    near = (path.parent, path.parent.parent)          # a bundle's calibration/ or emulate-test/ report too
+    if path.name in _NOT_SUMMARIES or any((d / m).exists() for d in near for m in _DATA_FOLDER_MARKERS):
         raise fail(path, "--json would replace a file of a bundle, a run or an event folder",
                    "give --json a path outside it")
     try:
@@ -282,7 +283,8 @@ def folder_lock(folder: str | os.PathLike, busy: str, name: str = ".neuromaml.lo
                 except PermissionError:
                     alive = True
             if alive and pid != os.getpid():
-                raise fail(folder, busy.format(pid=pid), "wait for it to finish, or stop it first") from None
+                raise fail(folder, busy.format(pid=pid), f"wait for it to finish, or stop it first (if process {pid} "
+                           f"is not that command, delete the lock file {lock})") from None
             lock.unlink(missing_ok=True)              # a killed writer's lock
             continue
         with os.fdopen(fd, "w") as fh:
@@ -292,6 +294,23 @@ def folder_lock(folder: str | os.PathLike, busy: str, name: str = ".neuromaml.lo
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def live_writer(folder: str | os.PathLike, name: str) -> int | None:
+    """The pid holding ``FOLDER/NAME`` (a ``folder_lock``) if that process is alive, else None."""
+    try:
+        pid = int((Path(folder) / name).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
 
 
 def _whole_arg(text: str, lo: int, hi: int | None, bound: str) -> int:

@@ -156,6 +156,13 @@ def _short_h5(t: Path) -> Path:
     return out
 
 
+def _calibration_json(t: Path, fx) -> Path:
+    b = _copy(fx["bundle"], t / "other")
+    (b / "calibration").mkdir()
+    (b / "calibration" / "calibration.json").write_text("{}")
+    return b / "calibration" / "calibration.json"
+
+
 def _file_bytes(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path.parent)
@@ -309,6 +316,20 @@ CASES = {
     "events-recordings-in-a-subfolder": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
         t, lambda ev: ((ev / "c2" / "more").mkdir(), os.rename(ev / "c2" / "0.npy", ev / "c2" / "more" / "0.npy")))],
         r"more: holds \*\.npy files in a sub-folder of class 'c2'"),
+    "evaluate-out-is-a-bundle": lambda t, f: (["evaluate", str(f["run"]), "--tasks", "1", "--trials", "1", "--quick",
+                                               "--no-transfer", "--out", str(_copy(f["bundle"], t / "b"))],
+                                              r"b: holds other files .*not an evaluate report folder"),
+    "verify-json-into-another-bundles-report": lambda t, f: (["verify", str(f["bundle"]), "--no-lava", "--json",
+                                                              str(_calibration_json(t, f))],
+                                                             r"calibration\.json: --json would replace a file of a bundle"),
+    "train-config-task-n-way-text": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
+                                                   "--config", _yaml(t, "task:\n  n_way: '3'\n")],
+                                                  r"'task\.n_way' must be an integer"),
+    "train-config-alias-bomb": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"), "--config",
+                                              _yaml(t, "a: &a [8, 8, 8, 8, 8, 8, 8, 8, 8, 8]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                                                    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                                                    "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nmodel:\n  hidden: *e\n")],
+                                             r"expands to more than 100,000 values"),
     "events-meta-list": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source",
                                        _ev_variant(t, lambda ev: (ev / "meta.json").write_text("[1, 2]"))],
                                       r"sensor_size"),

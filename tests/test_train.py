@@ -480,3 +480,13 @@ def test_resume_on_rewritten_data_notes_it_and_records_its_classes(tiny_metadata
     assert "changed since the run started" in capsys.readouterr().err
     meta = json.loads((run / "run.json").read_text())
     assert set(meta["trained_classes"]) > before and meta["resumed_on"][0]["from_step"] == 1
+
+
+def test_yaml_merge_keys_are_read(tmp_path):
+    from neuromaml.meta.config import load_config
+
+    p = tmp_path / "c.yaml"
+    # an unknown top-level key is an error, so the anchor lives inside the section it is merged into
+    p.write_text("outer:\n  <<: &b {steps: 3, lr: 0.01}\n  lr: 0.002\n")
+    cfg = load_config(p)
+    assert cfg.outer.steps == 3 and cfg.outer.lr == 0.002
