@@ -108,7 +108,7 @@ def measure(dep, rows: list, data, *, split: str = "test", tasks: int = 20, shot
     x = pool_inputs(ds, pool)
     counts_in, counts, feats = layer_counts(dep, x)
     dep.note_if_silent(feats, data)
-    res = run_fast(dep, feats, batch)
+    res = run_fast(dep, feats, batch, progress=True)      # a bar only beyond one chunk of episodes
     changes, w_support = weight_changes(dep, feats, batch)
 
     B, S = batch.order.shape

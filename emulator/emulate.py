@@ -200,7 +200,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
                           dep.stream_length(batch.order.shape[1])}}
     res = None
     if engine in ("fast", "both"):
-        res = run_fast(dep, feats, batch)
+        res = run_fast(dep, feats, batch, progress=progress)
         s = res.summary()
         s["seconds_frozen_features"] = t_feats
         s["episodes_per_second"] = tasks / (s["seconds"] + t_feats)

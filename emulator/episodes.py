@@ -91,7 +91,8 @@ def episode_result(dep, batch, weights, initial, spikes, n_upd, seconds) -> Epis
 
 
 def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: RuleSpec | None = None,
-             chunk: int = 256, step_offsets: np.ndarray | None = None, bits: int | None = None) -> EpisodeResult:
+             chunk: int = 256, step_offsets: np.ndarray | None = None, bits: int | None = None,
+             progress: bool = False) -> EpisodeResult:
     """Episodes on the fast fixed-point engine. ``feats`` from ``dep.frozen_features``.
 
     Every episode starts as on a fresh graph (Lava's random streams at step 0), unless
@@ -114,7 +115,11 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
     if offsets.shape != (B,):
         raise NeuromamlError(f"step_offsets has shape {offsets.shape}; expected ({B},), one per episode")
     parts = []
-    for a in range(0, B, chunk):
+    from tqdm import tqdm
+
+    bar = tqdm(total=B, desc="episodes", unit="episode", disable=not progress or B <= chunk)
+    for a in range(0, B, chunk):           # (the bar is closed below, or with the process on an error)
+        bar.update(min(chunk, B - a))
         stream = dep.assemble_stream(feats, batch.order[a:a + chunk])
         off = offsets[a:a + chunk]
         try:
@@ -130,6 +135,7 @@ def run_fast(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatch, spec: Rul
             parts.append(r)
         except RuleError as exc:
             raise NeuromamlError(f"{dep.path}: on-chip rule: {exc}") from None
+    bar.close()
     cat = lambda name: np.concatenate([getattr(r, name) for r in parts])  # noqa: E731
     n_upd = (cat("weights") != cat("initial")).reshape(len(batch.order), -1).sum(axis=1)
     res = episode_result(dep, batch, cat("weights"), cat("initial"), cat("spikes"), n_upd,
