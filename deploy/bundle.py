@@ -78,13 +78,9 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        from neuromaml.io import _disk_full
+        from neuromaml.io import reraise_disk_full
 
-        if _disk_full(exc) or getattr(exc, "disk_full", False):     # name the bundle, not its temp folder
-            err = fail(out, "could not be written: no space left on device (nothing was left behind)",
-                       "free disk space or write elsewhere")
-            err.disk_full = True
-            raise err from None
+        reraise_disk_full(exc, out)           # name the bundle, not its temporary folder
         raise
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuromaml.io import BUNDLE_FILES, bounded_int, check_output, fail, input_files, positive_int, probability, seed_int
+from neuromaml.io import BUNDLE_FILES, bounded_int, check_output, check_report_folder, fail, input_files, positive_int, probability, seed_int
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -165,12 +165,8 @@ def _check_outs(args) -> None:
                                    "rule-check": "rule-check", "cost": "cost"}[args.command]
     if out is not None:
         check_output(out, kind="dir", overwrite=True, inputs=inputs)
-        marker = ("calibration" if args.command == "calibrate" else args.command) + ".json"
-        held = sorted(p.name for p in Path(out).iterdir()) if Path(out).is_dir() else []
-        if held and marker not in held:
-            raise fail(out, f"holds other files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and "
-                       f"no {marker}: not a {args.command} report folder; the report would be mixed with them",
-                       f"choose a new or empty --out, or the folder of an earlier {args.command} report")
+        check_report_folder(out, ("calibration" if args.command == "calibrate" else args.command) + ".json",
+                            args.command)
     if getattr(args, "json", None) is not None:
         check_output(args.json, kind="file", overwrite=True, flag="--json", inputs=inputs, outside=(out,))
 

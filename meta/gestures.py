@@ -335,11 +335,9 @@ def write_gesture_folder(out_dir, classes: int = 100, per_class: int = 40, seed:
                        "choose a new --out folder (another process may have written this one)") from None
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        from neuromaml.io import _disk_full
+        from neuromaml.io import reraise_disk_full
 
-        if _disk_full(exc):             # name the folder, not a recording in its temporary twin
-            raise fail(out, "could not be written: no space left on device (nothing was left behind)",
-                       "free disk space or write elsewhere") from None
+        reraise_disk_full(exc, out)     # name the folder, not a recording in its temporary twin
         raise
     finally:
         if bar is not None:

@@ -67,16 +67,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise fail(run, "is not a meta-train run (no best.pt or ckpt.pt)",
                    "give a directory written by `neuromaml meta-train`, or finish its training")
     if args.out is not None:
-        from neuromaml.io import RUN_FILES, check_output, input_files
+        from neuromaml.io import RUN_FILES, check_output, check_report_folder, input_files
 
         base = [p for item in (args.baseline or []) for p in input_files(item.partition("=")[2] or None, RUN_FILES)]
         check_output(args.out, kind="dir", overwrite=True,
                      inputs=(args.data, *input_files(run, RUN_FILES), *base))
-        held = sorted(p.name for p in Path(args.out).iterdir()) if Path(args.out).is_dir() else []
-        if held and "report.json" not in held:
-            raise fail(args.out, f"holds other files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and no "
-                       "report.json: not an evaluate report folder; the report would replace or mix with them",
-                       "choose a new or empty --out, or the folder of an earlier evaluate report")
+        check_report_folder(args.out, "report.json", "evaluate")
     data = args.data
     if data is None:
         meta = read_json(run / "run.json")

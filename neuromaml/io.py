@@ -114,12 +114,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, overwrite: b
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if _disk_full(exc):                  # say which output could not be written
-            err = fail(path, "could not be written: no space left on device (nothing was left behind)",
-                       "free disk space or write elsewhere")
-            err.disk_full = True
-            raise err from None
+        reraise_disk_full(exc, path)          # say which output could not be written
         raise
+
+
+def reraise_disk_full(exc: BaseException, path) -> None:
+    """If ``exc`` is a full disk (however reported), raise the one error that names ``path``, the
+    output (not a temporary file inside it), flagged ``disk_full`` for the CLI; else return."""
+    if _disk_full(exc) or getattr(exc, "disk_full", False):
+        err = fail(path, "could not be written: no space left on device (nothing was left behind)",
+                   "free disk space or write elsewhere")
+        err.disk_full = True
+        raise err from None
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -238,6 +244,16 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
     return path
 
 
+def check_report_folder(out, marker: str, command: str) -> None:
+    """A report folder that exists may be replaced only if empty or an earlier report of the same
+    command (it holds ``marker``): a folder of other files (a bundle, a run) is not mixed into."""
+    held = sorted(p.name for p in Path(out).iterdir()) if Path(out).is_dir() else []
+    if held and marker not in held:
+        raise fail(out, f"holds other files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and no "
+                   f"{marker}: not a{'n' if command[0] in 'aeiou' else ''} {command} report folder; the report would "
+                   "be mixed with them", f"choose a new or empty --out, or the folder of an earlier {command} report")
+
+
 # files a --json summary must never replace, whatever their content: they belong to a bundle, a run
 # or an event folder (a summary file is JSON, but so are these)
 _NOT_SUMMARIES = ("manifest.json", "run.json", "meta.json", "config.json")
@@ -269,20 +285,8 @@ def folder_lock(folder: str | os.PathLike, busy: str, name: str = ".neuromaml.lo
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            alive = False
-            if pid > 0:
-                try:
-                    os.kill(pid, 0)
-                    alive = True
-                except ProcessLookupError:
-                    pass
-                except PermissionError:
-                    alive = True
-            if alive and pid != os.getpid():
+            pid = live_writer(folder, name)
+            if pid:
                 raise fail(folder, busy.format(pid=pid), f"wait for it to finish, or stop it first (if process {pid} "
                            f"is not that command, delete the lock file {lock})") from None
             lock.unlink(missing_ok=True)              # a killed writer's lock
@@ -308,7 +312,7 @@ def live_writer(folder: str | os.PathLike, name: str) -> int | None:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
-    except PermissionError:
+    except PermissionError:             # alive, another user's
         pass
     return pid
 
