@@ -23,6 +23,12 @@ from constants tuned on one network:
 * ``x1_impulse``: 1, and the largest power of two at which the trace of the busiest
   input stays below its 7-bit bound (rate x impulse x tau <= 127), at most 16.
 * ``eta_exp``: the engine's seven smallest exponents, -10..-4.
+* the error normaliser (``RuleSpec.input_norm_offset`` d, ``input_norm_shift`` s; the error
+  divided by d + the sample's input spikes so far, ``onchip.rule.normalise_error``): d = 4 and
+  16 steps' worth of the mean input count, labels from step max(burn_in, 2 tau) or
+  max(burn_in, 4 tau) of each support sample (``adapt.label_window``), 2^s the largest power of
+  two <= d + the input expected before the label comes on, eta -10..-7, at the best step
+  setting's gain and impulse.
 * ``factor_threshold`` (the Eq. 6 form Lava runs, gating |y2| per post neuron):
   0, e_max/16, e_max/8, e_max/4, e_max/2 (e_max = the error's full scale), tried at the
   best three settings of the first stage, with the surrogate post factor on and off.
@@ -34,7 +40,7 @@ lr chosen on the same val tasks) is recorded beside it, and ``emulate`` reuses i
 
 Outputs (``out``, default ``BUNDLE/calibration``): ``calibration.json``,
 ``calibration.md``, ``calibration.png``; then ``manifest.json`` is rewritten
-atomically with ``adapt.rule``, ``adapt.weight_exp`` and ``adapt.calibration`` (what
+atomically with ``adapt.rule``, ``adapt.weight_exp``, ``adapt.label_window`` and ``adapt.calibration`` (what
 data, which split and tasks, the choice). Nothing is written when the search fails.
 """
 from __future__ import annotations
@@ -51,7 +57,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
 from neuromaml.io import atomic_write_text, fail, folder_lock, package_versions, write_json
-from neuromaml.onchip.rule import TRACE_MAX, RuleError, RuleSpec
+from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
 
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
 SGD_LRS = tuple(4.0 ** e for e in range(-4, 8))   # stored-weight LSB^2 per unit loss gradient
@@ -87,8 +93,17 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     impulses = sorted({1, big})
     e_max = dep.rule.e_max
     factor = sorted({0, e_max // 16, e_max // 8, e_max // 4, e_max // 2})
+    # the error normaliser (onchip.rule.normalise_error): offsets d of 4 and 16 steps' worth of
+    # input; the label comes on once the previous sample's trace has decayed (2 and 4 trace time
+    # constants, not before the readout window), else that trace is imprinted at the normaliser's
+    # largest step; the numerator 2^s is the largest power of two below the divisor expected when
+    # the label comes on (d + input per step x start), so the divided error starts near the
+    # undivided one (measured: BENCHMARKS.md, "The error normaliser")
+    offsets = sorted({int(np.clip(round(m * n_active), 1, NORM_OFFSET_MAX)) for m in (4, 16)})
+    starts = sorted({s for s in (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau)) if s < dep.time_steps})
     return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
             "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
+            "input_norm_offset": offsets, "label_start": starts,
             "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
                              "fan_in": dep.n_pre, "active_inputs_per_step": n_active,
                              "threshold_vth": dep.neuron.vth, "current_retention": retain_u,
@@ -180,14 +195,19 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         raise fail(bundle, "the plastic layer receives no spikes on these data (the frozen layers are silent)",
                    "check that the data's frames are what the network was trained on")
     space = derive_space(dep, feats)
-    base = dataclasses.replace(dep.rule, error_threshold=0, factor_threshold=0, eq6_threshold=0)
-    nets = {e: dep.with_weight_exp(e) for e in space["weight_exp"]}
+    base = dataclasses.replace(dep.rule, error_threshold=0, factor_threshold=0, eq6_threshold=0,
+                               input_norm_offset=0, input_norm_shift=0)
+    default_start = dep.burn_in                  # the readout window: labels during [burn_in, T)
+    nets = {(e, a): dataclasses.replace(dep.with_weight_exp(e), label_window=(a, dep.time_steps))
+            for e in space["weight_exp"] for a in [default_start] + space["label_start"]}
 
-    def run(wexp: int, spec: RuleSpec, stage: str) -> dict:
-        r = run_fast(nets[wexp], feats, batch, spec)
+    def run(wexp: int, spec: RuleSpec, stage: str, start: int = default_start) -> dict:
+        r = run_fast(nets[wexp, start], feats, batch, spec)
         return {"stage": stage, "weight_exp": wexp, "eta_exp": spec.eta_exp, "x1_impulse": spec.x1_impulse,
                 "softmax_gain_exp": spec.softmax_gain_exp, "factor_threshold": spec.factor_threshold,
-                "surrogate": spec.surrogate, "val_accuracy": float(r.accuracy.mean()),
+                "surrogate": spec.surrogate, "input_norm_offset": spec.input_norm_offset,
+                "input_norm_shift": spec.input_norm_shift, "label_start": start,
+                "val_accuracy": float(r.accuracy.mean()),
                 "val_std": float(r.accuracy.std()),
                 "fraction_synapses_updated": float((r.n_updates / r.weights[0].size).mean()),
                 "mean_abs_update_stored_lsb": float(np.abs(r.weights - r.initial).mean() * 2.0 ** wexp),
@@ -195,9 +215,11 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
 
     grid = [(w, g, i, e) for w, g, i, e in itertools.product(
         space["weight_exp"], space["softmax_gain_exp"], space["x1_impulse"], space["eta_exp"])]
+    norm_grid = list(itertools.product(space["label_start"], space["input_norm_offset"], space["weight_exp"],
+                                       ETA_EXPS[:4]))
     settings: list[dict] = []
-    bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])), desc="calibrate", unit="setting",
-               disable=not progress, leave=False)
+    bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])) + len(norm_grid), desc="calibrate",
+               unit="setting", disable=not progress, leave=False)
     try:
         for w, g, i, e in grid:
             spec = _spec(base, eta_exp=e, x1_impulse=i, softmax_gain_exp=g, surrogate="none")
@@ -212,6 +234,13 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                 if spec is not None:
                     settings.append(run(s["weight_exp"], spec, "threshold"))
                 bar.update()
+        best_step = top[0]["_spec"]
+        for a, d, w, e in norm_grid:
+            n0 = d + space["derived_from"]["active_inputs_per_step"] * a
+            spec = _spec(best_step, input_norm_offset=d, input_norm_shift=min(int(math.log2(n0)), NORM_SHIFT_MAX), eta_exp=e)
+            if spec is not None:
+                settings.append(run(w, spec, "normalise", a))
+            bar.update()
     finally:
         bar.close()
     chance = 1.0 / dep.n_out
@@ -228,7 +257,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                    "nearest-class-mean reference); nothing was written")
     chosen = select(settings, float(tolerance), floor=chance + margin)
     spec = chosen["_spec"]
-    dep_c = nets[chosen["weight_exp"]]
+    dep_c = nets[chosen["weight_exp"], chosen["label_start"]]
     final = run_fast(dep_c, feats, batch, spec)
     sgd = sgd_reference(dep_c, feats, batch, lrs=SGD_LRS, logit_scale=_run_logit_scale(dep.manifest)[0])
     record = {"data": str(Path(data).resolve()), "data_sha256": file_sha256(data), "split": "val",
@@ -237,7 +266,8 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
               "selection": f"sparsest setting within {100 * tolerance:g} points of the best meta-val accuracy",
               "val_accuracy": chosen["val_accuracy"], "best_val_accuracy": best_acc,
               "fraction_synapses_updated": chosen["fraction_synapses_updated"],
-              "weight_exp": chosen["weight_exp"], "settings_tried": len(settings),
+              "weight_exp": chosen["weight_exp"], "label_window": [chosen["label_start"], dep.time_steps],
+              "settings_tried": len(settings),
               "sgd_reference": {"lr": sgd["lr"], "val_accuracy": sgd["accuracy"]["mean"],
                                 "fraction_synapses_updated": sgd["fraction_synapses_updated"],
                                 "logit_scale": sgd["logit_scale"]},
@@ -258,7 +288,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     if write_manifest:
         man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
-                      calibration=record)
+                      label_window=[int(chosen["label_start"]), dep.time_steps], calibration=record)
         man.extra.pop("calibration", None)                  # an older demo's record
         save_manifest(bundle, man.to_dict())
     return summary
@@ -282,12 +312,15 @@ def format_markdown(s: dict) -> str:
              f"{_pct(sgd['val_accuracy'])} | {_pct(sgd['fraction_synapses_updated'])} |", "",
              f"Chosen: plastic weight exponent {s['weight_exp']} (the chip holds theta0* << {-s['weight_exp']}), "
              f"eta = 2^{r['eta_exp']}, trace impulse {r['x1_impulse']} (tau {r['x1_tau']}), softmax gain "
-             f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}.",
+             f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}, "
+             f"error normaliser " + (f"on (offset {r['input_norm_offset']} input spikes, numerator "
+                                     f"2^{r['input_norm_shift']})" if r.get("input_norm_offset") else "off")
+             + f"; labels during steps [{s['label_window'][0]}, {s['label_window'][1]}) of each support sample.",
              "", f"Lava form: `{r['lava_form']['dw']}`, x1_impulse {r['x1_impulse']}, x1_tau {r['x1_tau']}, "
              f"Dense weight_exp {s['weight_exp']}.", "",
              "Search space (derived from the bundle and the data):", ""]
     lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
-                                          "factor_threshold")]
+                                          "factor_threshold", "input_norm_offset", "label_start")]
     d = sp["derived_from"]
     lines += [f"- from: feature rate {d['feature_rate_mean']:.3f} (max {d['feature_rate_max']:.3f}) per input "
               f"and step, fan-in {d['fan_in']}, vth {d['threshold_vth']}, w_sat {d['w_sat_stored_lsb']:.3g} "
@@ -303,7 +336,7 @@ def _plot(s: dict, path: Path) -> str:
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
     ax = axes[0]
-    for stage, mk in (("step", "o"), ("threshold", "s")):
+    for stage, mk in (("step", "o"), ("threshold", "s"), ("normalise", "^")):
         pts = [x for x in s["settings"] if x["stage"] == stage]
         ax.scatter([100 * x["fraction_synapses_updated"] for x in pts], [100 * x["val_accuracy"] for x in pts],
                    s=14, marker=mk, alpha=0.6, label=f"{stage} stage")

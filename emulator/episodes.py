@@ -266,10 +266,11 @@ class LavaEpisodes:
         if self._net is not None:
             src.s_out.connect(self._net.inp)
             last = self._net.layers[-1].out
-            (last.transpose([2, 1, 0]).flatten() if self._flatten else last).connect(layer.dense.s_in)
+            (last.transpose([2, 1, 0]).flatten() if self._flatten else last).connect(
+                [layer.dense.s_in, layer.error.x_in])
             self._runner = self._net
         else:
-            src.s_out.connect(layer.dense.s_in)
+            src.s_out.connect([layer.dense.s_in, layer.error.x_in])
             self._runner = src
         Source(data=lab).s_out.connect(layer.error.label_in)
         self.sink = Sink(shape=(dep.n_out,), buffer=self.length)
@@ -282,7 +283,7 @@ class LavaEpisodes:
         for name in ("x0", "tx", "x1", "x2", "y0", "ty", "y1", "y2", "y3", "tag_1", "tag_2"):
             var = getattr(dense, name)
             var.set(np.zeros(var.shape, np.int32))
-        for var in (lif.u, lif.v, lif.v_pre, lif.y2, err.counts, err.error):
+        for var in (lif.u, lif.v, lif.v_pre, lif.y2, err.counts, err.n_in, err.error):
             var.set(np.zeros(var.shape, np.int32))
 
     def run_next(self) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 from neuromaml.onchip.neuron import CubaParams, CubaState, cuba_step_int
 from neuromaml.onchip.rule import (INT_RULE_OPS, TRACE_MAX, Y_DECAY_TAU, RuleError, RuleSpec,
                                    check_labels, check_weight_exp, check_weights, eq6_gate,
-                                   error_q, lava_randoms, stochastic_decay, third_factor_q,
+                                   error_q, lava_randoms, normalise_error, stochastic_decay, third_factor_q,
                                    weight_update)
 
 Y_DECAY = float(np.exp(-1 / np.array([Y_DECAY_TAU]))[0])   # the engine's y-trace decay per step
@@ -88,11 +88,13 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
     (B, I) zeros of the face's array type. Returns (w, [spikes per step], n_updates or None)."""
     ops = p.ops
     state, a_prev, counts, x1 = state0, zeros_o, zeros_o, zeros_i
+    norm = learn and bool(spec.input_norm_offset)
+    n_in = zeros_o[:, :1]                   # (B, 1) input spikes of this sample before step k
     spikes, n_upd = [], None
     for k in range(pre.shape[1]):
         s_k = pre[:, k]
         if reset_interval and k > 0 and k % reset_interval == 0:
-            state, counts = state0, zeros_o
+            state, counts, n_in = state0, zeros_o, zeros_o[:, :1]
         # post neuron (input computed last step), error from counts through k-1
         s_out, v_pre, state = p.neuron_step(a_prev, state)
         spikes.append(s_out)
@@ -100,6 +102,8 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
         a_prev = p.dense(w, s_k)
         if learn:
             e_q = error_q(counts, onehot[:, k], spec, ops, threshold=p.error_threshold)
+            if norm:
+                e_q = normalise_error(e_q, n_in, spec, ops)
             y2 = third_factor_q(e_q, v_pre, p.theta, spec, ops, threshold=p.factor_threshold, beta=p.beta)
             x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
             y2 = ops.clip(stochastic_decay(y2, p.y_decay, p.r_y[k], ops), -128, 127)
@@ -111,6 +115,8 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
                 n_upd = (new != w).astype(np.int32) if n_upd is None else n_upd + (new != w)
             w = new
         counts = counts + s_out
+        if norm:
+            n_in = n_in + s_k.sum(-1)[:, None]
     return w, spikes, n_upd
 
 

@@ -5,6 +5,7 @@ Graph of the plastic final layer (built by `build_learning_layer`)::
     pre spikes --> LearningDense(W, Loihi3FLearningRule(dw=spec.dw_string)) --a--> ErrorModulatedLIF
                         ^                                                    |  s_out
                         +----------------- s_out_y2 (third factor y2) -------+--------> SoftmaxError
+    pre spikes --> SoftmaxError.x_in (input count of the error normaliser)
     label (one-hot, graded) ------------------------------------------------------------^   |
                         ErrorModulatedLIF.a_third_factor_in <------------- e_out -----------+
 
@@ -29,7 +30,7 @@ class LearningLayer:
 
     dense: object     # lava.proc.dense.process.LearningDense; in: dense.s_in
     neuron: object    # ErrorModulatedLIF; out: neuron.s_out
-    error: object     # SoftmaxError; label in: error.label_in
+    error: object     # SoftmaxError; label in: error.label_in; the dense's input also to error.x_in
 
 
 def learning_rule(spec: RuleSpec):
@@ -65,7 +66,7 @@ def build_learning_layer(spec: RuleSpec, weights: np.ndarray, neuron: CubaParams
                             vth=neuron.vth, bias_mant=neuron.bias,
                             bias_exp=neuron.bias_exp, learning_rule=rule,
                             reset_interval=int(reset_interval or 0))
-    err = SoftmaxError(shape=(O,), rule=d, reset_interval=int(reset_interval or 0))
+    err = SoftmaxError(shape=(O,), rule=d, reset_interval=int(reset_interval or 0), n_inputs=w.shape[1])
     dense.a_out.connect(lif.a_in)
     lif.s_out_y2.connect(dense.s_in_y2)
     lif.s_out.connect(err.s_in)
@@ -105,7 +106,7 @@ def run_support_lava(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray
     src = Source(data=pre.T.astype(np.int32))
     lab_src = Source(data=lab)
     sink = Sink(shape=(O,), buffer=T)
-    src.s_out.connect(layer.dense.s_in)
+    src.s_out.connect([layer.dense.s_in, layer.error.x_in])
     lab_src.s_out.connect(layer.error.label_in)
     layer.neuron.s_out.connect(sink.a_in)
     try:

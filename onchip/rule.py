@@ -54,6 +54,8 @@ F_ONE = 128                     # surrogate factor 1.0 in f_q units
 Y_DECAY_TAU = 65535             # Loihi3F rule: y traces decay with tau = uint16 max
 CONN_VAR_SEED = 2               # Lava's ConnVarRandom() default seed
 SURROGATES = ("fast_sigmoid", "none")
+NORM_OFFSET_MAX = 2 ** 20       # error normaliser's offset d, input spikes
+NORM_SHIFT_MAX = 24             # error normaliser's numerator exponent s
 
 
 class RuleError(ValueError):
@@ -88,6 +90,9 @@ class RuleSpec:
     eq6_threshold: int = 0            # exact Eq. 6: keep |W_T - W_0| > this (weight LSB) per
     #                                   synapse after the presentation; NOT expressible in the
     #                                   engine (Faces 2, 3 only; 0 = off)
+    input_norm_offset: int = 0        # error normaliser: e_n = e_q 2^s / (d + n_in), d = this
+    #                                   (input spikes); 0 = off (see `normalise_error`)
+    input_norm_shift: int = 0         # s: the normaliser's numerator scale 2^s, 0..24
 
     def __post_init__(self):
         _check_int("eta_exp", self.eta_exp, -10, 5)
@@ -99,6 +104,8 @@ class RuleSpec:
         _check_int("softmax_gain_exp", self.softmax_gain_exp, -12, 6)
         _check_int("rng_seed", self.rng_seed, 0, 2 ** 31 - 5)
         _check_int("eq6_threshold", self.eq6_threshold, 0, W_MAX - W_MIN)
+        _check_int("input_norm_offset", self.input_norm_offset, 0, NORM_OFFSET_MAX)
+        _check_int("input_norm_shift", self.input_norm_shift, 0, NORM_SHIFT_MAX)
         if self.surrogate not in SURROGATES:
             raise RuleError(f"RuleSpec.surrogate={self.surrogate!r} unknown; use one of "
                             f"{SURROGATES}")
@@ -146,6 +153,12 @@ class RuleSpec:
                              if self.eq6_threshold else "off",
             "error": "softmax over output spike counts minus one-hot label, computed by the "
                      "error process, sent as graded spike to a_third_factor_in",
+            "error_normalisation": (
+                f"e_n = clip(round(e_q * 2^{self.input_norm_shift} / ({self.input_norm_offset} + n_in)), "
+                f"+-{self.e_max}), n_in = spikes the plastic layer received in this sample before "
+                f"this step, counted by the error process (its x_in port); a division: on Loihi 2 "
+                f"microcode of a programmable error neuron or the host, not the learning engine"
+                if self.input_norm_offset else "off"),
         }
         return d
 
@@ -215,6 +228,12 @@ class IntRuleOps:
         return np.clip(x, lo, hi)
 
     @staticmethod
+    def div_round(num, den):
+        """round(num / den), halves up, in integers: floor((num + floor(den / 2)) / den)."""
+        num, den = np.asarray(num, np.int64), np.asarray(den, np.int64)
+        return (num + den // 2) // den
+
+    @staticmethod
     def neg_outer(y2, x1):
         """-(y2 x1^T) per episode (..., O, I), int32 as the engine's product."""
         prod = np.asarray(y2, np.int32)[..., :, None] * np.asarray(x1, np.int32)[..., None, :]
@@ -251,6 +270,24 @@ def error_q(counts, onehot, spec: RuleSpec, ops=INT_RULE_OPS, threshold=None):
     p = ops.softmax(ops.real(counts) * (2.0 ** spec.softmax_gain_exp))
     e = ops.gate(ops.round((p - onehot) * spec.e_max), th)
     return e * ops.has_label(onehot)
+
+
+def normalise_error(e_q, n_in, spec: RuleSpec, ops=INT_RULE_OPS):
+    """The error divided by the sample's input so far: e_n = clip(round(e_q 2^s / (d + n_in)),
+    -e_max, e_max) with d = input_norm_offset, s = input_norm_shift (``e_q`` unchanged when
+    d = 0). n_in (..., 1): spikes the plastic layer received in this sample before this step
+    (from the sample's first step, labelled or not: a sample's input before its label window
+    makes the divisor grow with the sample's own rate).
+
+    Why: after one shot an imprinted row is proportional to its support's input counts, and a
+    spike-count readout then computes a dot product in which a loud support wins for every
+    query; dividing each step's update by the input seen so far makes the row approach the
+    support's input *rates* (an L1-normalised prototype, BENCHMARKS.md "A second embedded
+    dataset"). The offset d keeps the first steps (n_in near 0) from dominating."""
+    if not spec.input_norm_offset:
+        return e_q
+    den = n_in + spec.input_norm_offset
+    return ops.clip(ops.div_round(e_q * (1 << spec.input_norm_shift), den), -spec.e_max, spec.e_max)
 
 
 def surrogate_q(v_pre, theta: int, spec: RuleSpec, ops=INT_RULE_OPS, beta=None):

@@ -111,6 +111,11 @@ class SteRuleOps:
         return x.clamp(lo, hi)
 
     @staticmethod
+    def div_round(num, den):
+        # exact in float64 for |num| < 2^52 (the quotient's rounding error < 1/den)
+        return ste(num / den, torch.floor((num + torch.floor(den / 2)) / den))
+
+    @staticmethod
     def neg_outer(y2, x1):
         return -(y2.unsqueeze(-1) * x1.unsqueeze(-2))
 

@@ -25,6 +25,11 @@ CASES = [
     # represents, a small softmax gain
     (RuleSpec(eta_exp=-10, x1_impulse=1, x1_tau=10, surrogate="none", softmax_gain_exp=-8,
               rng_seed=7), CubaParams(du=1024, dv=512, vth=80), 0, "one", None, 8),
+    # the error normaliser (the error process counts the layer's input on x_in) with samples
+    # reset every 8 steps and labels on part of each sample (calibrate's label window)
+    (RuleSpec(eta_exp=-6, x1_impulse=16, x1_tau=4, surrogate="none", softmax_gain_exp=-4,
+              input_norm_offset=5, input_norm_shift=3, rng_seed=3),
+     CubaParams(du=1024, dv=512, vth=80), -1, "steps", 8, 8),
 ]
 
 

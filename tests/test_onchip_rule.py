@@ -220,3 +220,20 @@ def test_reset_interval_equals_separate_presentations_for_neuron_and_counts():
     joined = run_support(spec, w, pre.reshape(1, 20, -1), None, nrn, reset_interval=10)
     sep = run_support(spec, w, pre, None, nrn)
     assert np.array_equal(joined.spikes[0], sep.spikes.reshape(20, -1))
+
+
+def test_normalise_error_divides_by_the_input_seen_so_far():
+    from neuromaml.onchip.rule import normalise_error
+    e = np.array([[-102, 25, 25]])
+    off = RuleSpec()
+    assert normalise_error(e, np.array([[500]]), off) is e                 # d = 0: off
+    spec = RuleSpec(input_norm_offset=100, input_norm_shift=7)
+    # round(e * 128 / (100 + n)), halves up; clipped to +-e_max
+    np.testing.assert_array_equal(normalise_error(e, np.array([[0]]), spec), [[-127, 32, 32]])
+    np.testing.assert_array_equal(normalise_error(e, np.array([[412]]), spec), [[-25, 6, 6]])
+    np.testing.assert_array_equal(normalise_error(e, np.array([[0], [924]]), spec)[1], [-13, 3, 3])
+    with pytest.raises(RuleError, match="input_norm_shift"):
+        RuleSpec(input_norm_offset=4, input_norm_shift=25)
+    assert RuleSpec.from_dict(spec.to_dict()) == spec
+    assert "n_in" in spec.to_dict()["lava_form"]["error_normalisation"]
+    assert RuleSpec().to_dict()["lava_form"]["error_normalisation"] == "off"

@@ -1,4 +1,5 @@
 """Face 2 (torch twin) == Face 3 in the forward pass; differentiable (2nd order)."""
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -141,7 +142,11 @@ def _random_case(seed):
     pre = (rng.random((B, T, I)) < rng.uniform(0.05, 0.6)).astype(np.int64)
     lab = rng.integers(-1, O, (B, T)) if rng.random() < 0.3 else rng.integers(0, O, B)
     w = rng.integers(-256, 256, (O, I))
-    return spec, nrn, pre, w, lab, int(rng.choice([0, 0, -1, -2])), int(rng.choice([8, 8, 7, 6]))
+    wexp, nbits = int(rng.choice([0, 0, -1, -2])), int(rng.choice([8, 8, 7, 6]))
+    if rng.random() < 0.5:                 # the error normaliser (drawn last: earlier draws unchanged)
+        d = int(rng.integers(1, 300))
+        spec = dataclasses.replace(spec, input_norm_offset=d, input_norm_shift=int(rng.integers(0, d.bit_length() + 2)))
+    return spec, nrn, pre, w, lab, wexp, nbits
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -3,7 +3,10 @@
 - `SoftmaxError`: the third-factor process. Each step it reads the one-hot
   label (graded, zero when no label is presented), sends the quantized gated
   error e_q = error_q(c(t-1), label) (see `neuromaml.onchip.rule`), then
-  receives the output spikes and updates the counts c. Computing a softmax
+  receives the output spikes and updates the counts c; with the rule's error
+  normaliser on (`RuleSpec.input_norm_offset`) it also counts the plastic
+  layer's input spikes on `x_in` and divides the error by them
+  (`onchip.rule.normalise_error`). Computing a softmax
   needs the whole output population: on Loihi 2 this is an embedded/CPU-side
   or a dedicated error population, not a per-neuron op.
 - `ErrorModulatedLIF`: a `LearningLIF` whose model runs Lava's own
@@ -30,7 +33,7 @@ from lava.magma.core.model.py.neuron import LearningNeuronModelFixed
 from lava.proc.lif.models import AbstractPyLifModelFixed
 from lava.proc.lif.process import LearningLIF
 
-from neuromaml.onchip.rule import RuleSpec, error_q, third_factor_q
+from neuromaml.onchip.rule import RuleSpec, error_q, normalise_error, third_factor_q
 
 
 class SoftmaxError(AbstractProcess):
@@ -40,12 +43,14 @@ class SoftmaxError(AbstractProcess):
     `s_in` (O,) output spikes, `e_out` (O,) graded error. `rule`: RuleSpec dict.
     """
 
-    def __init__(self, *, shape, rule: dict, reset_interval: int = 0, **kwargs):
-        super().__init__(shape=shape, rule=rule, reset_interval=reset_interval, **kwargs)
+    def __init__(self, *, shape, rule: dict, reset_interval: int = 0, n_inputs: int = 1, **kwargs):
+        super().__init__(shape=shape, rule=rule, reset_interval=reset_interval, n_inputs=n_inputs, **kwargs)
         self.label_in = InPort(shape=shape)
         self.s_in = InPort(shape=shape)
+        self.x_in = InPort(shape=(n_inputs,))     # the plastic layer's input spikes (normaliser)
         self.e_out = OutPort(shape=shape)
         self.counts = Var(shape=shape, init=0)
+        self.n_in = Var(shape=(1,), init=0)
         self.error = Var(shape=shape, init=0)
 
 
@@ -56,7 +61,9 @@ class PySoftmaxErrorModelFixed(PyLoihiProcessModel):
     label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
     e_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    x_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    n_in: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     error: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
 
     def __init__(self, proc_params):
@@ -67,10 +74,16 @@ class PySoftmaxErrorModelFixed(PyLoihiProcessModel):
     def run_spk(self):
         if self._reset and self.time_step > 1 and (self.time_step - 1) % self._reset == 0:
             self.counts[:] = 0
+            self.n_in[:] = 0
         label = self.label_in.recv()
-        self.error[:] = error_q(self.counts, label, self._spec)
+        e_q = error_q(self.counts, label, self._spec)
+        if self._spec.input_norm_offset:
+            e_q = normalise_error(e_q, self.n_in.astype(np.int64), self._spec)
+        self.error[:] = e_q
         self.e_out.send(self.error.copy())
         self.counts[:] = self.counts + self.s_in.recv()
+        x = self.x_in.recv()
+        self.n_in[:] = self.n_in + x.sum()
 
 
 class ErrorModulatedLIF(LearningLIF):
