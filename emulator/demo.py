@@ -408,7 +408,8 @@ def write_report(out: Path, summary: dict) -> dict:
 
         lines += ["## Meta-dataset (`neuromaml data info`)", "", "```", *summary_lines(st["data"]), "```", ""]
     lines += ["## Time (2-core CPU budget: 20 min)", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in secs.items()]
+    lines += [f"| {k} | {v:.1f}" + (" (reused from an earlier run of this folder)"
+                                     if isinstance(st.get(k), dict) and st[k].get("reused") else "") + " |" for k, v in secs.items()]
     lines += ["", "Machine-readable: `demo.json`, `emulate/emulate.json`, `bundle/verify.json`, "
               "`run/summary.json`.", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))

@@ -58,6 +58,7 @@ class MetaDataset:
                            "upgrade neuromaml (the file is newer)" if newer
                            else "rebuild the meta-dataset with this version of neuromaml")
             need = ["classes", "frames", "labels", "sample_ids"] + [f"splits/{s}" for s in SPLITS]
+            self._check_links(f, h5py, need + ["part_ids"])
             for name in need:
                 if name not in f:
                     raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
@@ -83,6 +84,28 @@ class MetaDataset:
             self.part_ids = np.asarray(f["part_ids"][()], np.int64).reshape(len(self.labels), -1) \
                 if "part_ids" in f else None
         self._fshape = fshape
+
+    def _check_links(self, f, h5py, names) -> None:
+        """Datasets stored in other files (an HDF5 external link, a virtual dataset) whose files
+        are gone: h5py reads a virtual dataset's missing source as its fill value (all-zero
+        frames, silently) and fails on a dangling external link with "can't open file"."""
+        here = self.path.resolve().parent
+        for name in names:
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                target = Path(link.filename)
+                if not (here / target).exists() and not target.exists():
+                    raise fail(self.path, f"'/{name}' is an HDF5 external link to {link.filename!r}, which is missing",
+                               f"copy {link.filename} next to this file, or rebuild it with `neuromaml data build`")
+                continue
+            obj = f.get(name) if link is not None else None
+            if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                for src in obj.virtual_sources():
+                    target = Path(src.file_name)
+                    if src.file_name != "." and not (here / target).exists() and not target.exists():
+                        raise fail(self.path, f"'/{name}' is a virtual dataset whose source file {src.file_name!r} "
+                                   "is missing (HDF5 would read it as zeros)",
+                                   f"copy {src.file_name} next to this file, or rebuild it with `neuromaml data build`")
 
     def _check_index(self) -> None:
         fshape = self._fshape

@@ -312,7 +312,8 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
                       f"so meta-training has stopped learning; best.pt keeps step {tr.best_step} (fix: lower outer.lr, "
                       "raise model.weight_scale or inner.lr, or stop here)", file=sys.stderr)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", val=f"{tr.best_val:.2f}")
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}",
+                        val=f"{tr.best_val:.2f}" if tr.best_val >= 0 else "n/a")    # -1: not validated yet
         if rank == 0:
             if tr.step % o.val_every == 0 or tr.step == o.steps:
                 val = tr.validate()

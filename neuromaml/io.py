@@ -222,6 +222,10 @@ def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool
             if path.is_dir():
                 raise fail(path, f"{flag} is an existing directory, a file is wanted",
                            f"give {flag} a file name, e.g. {path / 'out.h5'}")
+            if not path.exists():
+                raise fail(path, f"{flag} is a dangling symbolic link (to {os.readlink(path)}, which does not "
+                           "exist); the output would replace the link, not create its target",
+                           f"remove the link, or give {flag} the target path itself")
             if not overwrite:
                 raise fail(path, "exists and would be overwritten",
                            exists_fix or "pass --overwrite to replace it, or choose another path")

@@ -115,6 +115,28 @@ def _h5_edit(tmp: Path, fx, edit) -> str:
     return str(p)
 
 
+def _dangling(tmp: Path) -> Path:
+    (tmp / "dang.h5").symlink_to("nothere.h5")
+    return tmp / "dang.h5"
+
+
+def _h5_vds_gone(tmp: Path, fx) -> str:
+    """The meta-dataset's /frames moved into src.h5 behind a virtual dataset, then src.h5 deleted."""
+    import h5py
+
+    p = _copy(fx["data"], tmp / "d.h5")
+    with h5py.File(p, "r+") as f:
+        frames = f["frames"][()]
+        del f["frames"]
+        with h5py.File(tmp / "src.h5", "w") as g:
+            g["frames"] = frames
+        layout = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+        layout[...] = h5py.VirtualSource(str(tmp / "src.h5"), "frames", shape=frames.shape)
+        f.create_virtual_dataset("frames", layout, fillvalue=0)
+    (tmp / "src.h5").unlink()
+    return str(p)
+
+
 def _bundle_edit(tmp: Path, fx, edit, sign: bool) -> str:
     b = _copy(fx["bundle"], tmp / "b")
     man = json.loads((b / "manifest.json").read_text())
@@ -380,6 +402,14 @@ CASES = {
     "info-frames-link-loop": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").SoftLink("/frames"))))],
                                            r"d\.h5: malformed layout"),
+    "build-out-dangling-link": lambda t, f: (["data", "build", "--source", "synthetic", "--out", str(_dangling(t))],
+                                             r"is a dangling symbolic link \(to nothere\.h5"),
+    "info-frames-external-link-gone": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").ExternalLink("gone.h5", "/frames"))))],
+                                                    r"'/frames' is an HDF5 external link to 'gone\.h5', which is missing"),
+    "info-frames-virtual-source-gone": lambda t, f: (["data", "info", _h5_vds_gone(t, f)],
+                                                     r"'/frames' is a virtual dataset whose source file .*src\.h5.* "
+                                                     r"is missing \(HDF5 would read it as zeros\)"),
     "events-recordings-2d": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
         t, lambda ev: np.save(ev / "c3" / "0.npy", np.stack([np.load(ev / "c3" / "1.npy")] * 2)))],
         r"0\.npy: events have shape \(2, 50\).*one recording per \.npy file"),
