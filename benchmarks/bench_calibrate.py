@@ -38,19 +38,19 @@ def main() -> int:
     cal = calibrate(dst, args.data, tasks=args.calib_tasks)
     t_cal = time.perf_counter() - t0
     em = emulate(dst, args.data, split="test", tasks=args.tasks, engine="fast", out=args.out / "emulate")
-    sl = em.get("slayer") or {}
-    col = lambda c: None if not c else round(100 * c["mean"], 1)  # noqa: E731
+    sl = em.slayer
+    col = lambda c: None if not c else round(100 * c.mean, 1)  # noqa: E731
     print(json.dumps({
         "bundle": str(args.bundle), "data": str(args.data), "tasks": args.tasks,
         "calibrate_seconds": round(t_cal, 1), "calibration": {
-            k: cal[k] for k in ("val_accuracy", "best_val_accuracy", "fraction_synapses_updated", "weight_exp",
+            k: getattr(cal, k) for k in ("val_accuracy", "best_val_accuracy", "fraction_synapses_updated", "weight_exp",
                                 "settings_tried", "sgd_reference")},
-        "rule": {k: cal["rule"][k] for k in ("eta_exp", "x1_impulse", "softmax_gain_exp", "factor_threshold",
+        "rule": {k: cal.rule[k] for k in ("eta_exp", "x1_impulse", "softmax_gain_exp", "factor_threshold",
                                              "surrogate")},
         "test_accuracy_pct": {"slayer_as_trained": col(sl.get("float")), "slayer_fixed_sgd": col(sl.get("fixed_sgd")),
-                              "bundle_fixed_sgd": col(em["references"]["bundle_sgd"]),
-                              "ncm_no_learning": col(em["references"]["ncm"]), "onchip_rule": col(em["onchip"])},
-        "onchip_fraction_synapses_updated": em["onchip"]["fraction_synapses_updated"],
+                              "bundle_fixed_sgd": col(em.references["bundle_sgd"]),
+                              "ncm_no_learning": col(em.references["ncm"]), "onchip_rule": col(em.onchip)},
+        "onchip_fraction_synapses_updated": em.onchip.fraction_synapses_updated,
     }, indent=1))
     return 0
 

@@ -68,8 +68,8 @@ def main() -> None:
     for name, b in (("sgd_trained", args.demo_out / "bundle"), ("rule_trained", bundle)):
         s = emulate(b, data, split="test", tasks=args.tasks, shots=1, queries=args.queries, engine="fast",
                     seed=0, out=args.out / f"emulate-{name}")
-        res[name] = {"onchip": s["onchip"]["mean"], "float_inner_as_trained": s["slayer"]["float"]["mean"],
-                     "fixed_point_sgd": s["slayer"]["fixed_sgd"]["mean"], "tasks": s["tasks"]}
+        res[name] = {"onchip": s.onchip.mean, "float_inner_as_trained": s.slayer["float"].mean,
+                     "fixed_point_sgd": s.slayer["fixed_sgd"].mean, "tasks": s.tasks}
     print(json.dumps({"rule": spec, "deployed_rule": trained_rule(run).to_dict(),
                       "learn_rule": cfg["inner"]["learn_rule"], "steps": summary["steps"], "best_val_acc": summary["best_val_acc"],
                       "train_seconds": t_train, "results": res}, indent=1))

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
+from neuromaml.emulator.results import CalibrationSummary
 from neuromaml.io import atomic_write_text, fail, folder_lock, package_versions, write_json
 from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
 
@@ -132,7 +133,7 @@ def select(settings: list[dict], tolerance: float, floor: float | None = None) -
 
 def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0, tolerance: float = 0.01,
               out: Path | None = None, progress: bool = False, write_manifest: bool = True,
-              strict: bool = True) -> dict:
+              strict: bool = True) -> CalibrationSummary:
     """Search, choose, write the outputs and the manifest; return the summary.
 
     ``strict``: a search whose best setting is not above chance (by two standard errors)
@@ -154,7 +155,8 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
                       progress=progress, write_manifest=write_manifest, strict=strict)
 
 
-def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, write_manifest, strict) -> dict:
+def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, write_manifest,
+               strict) -> CalibrationSummary:
     from tqdm import tqdm
 
     from neuromaml.deploy.bundle import load_bundle
@@ -266,7 +268,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
               "selection": f"sparsest setting within {100 * tolerance:g} points of the best meta-val accuracy",
               "val_accuracy": chosen["val_accuracy"], "best_val_accuracy": best_acc,
               "fraction_synapses_updated": chosen["fraction_synapses_updated"],
-              "weight_exp": chosen["weight_exp"], "label_window": [chosen["label_start"], dep.time_steps],
+              "weight_exp": chosen["weight_exp"], "label_window": [int(chosen["label_start"]), dep.time_steps],
               "settings_tried": len(settings),
               "sgd_reference": {"lr": sgd["lr"], "val_accuracy": sgd["accuracy"]["mean"],
                                 "fraction_synapses_updated": sgd["fraction_synapses_updated"],
@@ -275,20 +277,21 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
               "warning": warning}
     for s in settings:
         s.pop("_spec")
-    summary = {"bundle": str(bundle), **record, "rule": spec.to_dict(), "space": space, "settings": settings,
-               "update_magnitude": {"rule": magnitude_stats(final.weights - final.initial),
-                                    "sgd": sgd["update_magnitude"]},
-               "seconds": time.perf_counter() - t_start, "package_versions": package_versions()}
+    summary = CalibrationSummary(bundle=str(bundle), **record, rule=spec.to_dict(), space=space, settings=settings,
+                                 update_magnitude={"rule": magnitude_stats(final.weights - final.initial),
+                                                   "sgd": sgd["update_magnitude"]},
+                                 seconds=time.perf_counter() - t_start, package_versions=package_versions())
+    summary.written_in_full()
     out = Path(out) if out is not None else bundle / "calibration"
     out.mkdir(parents=True, exist_ok=True)
-    summary["outputs"] = {"json": str(out / "calibration.json"), "markdown": str(out / "calibration.md"),
-                          "plot": _plot(summary, out / "calibration.png")}
-    write_json(out / "calibration.json", summary)
+    summary.outputs = {"json": str(out / "calibration.json"), "markdown": str(out / "calibration.md"),
+                       "plot": _plot(summary, out / "calibration.png")}
+    write_json(out / "calibration.json", summary.to_dict())
     atomic_write_text(out / "calibration.md", format_markdown(summary))
     if write_manifest:
         man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
-                      label_window=[int(chosen["label_start"]), dep.time_steps], calibration=record)
+                      label_window=[int(chosen["label_start"]), dep.time_steps], calibration=summary.record())
         man.extra.pop("calibration", None)                  # an older demo's record
         save_manifest(bundle, man.to_dict())
     return summary
@@ -298,26 +301,26 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def format_markdown(s: dict) -> str:
-    r, sp, sgd = s["rule"], s["space"], s["sgd_reference"]
-    lines = [f"# Rule calibration of `{s['bundle']}`", "",
-             f"{s['n_way']}-way 1-shot tasks from the **meta-validation** split of `{s['data']}` "
-             f"({s['tasks']} tasks, {s['n_query']} queries per class, seed {s['seed']}); "
-             f"{s['settings_tried']} settings, {s['seconds']:.0f} s.", "",
+def format_markdown(s: CalibrationSummary) -> str:
+    r, sp, sgd = s.rule, s.space, s.sgd_reference
+    lines = [f"# Rule calibration of `{s.bundle}`", "",
+             f"{s.n_way}-way 1-shot tasks from the **meta-validation** split of `{s.data}` "
+             f"({s.tasks} tasks, {s.n_query} queries per class, seed {s.seed}); "
+             f"{s.settings_tried} settings, {s.seconds:.0f} s.", "",
              "| | meta-val accuracy | synapses updated per episode |", "|---|---|---|",
-             f"| chosen rule ({s['selection']}) | {_pct(s['val_accuracy'])} | "
-             f"{_pct(s['fraction_synapses_updated'])} |",
-             f"| best rule setting | {_pct(s['best_val_accuracy'])} | |",
+             f"| chosen rule ({s.selection}) | {_pct(s.val_accuracy)} | "
+             f"{_pct(s.fraction_synapses_updated)} |",
+             f"| best rule setting | {_pct(s.best_val_accuracy)} | |",
              f"| float SGD of the final layer (lr {sgd['lr']:g}, chosen on the same tasks) | "
              f"{_pct(sgd['val_accuracy'])} | {_pct(sgd['fraction_synapses_updated'])} |", "",
-             f"Chosen: plastic weight exponent {s['weight_exp']} (the chip holds theta0* << {-s['weight_exp']}), "
+             f"Chosen: plastic weight exponent {s.weight_exp} (the chip holds theta0* << {-s.weight_exp}), "
              f"eta = 2^{r['eta_exp']}, trace impulse {r['x1_impulse']} (tau {r['x1_tau']}), softmax gain "
              f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}, "
              f"error normaliser " + (f"on (offset {r['input_norm_offset']} input spikes, numerator "
                                      f"2^{r['input_norm_shift']})" if r.get("input_norm_offset") else "off")
-             + f"; labels during steps [{s['label_window'][0]}, {s['label_window'][1]}) of each support sample.",
+             + f"; labels during steps [{s.label_window[0]}, {s.label_window[1]}) of each support sample.",
              "", f"Lava form: `{r['lava_form']['dw']}`, x1_impulse {r['x1_impulse']}, x1_tau {r['x1_tau']}, "
-             f"Dense weight_exp {s['weight_exp']}.", "",
+             f"Dense weight_exp {s.weight_exp}.", "",
              "Search space (derived from the bundle and the data):", ""]
     lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
                                           "factor_threshold", "input_norm_offset", "label_start")]
@@ -329,7 +332,7 @@ def format_markdown(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _plot(s: dict, path: Path) -> str:
+def _plot(s: CalibrationSummary, path: Path) -> str:
     # a Figure without pyplot: no backend switch (a notebook's inline plots keep working)
     from matplotlib.figure import Figure
 
@@ -337,18 +340,18 @@ def _plot(s: dict, path: Path) -> str:
     axes = fig.subplots(1, 2)
     ax = axes[0]
     for stage, mk in (("step", "o"), ("threshold", "s"), ("normalise", "^")):
-        pts = [x for x in s["settings"] if x["stage"] == stage]
+        pts = [x for x in s.settings if x["stage"] == stage]
         ax.scatter([100 * x["fraction_synapses_updated"] for x in pts], [100 * x["val_accuracy"] for x in pts],
                    s=14, marker=mk, alpha=0.6, label=f"{stage} stage")
-    ax.scatter([100 * s["fraction_synapses_updated"]], [100 * s["val_accuracy"]], s=120, facecolors="none",
+    ax.scatter([100 * s.fraction_synapses_updated], [100 * s.val_accuracy], s=120, facecolors="none",
                edgecolors="k", label="chosen")
-    ax.axhline(100 * s["sgd_reference"]["val_accuracy"], ls="--", c="g", lw=1, label="float SGD")
-    ax.axhline(100 / s["n_way"], ls=":", c="gray", lw=1, label="chance")
+    ax.axhline(100 * s.sgd_reference["val_accuracy"], ls="--", c="g", lw=1, label="float SGD")
+    ax.axhline(100 / s.n_way, ls=":", c="gray", lw=1, label="chance")
     ax.set_xlabel("synapses updated per episode (%)")
     ax.set_ylabel("meta-val accuracy (%)")
     ax.legend(fontsize=7)
     ax = axes[1]
-    um = s["update_magnitude"]
+    um = s.update_magnitude
     edges = np.asarray(um["rule"]["hist"]["edges"])
     mid = np.sqrt(edges[:-1] * edges[1:])
     for name, c in (("rule", "C3"), ("sgd", "C2")):
@@ -370,7 +373,7 @@ def calibrate_cli(args) -> int:
                   tolerance=args.tolerance, out=args.out, progress=True)
     print(format_markdown(s))
     if args.json:
-        write_json(args.json, s)
-    print(f"wrote {s['outputs']['json']} and the chosen rule into {Path(args.bundle) / 'manifest.json'}")
+        write_json(args.json, s.to_dict())
+    print(f"wrote {s.outputs['json']} and the chosen rule into {Path(args.bundle) / 'manifest.json'}")
     return 0
 

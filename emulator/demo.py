@@ -21,6 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
+from neuromaml.emulator.results import Column, EmulateSummary
 from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versions, read_json, write_json
 
 STAGES = ("data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report")
@@ -137,7 +138,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
         cal = calibrate(bundle, data, tasks=8 if quick else 50, seed=seed, strict=not quick)
         r.update(rule_status="calibrated",
                  calibration=Manifest.from_dict(read_json(bundle / "manifest.json")).adapt.calibration,
-                 calibration_outputs=cal["outputs"])
+                 calibration_outputs=cal.outputs)
     r["seconds"] = time.perf_counter() - t0
     return r
 
@@ -164,20 +165,20 @@ def _stage_verify(out: Path, quick: bool) -> dict:
 
 
 def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
-    from neuromaml.emulator.emulate import emulate, lava_agrees
+    from neuromaml.emulator.emulate import emulate
+    from neuromaml.emulator.results import EmulateSummary
 
     res = out / "emulate" / "emulate.json"
     if res.exists():
-        s = read_json(res)
-        if (s.get("tasks") == tasks and lava_agrees(s)
-                and s["lava"]["agreement"]["episodes"] == min(tasks, lava_tasks)):
-            return {**s, "reused": True}
+        s = EmulateSummary.from_dict(read_json(res))
+        if s.tasks == tasks and s.lava_agrees and s.lava.agreement["episodes"] == min(tasks, lava_tasks):
+            return {**s.to_dict(), "reused": True}
     s = emulate(out / "bundle", data_file, split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
                 slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate", progress=True)
-    if lava_agrees(s) is False:
+    if s.lava_agrees is False:
         raise fail(res, "Lava and the fast engine disagree", "file an issue with emulate.json")
-    return s
+    return s.to_dict()
 
 
 def _check_data(data: Path, cfg, quick: bool) -> None:
@@ -289,34 +290,37 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
 
 
 def _pct(col) -> str:
+    """'94.4 ± 6.4%' of an emulate column (``results.Column``) or an evaluate table entry (a dict)."""
     if not col:
         return "n/a"
-    return f"{100 * col['mean']:.1f} ± {100 * col['std']:.1f}%"
+    mean, std = (col.mean, col.std) if isinstance(col, Column) else (col["mean"], col["std"])
+    return f"{100 * mean:.1f} ± {100 * std:.1f}%"
 
 
 def _n(col) -> str:
-    return f" (first {col['tasks']} tasks)" if col and col.get("tasks") else ""
+    tasks = col.tasks if isinstance(col, Column) else (col or {}).get("tasks")
+    return f" (first {tasks} tasks)" if col and tasks else ""
 
 
-def _plot_gap(out: Path, em: dict) -> str | None:
+def _plot_gap(out: Path, em: EmulateSummary) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sl = em.get("slayer") or {}
+    sl = em.slayer
     cols = [("slayer\n(as meta-trained)", sl.get("float")), ("fixed point\n+ float SGD", sl.get("fixed_sgd")),
-            ("on-chip rule\n(fixed point)", em.get("onchip"))]
+            ("on-chip rule\n(fixed point)", em.onchip)]
     cols = [(n, c) for n, c in cols if c]
     if not cols:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.bar([n for n, _ in cols], [100 * c["mean"] for _, c in cols],
-           yerr=[100 * c["std"] for _, c in cols], color=["#4c72b0", "#55a868", "#c44e52"][:len(cols)], capsize=4)
-    ax.axhline(100 / em["n_way"], ls="--", c="gray", lw=1, label="chance")
+    ax.bar([n for n, _ in cols], [100 * c.mean for _, c in cols],
+           yerr=[100 * c.std for _, c in cols], color=["#4c72b0", "#55a868", "#c44e52"][:len(cols)], capsize=4)
+    ax.axhline(100 / em.n_way, ls="--", c="gray", lw=1, label="chance")
     ax.set_ylabel("query accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"{em['n_way']}-way {em['k_shot']}-shot, meta-test classes")
+    ax.set_title(f"{em.n_way}-way {em.k_shot}-shot, meta-test classes")
     ax.legend(loc="lower right")
     fig.tight_layout()
     path = out / "deployment_gap.png"
@@ -329,23 +333,24 @@ def write_report(out: Path, summary: dict) -> dict:
     from neuromaml.meta.evaluate import shots_table
 
     st = summary["stages"]
-    em, tr, ver, ex = st.get("emulate", {}), st.get("train", {}), st.get("verify", {}), st.get("export", {})
+    em = EmulateSummary.from_dict(st.get("emulate") or {})
+    tr, ver, ex = st.get("train", {}), st.get("verify", {}), st.get("export", {})
     ev = st.get("evaluate", {})
-    sl = em.get("slayer") or {}
+    sl = em.slayer
     gap_png = _plot_gap(out, em)
     lines = ["# neuromaml demo report", "",
              (f"Meta-dataset `{summary['data']['file']}`" if summary["data"].get("file")
               else "Synthetic Double-digits meta-dataset") + f", network config {summary['config'] or 'small (default)'}, seed {summary['seed']}"
              + (" (--quick: tiny settings, accuracy not meaningful)" if summary["quick"] else "") + ".", "",
-             f"## One-shot accuracy on meta-test classes ({em.get('n_way')}-way {em.get('k_shot')}-shot, "
-             f"{em.get('tasks')} tasks)", "",
+             f"## One-shot accuracy on meta-test classes ({em.n_way}-way {em.k_shot}-shot, "
+             f"{em.tasks} tasks)", "",
              "| stage of the deployment path | accuracy (mean ± std over tasks) |", "|---|---|",
              f"| slayer as meta-trained (float arithmetic), its inner loop | {_pct(sl.get('float'))}{_n(sl.get('float'))} |",
              f"| fixed-point weights, float SGD on the final layer | {_pct(sl.get('fixed_sgd'))}{_n(sl.get('fixed_sgd'))} |",
-             f"| on-chip three-factor rule, fixed point | {_pct(em.get('onchip'))}{_n(em.get('onchip'))} |", ""]
+             f"| on-chip three-factor rule, fixed point | {_pct(em.onchip)}{_n(em.onchip)} |", ""]
     if gap_png:
         lines += [f"![deployment gap]({gap_png})", ""]
-    agree = em.get("lava", {}).get("agreement")
+    agree = em.lava.agreement if em.lava is not None else None
     if agree:
         lines += [f"Lava ran {agree['episodes']} of these episodes: output spikes identical to the fast "
                   f"engine: **{agree['output_spikes_identical']}**, final weights identical: "
@@ -355,21 +360,26 @@ def write_report(out: Path, summary: dict) -> dict:
         lines += [f"Export verified bit for bit: **{ver.get('ok')}** "
                   f"({ver.get('samples')} samples x {ver.get('steps')} steps; Lava vs fixed engine"
                   + (", slayer vs fixed engine" if ver.get("slayer_vs_fixed") else "") + ").", ""]
-    ref = em.get("references") or {}
+    ref = em.references
     if ref:
         lines += [f"References on the same tasks, from the bundle alone: fixed-point network + float SGD of the "
                   f"final layer {_pct(ref.get('bundle_sgd'))}; no learning, nearest class mean of the plastic "
                   f"layer's input spike counts {_pct(ref.get('ncm'))}.", ""]
     if ex.get("calibration"):
         c = ex["calibration"]
-        r = em.get("rule") or {}
+        r = em.rule
         lines += [f"On-chip rule (`neuromaml calibrate`): plastic weight exponent {c['weight_exp']}, eta = "
                   f"2^{r.get('eta_exp')}, trace impulse {r.get('x1_impulse')}, softmax gain 2^{r.get('softmax_gain_exp')}, "
                   f"factor threshold {r.get('factor_threshold')}, post factor {r.get('surrogate')}; chosen among "
                   f"{c['settings_tried']} settings on {c['tasks']} meta-validation tasks ({100 * c['val_accuracy']:.1f}% "
                   f"there, {100 * c['fraction_synapses_updated']:.0f}% of the synapses updated per episode; "
-                  f"{c['selection']}). Labels are presented during each support sample's readout window only "
-                  f"(`adapt.label_window`).", ""]
+                  f"{c['selection']}). Error normaliser: "
+                  + (f"on (the error divided by {r.get('input_norm_offset')} + the sample's input spikes so far)"
+                     if r.get("input_norm_offset") else "off")
+                  + ". Labels are presented during steps "
+                  + (f"[{c['label_window'][0]}, {c['label_window'][1]})" if c.get("label_window")
+                     else "of the readout window")
+                  + " of each support sample (`adapt.label_window`).", ""]
         if c.get("warning"):
             lines += [f"Calibration warning: {c['warning']}.", ""]
     elif ex.get("rule_status") == "trained":

@@ -29,6 +29,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast, run_lava
+from neuromaml.emulator.results import Column, EmulateSummary, cell
 from neuromaml.io import fail, package_versions, write_json
 
 
@@ -154,18 +155,15 @@ def bundle_sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatc
             "seconds": r["seconds"]}
 
 
-def lava_agrees(summary: dict) -> bool | None:
+def lava_agrees(summary: EmulateSummary) -> bool | None:
     """Whether Lava and the fast engine gave identical output spikes and final weights in an
     ``emulate`` summary (None where Lava did not run beside the fast engine)."""
-    a = summary.get("lava", {}).get("agreement")
-    if not a:
-        return None
-    return bool(a["output_spikes_identical"] and a["final_weights_identical"])
+    return summary.lava_agrees
 
 
 def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int = 1, queries: int = 5,
             engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
-            seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> dict:
+            seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> EmulateSummary:
     """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
     from neuromaml.deploy.bundle import rule_status
     from neuromaml.meta.metadataset import MetaDataset
@@ -191,93 +189,85 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     feats = dep.frozen_features(x)
     silent = dep.note_if_silent(feats, data)
     t_feats = time.perf_counter() - t0
-    summary = {"bundle": str(bundle), "data": str(data), "no_input_spikes": silent, "split": split, "tasks": tasks,
-               "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
-               "rule": dep.rule.to_dict(), "plastic_weight_exp": dep.weight_exp,
-               "rule_status": "given by the caller" if rule is not None else rule_status(dep.manifest),
-               "time_steps": dep.time_steps, "burn_in": dep.burn_in, "classes_seen_in_training": seen,
-               "stream": {"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode":
-                          dep.stream_length(batch.order.shape[1])}}
+    summary = EmulateSummary(
+        bundle=str(bundle), data=str(data), no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
+        k_shot=shots, n_query=queries, seed=seed, rule=dep.rule.to_dict(), plastic_weight_exp=dep.weight_exp,
+        rule_status="given by the caller" if rule is not None else rule_status(dep.manifest),
+        time_steps=dep.time_steps, burn_in=dep.burn_in, classes_seen_in_training=seen,
+        stream={"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode": dep.stream_length(batch.order.shape[1])})
+    summary.written_in_full()
     res = None
     if engine in ("fast", "both"):
         res = run_fast(dep, feats, batch, progress=progress)
         s = res.summary()
         s["seconds_frozen_features"] = t_feats
         s["episodes_per_second"] = tasks / (s["seconds"] + t_feats)
-        summary["onchip"] = {**_mean_std(res.accuracy), "engine": "fast", **s}
+        summary.onchip = Column.from_dict({**_mean_std(res.accuracy), "engine": "fast", **s})
     if engine in ("lava", "both"):
         n_l = tasks if engine == "lava" else min(tasks, lava_tasks or 2)
         sub = EpisodeBatch(batch.order[:n_l], batch.labels[:n_l], batch.n_support)
         lres = run_lava(dep, x, sub, progress=progress)
-        lava = {**_mean_std(lres.accuracy), "engine": "lava", **lres.summary()}
+        lava = Column.from_dict({**_mean_std(lres.accuracy), "engine": "lava", **lres.summary()})
         if res is not None:
             # the Lava episodes ran one after another in one graph: the fast engine
             # reproduces them with the random streams where Lava's stood (step_offsets)
             again = run_fast(dep, feats, sub, step_offsets=lres.step_offsets)
             same_sp = bool(np.array_equal(lres.spikes, again.spikes))
             same_w = bool(np.array_equal(lres.weights, again.weights))
-            lava["agreement"] = {"episodes": n_l, "output_spikes_identical": same_sp,
-                                 "final_weights_identical": same_w,
-                                 "lava_graphs_built": lres.graphs_built, "step_offsets": lres.step_offsets.tolist(),
-                                 "lava_seconds_per_episode": lres.seconds / n_l,
-                                 "fast_seconds_per_episode": (res.seconds + t_feats) / tasks}
-            lava["agreement"]["speedup"] = (lava["agreement"]["lava_seconds_per_episode"]
-                                            / max(1e-9, lava["agreement"]["fast_seconds_per_episode"]))
+            lava.agreement = {"episodes": n_l, "output_spikes_identical": same_sp,
+                              "final_weights_identical": same_w,
+                              "lava_graphs_built": lres.graphs_built, "step_offsets": lres.step_offsets.tolist(),
+                              "lava_seconds_per_episode": lres.seconds / n_l,
+                              "fast_seconds_per_episode": (res.seconds + t_feats) / tasks}
+            lava.agreement["speedup"] = (lava.agreement["lava_seconds_per_episode"]
+                                         / max(1e-9, lava.agreement["fast_seconds_per_episode"]))
         else:
-            summary["onchip"] = lava
-        summary["lava"] = lava
-    summary["references"] = {"bundle_sgd": bundle_sgd_reference(dep, feats, batch),
-                             "ncm": ncm_reference(dep, feats, batch)}
+            summary.onchip = lava
+        summary.lava = lava
+    summary.references = {"bundle_sgd": Column.from_dict(bundle_sgd_reference(dep, feats, batch)),
+                          "ncm": Column.from_dict(ncm_reference(dep, feats, batch))}
     n_s = min(tasks, slayer_tasks if slayer_tasks is not None else tasks)
-    summary["slayer"] = slayer_columns(dep, sampler, n_s) if n_s > 0 else {"float": None, "fixed_sgd": None}
-    summary["package_versions"] = package_versions()
+    slayer = slayer_columns(dep, sampler, n_s) if n_s > 0 else {"float": None, "fixed_sgd": None}
+    summary.slayer = EmulateSummary.from_dict({"slayer": slayer}).slayer
+    summary.package_versions = package_versions()
     out = Path(out) if out is not None else Path(bundle) / f"emulate-{split}"
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "emulate.json", summary)
+    write_json(out / "emulate.json", summary.to_dict())
     from neuromaml.io import atomic_write_text
 
     atomic_write_text(out / "emulate.md", format_markdown(summary))
-    summary["outputs"] = {"json": str(out / "emulate.json"), "markdown": str(out / "emulate.md")}
+    summary.outputs = {"json": str(out / "emulate.json"), "markdown": str(out / "emulate.md")}
     return summary
 
 
-def _cell(col) -> str:
-    if not col:
-        return "n/a"
-    return f"{100 * col['mean']:.1f} ± {100 * col['std']:.1f}% ({col['tasks']} tasks)"
-
-
-def format_markdown(s: dict) -> str:
-    sl = s.get("slayer") or {}
-    ref = s.get("references") or {}
-    lines = [f"# One-shot emulation: {s['n_way']}-way {s['k_shot']}-shot, split `{s['split']}`", "",
+def format_markdown(s: EmulateSummary) -> str:
+    sl, ref, on = s.slayer, s.references, s.onchip
+    lines = [f"# One-shot emulation: {s.n_way}-way {s.k_shot}-shot, split `{s.split}`", "",
              "| stage | accuracy (mean ± std over tasks) |", "|---|---|",
-             f"| slayer as meta-trained (float arithmetic), its inner loop | {_cell(sl.get('float'))} |",
-             f"| fixed-point weights, float SGD on the final layer | {_cell(sl.get('fixed_sgd'))} |",
-             f"| fixed-point network (fast engine), float SGD on the final layer | {_cell(ref.get('bundle_sgd'))} |",
-             f"| no learning: nearest class mean of the plastic layer's input spike counts | {_cell(ref.get('ncm'))} |",
-             f"| on-chip rule, fixed point ({s.get('onchip', {}).get('engine', 'n/a')}) | {_cell(s.get('onchip'))} |"]
+             f"| slayer as meta-trained (float arithmetic), its inner loop | {cell(sl.get('float'))} |",
+             f"| fixed-point weights, float SGD on the final layer | {cell(sl.get('fixed_sgd'))} |",
+             f"| fixed-point network (fast engine), float SGD on the final layer | {cell(ref.get('bundle_sgd'))} |",
+             f"| no learning: nearest class mean of the plastic layer's input spike counts | {cell(ref.get('ncm'))} |",
+             f"| on-chip rule, fixed point ({on.engine if on else 'n/a'}) | {cell(on)} |"]
     if ref.get("bundle_sgd"):
-        lines += ["", f"Float SGD reference: lr {ref['bundle_sgd']['lr']:g} ({ref['bundle_sgd']['lr_from']})."]
-    if s.get("rule_status") == "uncalibrated":
+        lines += ["", f"Float SGD reference: lr {ref['bundle_sgd'].lr:g} ({ref['bundle_sgd'].lr_from})."]
+    if s.rule_status == "uncalibrated":
         lines += ["", "**The bundle's rule is uncalibrated** (the default RuleSpec): run `neuromaml calibrate "
                   "BUNDLE --data FILE.h5` first; the on-chip row says little until then."]
-    if "lava" in s and "agreement" in s["lava"]:
-        a = s["lava"]["agreement"]
+    if s.lava is not None and s.lava.agreement:
+        a = s.lava.agreement
         lines += ["", f"Lava vs fast engine on {a['episodes']} episodes: output spikes identical: "
                   f"{a['output_spikes_identical']}, final weights identical: {a['final_weights_identical']}; "
                   f"{a['lava_seconds_per_episode']:.2f} s vs {a['fast_seconds_per_episode']*1000:.1f} ms per "
                   f"episode ({a['speedup']:.0f}x)."]
-    if s.get("onchip"):
-        o = s["onchip"]
+    if on is not None:
         lines += ["", f"Fraction of final-layer synapses updated per episode: "
-                  f"{100 * o.get('fraction_synapses_updated', 0):.1f}%."]
+                  f"{100 * (on.fraction_synapses_updated or 0):.1f}%."]
     times = []
-    fast, lava = s.get("onchip") or {}, s.get("lava") or {}
-    if fast.get("engine") == "fast" and "seconds_per_episode" in fast:
-        times.append(f"fast engine {fast['seconds_per_episode'] * 1000:.1f} ms ({fast['episodes']} episodes)")
-    if "seconds_per_episode" in lava:
-        times.append(f"lava engine {lava['seconds_per_episode']:.2f} s ({lava['episodes']} episodes)")
+    if on is not None and on.engine == "fast" and on.seconds_per_episode is not None:
+        times.append(f"fast engine {on.seconds_per_episode * 1000:.1f} ms ({on.episodes} episodes)")
+    if s.lava is not None and s.lava.seconds_per_episode is not None:
+        times.append(f"lava engine {s.lava.seconds_per_episode:.2f} s ({s.lava.episodes} episodes)")
     if times:
         lines += ["", "Time per episode: " + ", ".join(times) + "."]
     if sl.get("note"):
@@ -300,9 +290,9 @@ def emulate_cli(args) -> int:
                 queries=args.queries, engine=args.engine, lava_tasks=_lava_tasks(args), seed=args.seed,
                 out=args.out, progress=True)
     if args.json:
-        write_json(args.json, s)
+        write_json(args.json, s.to_dict())
     print(format_markdown(s))
-    print(f"wrote {s['outputs']['json']}")
+    print(f"wrote {s.outputs['json']}")
     if lava_agrees(s) is False:
         print("error: Lava and the fast engine disagree", flush=True)
         return 1

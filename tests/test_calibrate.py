@@ -63,47 +63,47 @@ def test_calibration_writes_the_chosen_rule_into_the_manifest(calibrated, tiny_m
     man = json.loads((b / "manifest.json").read_text())
     adapt = man["adapt"]
     assert rule_status(before) == "uncalibrated" and rule_status(man) == "calibrated"
-    assert adapt["rule"] == s["rule"] and adapt["weight_exp"] == s["weight_exp"] in s["space"]["weight_exp"]
+    assert adapt["rule"] == s.rule and adapt["weight_exp"] == s.weight_exp in s.space["weight_exp"]
     rec = adapt["calibration"]
     assert rec["split"] == "val" and rec["data"] == str(tiny_metadataset.resolve())
-    assert len(rec["data_sha256"]) == 64 and rec["settings_tried"] == len(s["settings"])
+    assert len(rec["data_sha256"]) == 64 and rec["settings_tried"] == len(s.settings)
     for key in ("json", "markdown", "plot"):
-        assert (b / "calibration").joinpath(s["outputs"][key].split("/")[-1]).exists()
+        assert (b / "calibration").joinpath(s.outputs[key].split("/")[-1]).exists()
     # the bundle still loads (checksums of network.net / .nir unchanged) with the new exponent, and
     # the chosen setting re-run from the manifest reads what the sweep recorded
     dep = DeployedNet.load(b)
-    assert dep.weight_exp == s["weight_exp"] and np.array_equal(dep.stored_w0, DeployedNet.load(b).stored_w0)
+    assert dep.weight_exp == s.weight_exp and np.array_equal(dep.stored_w0, DeployedNet.load(b).stored_w0)
     ds = MetaDataset(tiny_metadataset)
     batch, pool = build_batch(TaskSampler(ds, "val", 5, 1, 2, seed=1000, disjoint_parts=True), 3)
     r = run_fast(dep, dep.frozen_features(pool_inputs(ds, pool)), batch)
-    assert r.accuracy.mean() == pytest.approx(s["val_accuracy"])
+    assert r.accuracy.mean() == pytest.approx(s.val_accuracy)
     # the label window the chosen setting was measured with is the one written and loaded
-    assert adapt["label_window"] == s["label_window"] == list(dep.label_window)
-    chosen = [x for x in s["settings"] if x["val_accuracy"] == s["val_accuracy"]
-              and x["input_norm_offset"] == s["rule"]["input_norm_offset"]]
-    assert chosen and chosen[0]["label_start"] == s["label_window"][0]
+    assert adapt["label_window"] == s.label_window == list(dep.label_window)
+    chosen = [x for x in s.settings if x["val_accuracy"] == s.val_accuracy
+              and x["input_norm_offset"] == s.rule["input_norm_offset"]]
+    assert chosen and chosen[0]["label_start"] == s.label_window[0]
 
 
 def test_calibration_tries_the_error_normaliser(calibrated):
     _, _, s, _ = calibrated
-    sp, R = s["space"], s["space"]["derived_from"]["active_inputs_per_step"]
+    sp, R = s.space, s.space["derived_from"]["active_inputs_per_step"]
     assert sp["input_norm_offset"] == sorted({max(1, round(m * R)) for m in (4, 16)})
-    tau = s["rule"]["x1_tau"]
+    tau = s.rule["x1_tau"]
     assert sp["label_start"] == sorted({max(BURN, 2 * tau), max(BURN, 4 * tau)})
-    norm = [x for x in s["settings"] if x["stage"] == "normalise"]
+    norm = [x for x in s.settings if x["stage"] == "normalise"]
     assert len(norm) == len(sp["label_start"]) * len(sp["input_norm_offset"]) * len(sp["weight_exp"]) * 4
     for x in norm:       # the numerator: the largest power of two <= d + input expected before the label
         assert x["input_norm_offset"] in sp["input_norm_offset"] and x["label_start"] in sp["label_start"]
         assert 2 ** x["input_norm_shift"] <= x["input_norm_offset"] + R * x["label_start"] \
             < 2 ** (x["input_norm_shift"] + 1)
-    assert {x["label_start"] for x in s["settings"] if x["stage"] != "normalise"} == {BURN}
+    assert {x["label_start"] for x in s.settings if x["stage"] != "normalise"} == {BURN}
 
 
 def test_chosen_setting_is_the_sparsest_within_tolerance(calibrated):
     _, _, s, _ = calibrated
-    best = max(x["val_accuracy"] for x in s["settings"])
-    near = [x for x in s["settings"] if x["val_accuracy"] >= best - 0.01 - 1e-12]
-    assert s["fraction_synapses_updated"] == min(x["fraction_synapses_updated"] for x in near)
+    best = max(x["val_accuracy"] for x in s.settings)
+    near = [x for x in s.settings if x["val_accuracy"] >= best - 0.01 - 1e-12]
+    assert s.fraction_synapses_updated == min(x["fraction_synapses_updated"] for x in near)
 
 
 def test_select_unit():

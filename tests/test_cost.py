@@ -295,8 +295,8 @@ def test_cli_writes_cost_json_on_emulates_tasks(tmp_path, tiny_metadataset, caps
     learn = m["learning_episode"]["learning"]
     assert learn["rule_evaluations"] == 5 * 24 * 5 * 100 and learn["check_weights_equal_run_fast"]
     e = emulate(bundle, tiny_metadataset, tasks=3, slayer_tasks=0, out=tmp_path / "emu")
-    assert m["accuracy_mean"] == e["onchip"]["accuracy_mean"]
-    assert learn["fraction_synapses_updated"] == e["onchip"]["fraction_synapses_updated"]
+    assert m["accuracy_mean"] == e.onchip.mean
+    assert learn["fraction_synapses_updated"] == e.onchip.fraction_synapses_updated
     est = s["estimates"]["loihi1"]["inference"]
     assert 0 < est["energy_uj"][0] <= est["energy_uj"][1]
 

@@ -1,0 +1,158 @@
+"""Result summaries as typed data: ``emulate.json`` and ``calibration.json``.
+
+``EmulateSummary.from_dict(json)`` / ``to_dict()`` (the manifest's idiom, ``deploy.manifest``):
+writers build the dataclass, readers (the demo's report, ``lava_agrees``, benchmarks) use its
+fields instead of ``.get()`` chains. Keys a class does not declare (a newer version's, a
+benchmark's) are kept in ``extra`` and written back, so ``to_dict(from_dict(d)) == d``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from neuromaml.deploy.manifest import _Section
+
+
+@dataclass
+class Column(_Section):
+    """One accuracy column over the same tasks: mean and std over tasks (fractions), and what
+    produced it (the on-chip engine's timing and update counts, a reference's lr, ...)."""
+
+    mean: float | None = None
+    std: float | None = None
+    tasks: int | None = None
+    engine: str | None = None                          # on-chip columns: 'fast' | 'lava'
+    fraction_synapses_updated: float | None = None
+    seconds_per_episode: float | None = None
+    episodes: int | None = None
+    lr: float | None = None                            # float-SGD references
+    lr_from: str | None = None
+    agreement: dict | None = None                      # Lava column of --engine both: vs the fast engine
+    extra: dict = field(default_factory=dict)
+    present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
+
+    def cell(self) -> str:
+        """'94.4 ± 6.4% (200 tasks)'."""
+        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}% ({self.tasks} tasks)"
+
+
+class _Written:
+    def written_in_full(self, but=("outputs", "lava")) -> None:
+        """Write every declared field (a summary's keys do not depend on its values), except ``but``
+        where unset."""
+        names = {f.name for f in dataclasses.fields(self)} - {"extra", "present"}
+        self.present = frozenset(n for n in names if n not in but or getattr(self, n) is not None)
+
+
+def _column(d):
+    return Column.from_dict(d) if isinstance(d, dict) else d
+
+
+def cell(col: Column | None) -> str:
+    return col.cell() if col is not None else "n/a"
+
+
+@dataclass
+class EmulateSummary(_Written, _Section):
+    """``emulate.json``: one-shot episodes of a bundle on a meta-dataset split; every column on
+    the same tasks (``onchip``: the rule on the fast engine, or on Lava with ``--engine lava``;
+    ``lava``: the Lava column of ``--engine both``; ``references``: ``bundle_sgd`` (fast engine +
+    float SGD of the final layer) and ``ncm`` (no learning); ``slayer``: ``float`` and
+    ``fixed_sgd`` columns from the bundle's source run, with a ``note`` when there is none)."""
+
+    bundle: str = ""
+    data: str = ""
+    no_input_spikes: bool = False
+    split: str = "test"
+    tasks: int = 0
+    n_way: int = 0
+    k_shot: int = 1
+    n_query: int = 0
+    seed: int = 0
+    rule: dict = field(default_factory=dict)
+    plastic_weight_exp: int = 0
+    rule_status: str = ""
+    time_steps: int = 0
+    burn_in: int = 0
+    classes_seen_in_training: str | None = None
+    stream: dict = field(default_factory=dict)
+    onchip: Column | None = None
+    lava: Column | None = None
+    references: dict = field(default_factory=dict)     # name -> Column | None
+    slayer: dict = field(default_factory=dict)         # 'float', 'fixed_sgd' -> Column | None; 'note'
+    package_versions: dict = field(default_factory=dict)
+    outputs: dict | None = None
+    extra: dict = field(default_factory=dict)
+    present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EmulateSummary":
+        d = dict(d)
+        for key in ("onchip", "lava"):
+            if key in d:
+                d[key] = _column(d[key])
+        for key in ("references", "slayer"):
+            if isinstance(d.get(key), dict):
+                d[key] = {k: (_column(v) if k != "note" else v) for k, v in d[key].items()}
+        return super().from_dict(d)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        for key in ("references", "slayer"):
+            if isinstance(out.get(key), dict):
+                out[key] = {k: (v.to_dict() if isinstance(v, Column) else v) for k, v in out[key].items()}
+        return out
+
+    @property
+    def lava_agrees(self) -> bool | None:
+        """True / False when Lava ran beside the fast engine (``--engine both``), else None."""
+        a = self.lava.agreement if self.lava is not None else None
+        if not a:
+            return None
+        return bool(a["output_spikes_identical"] and a["final_weights_identical"])
+
+
+@dataclass
+class CalibrationSummary(_Written, _Section):
+    """``calibration.json``: the rule chosen for a bundle on meta-validation tasks, the sweep
+    (``settings``, one dict per setting tried) and the search space it came from. The fields
+    from ``data`` to ``warning`` are also the manifest's ``adapt.calibration`` record
+    (``record()``)."""
+
+    bundle: str = ""
+    data: str = ""
+    data_sha256: str = ""
+    split: str = "val"
+    tasks: int = 0
+    n_way: int = 0
+    k_shot: int = 1
+    n_query: int = 0
+    seed: int = 0
+    tolerance: float = 0.01
+    selection: str = ""
+    val_accuracy: float = 0.0
+    best_val_accuracy: float = 0.0
+    fraction_synapses_updated: float = 0.0
+    weight_exp: int = 0
+    label_window: list | None = None
+    settings_tried: int = 0
+    sgd_reference: dict = field(default_factory=dict)
+    created_utc: str = ""
+    warning: str | None = None
+    rule: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
+    settings: list = field(default_factory=list)
+    update_magnitude: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    package_versions: dict = field(default_factory=dict)
+    outputs: dict | None = None
+    extra: dict = field(default_factory=dict)
+    present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
+
+    RECORD = ("data", "data_sha256", "split", "tasks", "n_way", "k_shot", "n_query", "seed", "tolerance",
+              "selection", "val_accuracy", "best_val_accuracy", "fraction_synapses_updated", "weight_exp",
+              "label_window", "settings_tried", "sgd_reference", "created_utc", "warning")
+
+    def record(self) -> dict:
+        """What the manifest's ``adapt.calibration`` keeps: the data, the split, the choice."""
+        return {k: getattr(self, k) for k in self.RECORD}
