@@ -184,7 +184,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         raise fail(data, f"split 'val' has {have} classes, fewer than the bundle's {dep.n_out} outputs: "
                    f"calibration draws {dep.n_out}-way tasks from meta-validation classes only",
                    f"rebuild the meta-dataset with at least {dep.n_out} validation classes")
-    counts = [ds.indices_of(c).size for c in ds.splits["val"]]
+    counts = ds.class_sizes("val")
     if min(counts) < 1 + queries:
         raise fail(data, f"split 'val' holds classes of {min(counts)} recordings; calibration draws 1-shot tasks with "
                    f"{queries} queries per class ({1 + queries} recordings)",

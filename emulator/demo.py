@@ -192,7 +192,7 @@ def _check_data(data: Path, cfg, quick: bool) -> None:
     TaskSampler(ds, "train", t.n_way, t.k_shot, t.n_query)          # meta-train (the config's task)
     TaskSampler(ds, "val", t.n_way, t.k_shot, t.n_query)            # its validation
     for split, stage, queries in (("val", "calibrate", 5), ("test", "emulate", 2 if quick else 5)):
-        counts = [ds.indices_of(c).size for c in ds.splits[split]]
+        counts = ds.class_sizes(split)
         if len(counts) >= t.n_way and min(counts) < 1 + queries:
             raise fail(data, f"split {split!r} holds classes of {min(counts)} recordings; the demo's {stage} stage "
                        f"draws 1-shot tasks with {queries} queries per class ({1 + queries} recordings)",

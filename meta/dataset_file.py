@@ -151,6 +151,11 @@ class MetaDataset:
         """Sample indices (into ``/frames``) of class ``class_idx``, ascending."""
         return self._by_class[int(class_idx)]
 
+    def class_sizes(self, split: str) -> np.ndarray:
+        """Recordings per class of ``split``, in the split's class order (what a task sampler,
+        calibrate and the demo check before drawing k_shot + n_query samples per class)."""
+        return np.array([self.indices_of(c).size for c in self.splits[split]], np.int64)
+
     def frames(self, indices, binary: bool = False):
         """``torch.float32`` tensor ``(n, 2, H, W, T)`` of spike counts (or 0/1 if ``binary``)."""
         import h5py

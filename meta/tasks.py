@@ -81,7 +81,7 @@ class TaskSampler:
                        (f"use n_way <= {self.classes.size} or " if self.classes.size >= 2 else "use ")
                        + f"a meta-dataset with at least {self.n_way} classes in '{split}'")
         need = self.k_shot + self.n_query
-        counts = np.array([ds.indices_of(c).size for c in self.classes])
+        counts = ds.class_sizes(split)
         if counts.size and counts.min() < need:
             c = int(self.classes[int(np.argmin(counts))])
             raise fail(ds.path, f"split '{split}': class '{ds.classes[c]}' has {int(counts.min())} samples, fewer "

@@ -17,6 +17,7 @@ from neuromaml.emulator.calibrate import calibrate, derive_space, select
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.emulate import build_batch, ncm_reference, pool_inputs
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast
+from neuromaml.emulator.results import CalibrationSummary
 from neuromaml.io import NeuromamlError
 from neuromaml.meta.metadataset import MetaDataset
 from neuromaml.meta.models import ModelConfig, build_model
@@ -69,6 +70,9 @@ def test_calibration_writes_the_chosen_rule_into_the_manifest(calibrated, tiny_m
     assert len(rec["data_sha256"]) == 64 and rec["settings_tried"] == len(s.settings)
     for key in ("json", "markdown", "plot"):
         assert (b / "calibration").joinpath(s.outputs[key].split("/")[-1]).exists()
+    written = json.loads((b / "calibration" / "calibration.json").read_text())
+    assert written == s.to_dict() and CalibrationSummary.from_dict(written).to_dict() == written
+    assert {k: written[k] for k in CalibrationSummary.RECORD} == rec       # the manifest's record
     # the bundle still loads (checksums of network.net / .nir unchanged) with the new exponent, and
     # the chosen setting re-run from the manifest reads what the sweep recorded
     dep = DeployedNet.load(b)
@@ -213,6 +217,13 @@ def test_cli_calibrate_and_the_uncalibrated_warning(tmp_path, tiny_metadataset, 
     em = json.loads((tmp_path / "em" / "emulate.json").read_text())
     assert em["rule_status"] == "uncalibrated"
     assert {"bundle_sgd", "ncm"} <= set(em["references"])
+    # the typed summary reads back what was written, field for field, and writes it back exactly
+    from neuromaml.emulator.results import Column, EmulateSummary
+
+    typed = EmulateSummary.from_dict(em)
+    assert typed.to_dict() == em and typed.tasks == 2 and isinstance(typed.onchip, Column)
+    assert typed.onchip.mean == em["onchip"]["mean"] and typed.references["ncm"].tasks == 2
+    assert typed.lava is None and typed.lava_agrees is None and "lava" not in em
     bad = tmp_path / "nope.h5"
     assert cli.main(["calibrate", str(b), "--data", str(bad), "--tasks", "2"]) == 2
     assert str(bad) in capsys.readouterr().err
