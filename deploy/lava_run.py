@@ -36,9 +36,10 @@ def _diagnose(path: Any) -> str:
 def netx_network(path: str | os.PathLike, **kw):
     """``netx.hdf5.Network(net_config=path, **kw)``, with an all-zero dense layer allowed
     (``neuromaml.lavacompat.patch_netx_zero_dense``) and netx's failures as clear errors."""
-    from lava.lib.dl import netx
+    from neuromaml.lavacompat import patch_netx_zero_dense, quiet_lava_dl
 
-    from neuromaml.lavacompat import patch_netx_zero_dense
+    quiet_lava_dl()
+    from lava.lib.dl import netx
 
     patch_netx_zero_dense()     # a zero final layer (meta-trained theta0*) loads
     try:

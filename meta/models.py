@@ -124,6 +124,9 @@ def register_model(name: str, *, spiking: bool = True, about: str = "", defaults
 
 
 def _cuba_and_params(cfg: ModelConfig):
+    from neuromaml.lavacompat import quiet_lava_dl
+
+    quiet_lava_dl()
     from lava.lib.dl import slayer
 
     return slayer.block.cuba, (lambda: _neuron_params(cfg))
@@ -226,6 +229,9 @@ def _shift(x: torch.Tensor) -> torch.Tensor:
 
 def _slayer_synapses():
     """slayer's synapse module (imported on use, as everything of lava-dl here)."""
+    from neuromaml.lavacompat import quiet_lava_dl
+
+    quiet_lava_dl()
     from lava.lib.dl.slayer.synapse import layer
 
     return layer

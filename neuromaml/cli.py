@@ -167,13 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     # The one place where errors become messages: a NeuromamlError is the user's to fix; any
     # other exception is reported in one line with where the traceback went (--debug shows it).
     if args.command not in ("data", "inspect"):
-        # lava-dl prints a notice about an optional dataset toolbox on stdout when slayer is first
-        # imported; stdout is for results (meta-train's JSON summary), so it goes to stderr
         from neuromaml.lavacompat import prepare_lava
 
-        prepare_lava()
-        with contextlib.redirect_stdout(sys.stderr):
-            import lava.lib.dl.slayer  # noqa: F401
+        prepare_lava()     # Lava's runtime before any progress bar resolves multiprocessing's context
     try:
         rc = args.func(args)
     except NeuromamlError as exc:

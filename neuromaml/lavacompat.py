@@ -34,6 +34,18 @@ def prepare_lava() -> None:
     __import__(_LAVA_MP)
 
 
+def quiet_lava_dl() -> None:
+    """Import lava-dl with its import-time notice (about an optional dataset toolbox, printed on
+    stdout) sent to stderr: stdout is for results (``meta-train``'s JSON summary). Every import
+    of lava-dl in neuromaml goes through here first; idempotent and cheap once imported."""
+    if "lava.lib.dl.slayer" in sys.modules:
+        return
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        import lava.lib.dl.slayer  # noqa: F401
+
+
 def optimize_weight_bits(weight):
     """lava-dl 0.6 netx's ``optimize_weight_bits`` (weight, bits, exponent, sign mode), also for
     an all-zero matrix, which netx's own scales by 255 / max(weight) = inf and fails on.
@@ -44,6 +56,8 @@ def optimize_weight_bits(weight):
     weights; every other matrix goes to netx's function, whose warnings are kept.
     """
     import numpy as np
+
+    quiet_lava_dl()
     from lava.lib.dl.netx import utils
 
     w = np.asarray(weight)
@@ -55,6 +69,7 @@ def optimize_weight_bits(weight):
 def patch_netx_zero_dense() -> None:
     """Make ``netx.hdf5.Network`` use ``optimize_weight_bits`` above, so that it loads a dense
     layer whose weights are all zero. Idempotent."""
+    quiet_lava_dl()
     from lava.lib.dl.netx import hdf5
 
     hdf5.optimize_weight_bits = optimize_weight_bits
