@@ -292,6 +292,22 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                 isinstance(acc, (int, float)) and 0 <= acc <= 1):
             raise fail(man_path, "field 'adapt.calibration' is not a calibration record on the 'val' split with an "
                        "accuracy in [0, 1]", "run neuromaml calibrate again")
+        kinds = {"weight_exp": (_is_int, "a whole number"), "settings_tried": (_is_int, "a whole number"),
+                 "tasks": (lambda v: _is_int(v) and v >= 1, "a positive whole number"),
+                 "fraction_synapses_updated": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               and 0 <= v <= 1, "a fraction in [0, 1]"),
+                 "selection": (lambda v: isinstance(v, str), "text")}
+        for key, (ok, what) in kinds.items():
+            if not ok(cal.get(key)):
+                raise fail(man_path, f"field 'adapt.calibration.{key}' is {cal.get(key)!r}, not {what}",
+                           "run neuromaml calibrate again")
+        if cal.get("warning") is not None and not isinstance(cal["warning"], str):
+            raise fail(man_path, f"field 'adapt.calibration.warning' is {cal['warning']!r}, not text",
+                       "run neuromaml calibrate again")
+        cwin = cal.get("label_window")
+        if cwin is not None and cwin != win:
+            raise fail(man_path, f"field 'adapt.calibration.label_window' is {cwin!r} but 'adapt.label_window' is "
+                       f"{win!r}: the rule was calibrated with another label window", "run neuromaml calibrate again")
         ref = cal.get("sgd_reference")
         lr = ref.get("lr") if isinstance(ref, dict) else None
         if ref is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool)

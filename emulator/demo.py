@@ -170,8 +170,12 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
 
     res = out / "emulate" / "emulate.json"
     if res.exists():
-        s = EmulateSummary.from_dict(read_json(res))
-        if s.tasks == tasks and s.lava_agrees and s.lava.agreement["episodes"] == min(tasks, lava_tasks):
+        try:
+            s = EmulateSummary.from_dict(read_json(res))
+        except (NeuromamlError, TypeError, AttributeError, ValueError):
+            s = None                     # damaged or edited: emulate runs again (below)
+        if (s is not None and s.usable() and s.tasks == tasks and s.lava_agrees
+                and s.lava.agreement["episodes"] == min(tasks, lava_tasks)):
             return {**s.to_dict(), "reused": True}
     s = emulate(out / "bundle", data_file, split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
@@ -211,6 +215,9 @@ def _check_same_settings(out: Path, **settings) -> None:
         old = read_json(prev)
     except NeuromamlError:
         return                      # unreadable: the stages check their own outputs
+    if not isinstance(old, dict):
+        raise fail(prev, f"is not a demo summary (a JSON {type(old).__name__}, not an object)",
+                   "add --fresh to start over in this folder, or choose another --out")
     if not old.get("stages"):
         return                      # no stage finished (an input check failed): nothing to keep
     held = {k: old.get(k) for k in settings}
@@ -279,7 +286,16 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
             r = _stage_emulate(out, data_file, tasks, lava_tasks, quick, seed)
         else:
             summary["seconds"]["total"] = time.perf_counter() - t_all
-            r = write_report(out, summary)
+            try:
+                r = write_report(out, summary)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                reused = [k for k, v in summary["stages"].items() if isinstance(v, dict) and v.get("reused")]
+                if not reused:
+                    raise
+                # a stage file of an earlier run was edited or damaged (text where a number belongs)
+                raise fail(out, f"the report cannot be written from the stages reused from an earlier run "
+                           f"({', '.join(reused)}): one of their files was edited or damaged "
+                           f"({type(exc).__name__}: {exc})", "add --fresh to rebuild this folder") from None
         summary["stages"][name] = r
         summary["seconds"][name] = time.perf_counter() - t0
         write_json(out / "demo.json", {**summary, "package_versions": package_versions()})

@@ -44,6 +44,21 @@ class _Written:
         self.present = frozenset(n for n in names if n not in but or getattr(self, n) is not None)
 
 
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _column_ok(c) -> bool:
+    return (isinstance(c, Column) and _number(c.mean) and 0 <= c.mean <= 1 and _number(c.std) and _whole(c.tasks)
+            and c.tasks >= 1)
+
+
 def _column(d):
     return Column.from_dict(d) if isinstance(d, dict) else d
 
@@ -102,6 +117,25 @@ class EmulateSummary(_Written, _Section):
             if isinstance(out.get(key), dict):
                 out[key] = {k: (v.to_dict() if isinstance(v, Column) else v) for k, v in out[key].items()}
         return out
+
+    def usable(self) -> bool:
+        """Whether this summary, read back from a file, holds what its readers use (numbers where
+        numbers belong): the demo re-runs emulate rather than report from a damaged or edited file."""
+        try:
+            cols = [self.onchip, self.lava, *self.references.values(), self.slayer.get("float"),
+                    self.slayer.get("fixed_sgd")]
+            if self.onchip is None or not all(c is None or _column_ok(c) for c in cols):
+                return False
+            if not all(_whole(v) for v in (self.tasks, self.n_way, self.k_shot, self.n_query)):
+                return False
+            a = self.lava.agreement if self.lava is not None else None
+            return a is None or (isinstance(a, dict) and _whole(a.get("episodes"))
+                                 and all(isinstance(a.get(k), bool) for k in ("output_spikes_identical",
+                                                                               "final_weights_identical"))
+                                 and all(_number(a.get(k)) for k in ("lava_seconds_per_episode",
+                                                                     "fast_seconds_per_episode", "speedup")))
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return False
 
     @property
     def lava_agrees(self) -> bool | None:

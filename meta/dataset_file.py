@@ -40,7 +40,7 @@ class MetaDataset:
                            "close it there and run again (on read-only media set HDF5_USE_FILE_LOCKING=FALSE)") from None
             raise fail(self.path, f"cannot be read as HDF5 ({exc}): truncated or damaged",
                        "re-copy it or rebuild it with `neuromaml data build`") from None
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:   # wrong kinds; RuntimeError: broken links
+        except (KeyError, ValueError, TypeError, RuntimeError, OverflowError) as exc:   # wrong kinds; broken links
             raise fail(self.path, f"malformed layout or attribute values ({type(exc).__name__}: {exc})",
                        "rebuild it with `neuromaml data build`") from None
         self._check_index()
@@ -59,9 +59,11 @@ class MetaDataset:
                            else "rebuild the meta-dataset with this version of neuromaml")
             need = ["classes", "frames", "labels", "sample_ids"] + [f"splits/{s}" for s in SPLITS]
             self._check_links(f, h5py, need + ["part_ids"])
-            for name in need:
+            for name in need + (["part_ids"] if "part_ids" in f else []):
                 if name not in f:
                     raise fail(self.path, f"dataset '/{name}' is missing", "rebuild the meta-dataset")
+                if not isinstance(f[name], h5py.Dataset):
+                    raise fail(self.path, f"'/{name}' is a group, not a dataset", "rebuild the meta-dataset")
             self.attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in f.attrs.items()}
             for key in ("source", "composition"):    # text; other tools write bytes (C, MATLAB)
                 v = self.attrs.get(key)

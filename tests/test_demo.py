@@ -51,6 +51,17 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
     s3 = json.loads((out / "demo.json").read_text())
     assert s3["stages"]["verify"].get("reused") is None and s3["stages"]["verify"]["ok"] is True
+    # nor is an edited or damaged emulate.json: a column whose accuracy is text, a Lava column
+    # that is a list: emulate runs again and the report comes from its fresh summary
+    em_path = out / "emulate" / "emulate.json"
+    for damage in (lambda e: e["onchip"].__setitem__("mean", "95%"), lambda e: e.__setitem__("lava", [])):
+        em = json.loads(em_path.read_text())
+        damage(em)
+        em_path.write_text(json.dumps(em))
+        assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+        s4 = json.loads((out / "demo.json").read_text())
+        assert s4["stages"]["emulate"].get("reused") is None
+        assert s4["stages"]["emulate"]["onchip"]["mean"] == s["stages"]["emulate"]["onchip"]["mean"]
     # a full run must not reuse a --quick run's tiny data and 2-step network
     capsys.readouterr()
     assert cli.main(["demo", "--out", str(out)]) == 2
@@ -60,6 +71,16 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     (out / "demo.json").write_text(json.dumps(old))
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
     assert "other settings: data=None (asked {'per_class': 8, 'split': 'authors'})" in capsys.readouterr().err
+    # a reused stage file with text where the report needs a number: one clear line, the fix --fresh
+    (out / "demo.json").write_text(json.dumps(s3))
+    summ = json.loads((out / "run" / "summary.json").read_text())
+    (out / "run" / "summary.json").write_text(json.dumps({**summ, "best_val_acc": "abc"}))
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "edited or damaged" in err and "--fresh" in err and "Traceback" not in err
+    (out / "demo.json").write_text("[]")
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
+    assert "demo.json: is not a demo summary" in capsys.readouterr().err
 
 
 def man_of(out):

@@ -137,6 +137,10 @@ def _h5_vds_gone(tmp: Path, fx) -> str:
     return str(p)
 
 
+_REC = {"split": "val", "val_accuracy": 0.5, "weight_exp": 0, "settings_tried": 3, "tasks": 2,   # a calibration record
+        "fraction_synapses_updated": 0.5, "selection": "sparsest setting within 1 points of the best"}
+
+
 def _bundle_edit(tmp: Path, fx, edit, sign: bool) -> str:
     b = _copy(fx["bundle"], tmp / "b")
     man = json.loads((b / "manifest.json").read_text())
@@ -287,9 +291,16 @@ CASES = {
     "generate-json-inside-out": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--json",
                                                str(t / "g" / "meta.json")], r"--json is inside .*g, the folder"),
     "emulate-forged-sgd-reference": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
-        "calibration", {"split": "val", "val_accuracy": 0.5, "sgd_reference": {"lr": -64}}), sign=True), "--data",
+        "calibration", {**_REC, "sgd_reference": {"lr": -64}}), sign=True), "--data",
         str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
         r"field 'adapt\.calibration\.sgd_reference' is .*positive finite learning rate"),
+    "emulate-forged-record-weight-exp-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
+        "calibration", {**_REC, "weight_exp": "-6"}), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out",
+        str(t / "e")], r"field 'adapt\.calibration\.weight_exp' is '-6', not a whole number"),
+    "emulate-forged-label-window-not-calibrated": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: (
+        m["adapt"].__setitem__("calibration", {**_REC, "label_window": [40, m["input"]["time_steps"]]}),
+        m["adapt"].__setitem__("label_window", [10, m["input"]["time_steps"]])), sign=True), "--data", str(f["data"]),
+        "--tasks", "1", "--out", str(t / "e")], r"calibrated with another label window"),
     "train-config-val-tasks-huge": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
                                                   "--config", _yaml(t, "outer:\n  val_tasks: 100000000\n")],
                                                  r"'outer\.val_tasks' is 100000000, more than any run needs"),
@@ -404,6 +415,10 @@ CASES = {
                                            r"d\.h5: malformed layout"),
     "build-out-dangling-link": lambda t, f: (["data", "build", "--source", "synthetic", "--out", str(_dangling(t))],
                                              r"is a dangling symbolic link \(to nothere\.h5"),
+    "info-frames-is-a-group": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.__delitem__("frames"), h.create_group("frames")))], r"'/frames' is a group, not a dataset"),
+    "info-duration-infinite": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("duration_us", np.inf)))], r"d\.h5: malformed layout or attribute values \(OverflowError"),
     "info-frames-external-link-gone": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").ExternalLink("gone.h5", "/frames"))))],
                                                     r"'/frames' is an HDF5 external link to 'gone\.h5', which is missing"),
