@@ -155,6 +155,9 @@ def _after_export(args: argparse.Namespace, manifest: dict) -> None:
                 raise
             print(format_markdown(cal))
             manifest = json.loads((Path(args.out) / "manifest.json").read_text())
+    elif man.adapt.rule_source == "trained":
+        print("note: the bundle's on-chip rule is the form the run was meta-trained through (deployed as "
+              "trained; `neuromaml calibrate` would replace it)", file=sys.stderr)
     else:
         print(f"note: the bundle's on-chip rule is the uncalibrated default; run `neuromaml calibrate "
               f"{args.out} --data FILE.h5` (or export with --calibrate-on FILE.h5)", file=sys.stderr)

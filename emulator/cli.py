@@ -5,6 +5,7 @@ Handlers import the heavy modules lazily so that `neuromaml --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from neuromaml.io import BUNDLE_FILES, bounded_int, check_output, check_report_folder, fail, input_files, positive_int, probability, seed_int
@@ -164,6 +165,10 @@ def _check_outs(args) -> None:
         out = Path(args.bundle) / {"emulate": f"emulate-{getattr(args, 'split', 'test')}", "calibrate": "calibration",
                                    "rule-check": "rule-check", "cost": "cost"}[args.command]
     if out is not None:
+        owner = Path(os.path.realpath(out)).parent
+        if (owner / "manifest.json").exists() and owner != Path(os.path.realpath(args.bundle)):
+            raise fail(out, f"--out is a report folder of another bundle ({owner}): its reports would be replaced",
+                       "choose a new folder, or leave --out out (the report goes inside the bundle)")
         check_output(out, kind="dir", overwrite=True, inputs=inputs)
         check_report_folder(out, ("calibration" if args.command == "calibrate" else args.command) + ".json",
                             args.command)

@@ -174,8 +174,13 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
             s = EmulateSummary.from_dict(read_json(res))
         except (NeuromamlError, TypeError, AttributeError, ValueError):
             s = None                     # damaged or edited: emulate runs again (below)
+        try:   # the bundle emulated then must be the bundle now (a calibrate since changes its manifest)
+            current = read_json(out / "bundle" / "manifest.json").get("manifest_sha256")
+        except (NeuromamlError, AttributeError):
+            current = None
         if (s is not None and s.usable() and s.tasks == tasks and s.lava_agrees
-                and s.lava.agreement["episodes"] == min(tasks, lava_tasks)):
+                and s.lava.agreement["episodes"] == min(tasks, lava_tasks)
+                and current is not None and s.bundle_manifest_sha256 == current):
             return {**s.to_dict(), "reused": True}
     s = emulate(out / "bundle", data_file, split="test", tasks=tasks, shots=1,
                 queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,

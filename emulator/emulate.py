@@ -190,7 +190,8 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     silent = dep.note_if_silent(feats, data)
     t_feats = time.perf_counter() - t0
     summary = EmulateSummary(
-        bundle=str(bundle), data=str(data), no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
+        bundle=str(bundle), bundle_manifest_sha256=dep.manifest.extra.get("manifest_sha256"), data=str(data),
+        no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
         k_shot=shots, n_query=queries, seed=seed, rule=dep.rule.to_dict(), plastic_weight_exp=dep.weight_exp,
         rule_status="given by the caller" if rule is not None else rule_status(dep.manifest),
         time_steps=dep.time_steps, burn_in=dep.burn_in, classes_seen_in_training=seen,

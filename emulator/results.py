@@ -76,6 +76,7 @@ class EmulateSummary(_Written, _Section):
     ``fixed_sgd`` columns from the bundle's source run, with a ``note`` when there is none)."""
 
     bundle: str = ""
+    bundle_manifest_sha256: str | None = None          # the manifest emulated (a later calibrate changes it)
     data: str = ""
     no_input_spikes: bool = False
     split: str = "test"

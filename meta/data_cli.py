@@ -77,8 +77,8 @@ def register(sub) -> None:
     )
     g.add_argument("kind", choices=("gestures",), help="what to generate")
     g.add_argument("--out", type=Path, required=True, help="folder to write (must not exist or be empty)")
-    g.add_argument("--classes", type=positive_int, default=100, help="number of classes (default 100, even: "
-                   "direction pairs)")
+    g.add_argument("--classes", type=positive_int, default=100, help="number of classes (default 100; pairs of "
+                   "directions, an odd count leaves the last path in one direction)")
     g.add_argument("--per-class", type=positive_int, default=40, help="recordings per class (default 40)")
     g.add_argument("--seed", type=seed_int, default=0, help="seed of classes, recordings and sensor (default 0)")
     g.add_argument("--json", type=Path, default=None, help="JSON summary path (default: OUT.json beside OUT)")

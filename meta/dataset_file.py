@@ -52,6 +52,10 @@ class MetaDataset:
             if not isinstance(fmt, str) or fmt != FORMAT:
                 raise fail(self.path, f"attribute 'format' is {fmt!r}, expected {FORMAT!r}",
                            "build the meta-dataset with `neuromaml data build`")
+            ver = f.attrs.get("version", -1)
+            if not isinstance(ver, (int, np.integer)) or isinstance(ver, bool):
+                raise fail(self.path, f"attribute 'version' is {ver!r}, not a whole number",
+                           "rebuild the meta-dataset with `neuromaml data build`")
             if int(f.attrs.get("version", -1)) != VERSION:
                 newer = int(f.attrs.get("version", -1)) > VERSION
                 raise fail(self.path, f"attribute 'version' is {f.attrs.get('version')!r}, this neuromaml reads {VERSION}",

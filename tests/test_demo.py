@@ -51,6 +51,12 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
     s3 = json.loads((out / "demo.json").read_text())
     assert s3["stages"]["verify"].get("reused") is None and s3["stages"]["verify"]["ok"] is True
+    # nor is an emulate.json of another state of the bundle (a calibrate since rewrote its manifest)
+    em = json.loads((out / "emulate" / "emulate.json").read_text())
+    assert em["bundle_manifest_sha256"] == man_of(out)["manifest_sha256"]
+    (out / "emulate" / "emulate.json").write_text(json.dumps({**em, "bundle_manifest_sha256": "0" * 64}))
+    assert cli.main(["demo", "--out", str(out), "--quick"]) == 0
+    assert json.loads((out / "demo.json").read_text())["stages"]["emulate"].get("reused") is None
     # nor is an edited or damaged emulate.json: a column whose accuracy is text, a Lava column
     # that is a list: emulate runs again and the report comes from its fresh summary
     em_path = out / "emulate" / "emulate.json"

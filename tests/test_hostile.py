@@ -415,6 +415,11 @@ CASES = {
                                            r"d\.h5: malformed layout"),
     "build-out-dangling-link": lambda t, f: (["data", "build", "--source", "synthetic", "--out", str(_dangling(t))],
                                              r"is a dangling symbolic link \(to nothere\.h5"),
+    "info-version-not-whole": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("version", 1.7)))], r"attribute 'version' is 1\.7, not a whole number"),
+    "emulate-out-in-another-bundle": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks",
+                                                    "1", "--out", str(_copy(f["bundle"], t / "other") / "emulate-test")],
+                                                   r"--out is a report folder of another bundle"),
     "info-frames-is-a-group": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.create_group("frames")))], r"'/frames' is a group, not a dataset"),
     "info-duration-infinite": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
