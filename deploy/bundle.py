@@ -281,10 +281,14 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
         if adapt.get(key) is not None and not _is_int(adapt[key]):
             raise fail(man_path, f"field 'adapt.{key}' is {adapt[key]!r}, not a layer index", "re-export the bundle")
     win = adapt.get("label_window")
-    if win and not (isinstance(win, list) and len(win) == 2 and all(_is_int(v) for v in win)
+    if win is not None and not (isinstance(win, list) and len(win) == 2 and all(_is_int(v) for v in win)
                     and 0 <= win[0] < win[1] <= T):
         raise fail(man_path, f"field 'adapt.label_window' is {win!r}, not [start, end) whole steps inside "
                    f"[0, {T}]", f"remove it (default: the readout window [{burn}, {T}))")
+    if adapt.get("rule_source") in ("calibrated", "trained") and not adapt.get("rule"):
+        raise fail(man_path, f"field 'adapt.rule' is {adapt.get('rule')!r} but 'adapt.rule_source' says "
+                   f"{adapt['rule_source']}: the default rule would run under that name",
+                   "run neuromaml calibrate again" if adapt["rule_source"] == "calibrated" else "export the run again")
     cal = adapt.get("calibration")
     if cal is not None:
         acc = cal.get("val_accuracy") if isinstance(cal, dict) else None

@@ -50,6 +50,7 @@ import datetime
 import itertools
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +58,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
 from neuromaml.emulator.results import CalibrationSummary
-from neuromaml.io import atomic_write_text, fail, folder_lock, package_versions, write_json
+from neuromaml.io import NeuromamlError, atomic_write_text, fail, folder_lock, package_versions, write_json
 from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
 
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
@@ -175,7 +176,14 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         raise fail(None, f"--tolerance {tolerance}: must be a fraction in [0, 1)", "e.g. --tolerance 0.01")
     t_start = time.perf_counter()
     bundle = Path(bundle)
-    dep = DeployedNet.load(bundle)
+    try:
+        dep = DeployedNet.load(bundle)
+    except NeuromamlError as exc:
+        if "field 'adapt.rule'" not in str(exc):
+            raise
+        # the rule this command replaces is invalid: search from the default rule instead
+        print(f"note: {exc}; calibrating from the default rule", file=sys.stderr)
+        dep = DeployedNet.load(bundle, rule=RuleSpec())
     ds = MetaDataset(data)
     C, H, W, T = ds.shape
     dep.check_frames(np.zeros((1, C, H, W, T)), data)

@@ -116,7 +116,8 @@ class DeployedNet:
         try:
             spec = rule or RuleSpec.from_dict(adapt.rule or {})
         except RuleError as exc:
-            raise fail(man_path, f"field 'adapt': {exc}", "re-export the bundle with a valid rule") from None
+            raise fail(man_path, f"field 'adapt.rule': {str(exc).replace('RuleSpec.', 'adapt.rule.')}",
+                       "run neuromaml calibrate on the bundle (it writes a valid rule), or re-export it") from None
         T, burn_in = manifest.time_steps, manifest.burn_in
         window = tuple(int(v) for v in adapt.label_window or (burn_in, T))
         dep = cls(Path(bundle), manifest, net, L, w0, int(wexp), int(nbits), neuron, spec, T, burn_in,

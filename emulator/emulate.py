@@ -183,6 +183,11 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
         seen = seen_class_note(dep.manifest.source_run, ds, split)
         if seen and split == "test":
             print(f"note: {seen} (fix: emulate on data with the run's class split)", file=sys.stderr)
+    cal = dep.manifest.calibration
+    if rule is None and cal.get("split") == split and cal.get("data") \
+            and Path(cal["data"]).resolve() == Path(data).resolve():
+        print(f"note: the bundle's rule was calibrated on the {split!r} split of this file: accuracies on it are "
+              f"optimistic (fix: emulate on the test split, --split test)", file=sys.stderr)
     batch, pool = build_batch(sampler, tasks)
     t0 = time.perf_counter()
     x = pool_inputs(ds, pool)

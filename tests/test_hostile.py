@@ -294,6 +294,16 @@ CASES = {
         "calibration", {**_REC, "sgd_reference": {"lr": -64}}), sign=True), "--data",
         str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
         r"field 'adapt\.calibration\.sgd_reference' is .*positive finite learning rate"),
+    "emulate-forged-label-window-false": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
+        "label_window", False), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"field 'adapt\.label_window' is False, not \[start, end\)"),
+    "emulate-forged-calibrated-empty-rule": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: (
+        m["adapt"].__setitem__("rule", {}), m["adapt"].__setitem__("rule_source", "calibrated")), sign=True),
+        "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"field 'adapt\.rule' is \{\} but 'adapt\.rule_source' says calibrated"),
+    "emulate-forged-rule-field": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
+        "eta_exp", 99), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"field 'adapt\.rule': adapt\.rule\.eta_exp=99 is not representable.*run neuromaml calibrate"),
     "emulate-forged-record-weight-exp-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
         "calibration", {**_REC, "weight_exp": "-6"}), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out",
         str(t / "e")], r"field 'adapt\.calibration\.weight_exp' is '-6', not a whole number"),
