@@ -175,7 +175,6 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and 0 <= tolerance < 1):
         raise fail(None, f"--tolerance {tolerance}: must be a fraction in [0, 1)", "e.g. --tolerance 0.01")
     t_start = time.perf_counter()
-    bundle = Path(bundle)
     try:
         dep = DeployedNet.load(bundle)
     except NeuromamlError as exc:
@@ -299,7 +298,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     if write_manifest:
         man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
-                      label_window=[int(chosen["label_start"]), dep.time_steps], calibration=summary.record())
+                      label_window=summary.label_window, calibration=summary.record())
         man.extra.pop("calibration", None)                  # an older demo's record
         save_manifest(bundle, man.to_dict())
     return summary

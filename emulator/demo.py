@@ -165,8 +165,8 @@ def _stage_verify(out: Path, quick: bool) -> dict:
 
 
 def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST
     from neuromaml.emulator.emulate import emulate
-    from neuromaml.emulator.results import EmulateSummary
 
     res = out / "emulate" / "emulate.json"
     if res.exists():
@@ -175,7 +175,7 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
         except (NeuromamlError, TypeError, AttributeError, ValueError):
             s = None                     # damaged or edited: emulate runs again (below)
         try:   # the bundle emulated then must be the bundle now (a calibrate since changes its manifest)
-            current = read_json(out / "bundle" / "manifest.json").get("manifest_sha256")
+            current = read_json(out / "bundle" / "manifest.json").get(MANIFEST_DIGEST)
         except (NeuromamlError, AttributeError):
             current = None
         if (s is not None and s.usable() and s.tasks == tasks and s.lava_agrees

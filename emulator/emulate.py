@@ -155,17 +155,11 @@ def bundle_sgd_reference(dep: DeployedNet, feats: np.ndarray, batch: EpisodeBatc
             "seconds": r["seconds"]}
 
 
-def lava_agrees(summary: EmulateSummary) -> bool | None:
-    """Whether Lava and the fast engine gave identical output spikes and final weights in an
-    ``emulate`` summary (None where Lava did not run beside the fast engine)."""
-    return summary.lava_agrees
-
-
 def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int = 1, queries: int = 5,
             engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
             seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> EmulateSummary:
     """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
-    from neuromaml.deploy.bundle import rule_status
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, rule_status
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
 
@@ -195,7 +189,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     silent = dep.note_if_silent(feats, data)
     t_feats = time.perf_counter() - t0
     summary = EmulateSummary(
-        bundle=str(bundle), bundle_manifest_sha256=dep.manifest.extra.get("manifest_sha256"), data=str(data),
+        bundle=str(bundle), bundle_manifest_sha256=dep.manifest.extra.get(MANIFEST_DIGEST), data=str(data),
         no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
         k_shot=shots, n_query=queries, seed=seed, rule=dep.rule.to_dict(), plastic_weight_exp=dep.weight_exp,
         rule_status="given by the caller" if rule is not None else rule_status(dep.manifest),
@@ -299,7 +293,7 @@ def emulate_cli(args) -> int:
         write_json(args.json, s.to_dict())
     print(format_markdown(s))
     print(f"wrote {s.outputs['json']}")
-    if lava_agrees(s) is False:
+    if s.lava_agrees is False:
         print("error: Lava and the fast engine disagree", flush=True)
         return 1
     return 0

@@ -1,13 +1,14 @@
 """Result summaries as typed data: ``emulate.json`` and ``calibration.json``.
 
 ``EmulateSummary.from_dict(json)`` / ``to_dict()`` (the manifest's idiom, ``deploy.manifest``):
-writers build the dataclass, readers (the demo's report, ``lava_agrees``, benchmarks) use its
+writers build the dataclass, readers (the demo's report, the CLI, benchmarks) use its
 fields instead of ``.get()`` chains. Keys a class does not declare (a newer version's, a
 benchmark's) are kept in ``extra`` and written back, so ``to_dict(from_dict(d)) == d``.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from neuromaml.deploy.manifest import _Section
@@ -49,8 +50,6 @@ def _whole(v) -> bool:
 
 
 def _number(v) -> bool:
-    import math
-
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

@@ -76,14 +76,12 @@ class PySoftmaxErrorModelFixed(PyLoihiProcessModel):
             self.counts[:] = 0
             self.n_in[:] = 0
         label = self.label_in.recv()
-        e_q = error_q(self.counts, label, self._spec)
-        if self._spec.input_norm_offset:
-            e_q = normalise_error(e_q, self.n_in.astype(np.int64), self._spec)
-        self.error[:] = e_q
+        # normalise_error returns e_q itself when the normaliser is off
+        self.error[:] = normalise_error(error_q(self.counts, label, self._spec), self.n_in.astype(np.int64),
+                                        self._spec)
         self.e_out.send(self.error.copy())
         self.counts[:] = self.counts + self.s_in.recv()
-        x = self.x_in.recv()
-        self.n_in[:] = self.n_in + x.sum()
+        self.n_in[:] = self.n_in + self.x_in.recv().sum()
 
 
 class ErrorModulatedLIF(LearningLIF):
