@@ -28,7 +28,10 @@ from constants tuned on one network:
   16 steps' worth of the mean input count, labels from step max(burn_in, 2 tau) or
   max(burn_in, 4 tau) of each support sample (``adapt.label_window``), 2^s the largest power of
   two <= d + the input expected before the label comes on, eta -10..-7, at the best step
-  setting's gain and impulse.
+  setting's gain and impulse; and its rate form (``input_norm_steps`` c = 4: the error divided
+  by the running input rate over the labelled steps, prior d = 4 steps of the mean input),
+  six update magnitudes 2^(s + eta) from 2^-12 to 2^-7 of the mean input per step, each at
+  the largest s (the error's finest grain) not above twice the mean input per step.
 * ``factor_threshold`` (the Eq. 6 form Lava runs, gating |y2| per post neuron):
   0, e_max/16, e_max/8, e_max/4, e_max/2 (e_max = the error's full scale), tried at the
   best three settings of the first stage, with the surrogate post factor on and off.
@@ -64,6 +67,7 @@ from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, Ru
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
 SGD_LRS = tuple(4.0 ** e for e in range(-4, 8))   # stored-weight LSB^2 per unit loss gradient
 VAL_SEED_OFFSET = 1000                    # val tasks: TaskSampler(seed + 1000)
+RATE_PRIOR_STEPS = 4                      # the rate normaliser's prior, in steps of mean input
 
 
 def _log2_floor(x: float) -> int:
@@ -103,9 +107,24 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     # undivided one (measured: BENCHMARKS.md, "The error normaliser")
     offsets = sorted({int(np.clip(round(m * n_active), 1, NORM_OFFSET_MAX)) for m in (4, 16)})
     starts = sorted({s for s in (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau)) if s < dep.time_steps})
+    # its rate form (input_norm_steps c >= 1): the error divided by a running estimate of the input
+    # rate, the prior c = 4 steps of the mean input (d = c x input per step), so the divided error
+    # is about e_q 2^(s - L) (L = floor(log2(input per step))) and a step's update 2^(s + eta - L):
+    # six magnitudes 2^-12..2^-7, each at the largest s <= L + 1 (the error's finest grain; eta
+    # >= -10 is the engine's floor), so the normaliser sets magnitudes below what eta alone can
+    # (measured: BENCHMARKS.md, "The error normaliser")
+    lg = _log2_floor(max(n_active, 1.0))
+    rate_pairs = []
+    for mag in range(-12, -6):
+        sh = int(np.clip(min(lg + 1, mag + lg + 10), 0, NORM_SHIFT_MAX))
+        if ETA_EXPS[0] <= lg + mag - sh:
+            rate_pairs.append([sh, lg + mag - sh])
+    rate_offset = int(np.clip(round(RATE_PRIOR_STEPS * n_active), 1, NORM_OFFSET_MAX))
     return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
             "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
             "input_norm_offset": offsets, "label_start": starts,
+            "rate_norm": {"input_norm_steps": RATE_PRIOR_STEPS, "input_norm_offset": rate_offset,
+                          "shift_eta": rate_pairs},
             "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
                              "fan_in": dep.n_pre, "active_inputs_per_step": n_active,
                              "threshold_vth": dep.neuron.vth, "current_retention": retain_u,
@@ -205,7 +224,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                    "check that the data's frames are what the network was trained on")
     space = derive_space(dep, feats)
     base = dataclasses.replace(dep.rule, error_threshold=0, factor_threshold=0, eq6_threshold=0,
-                               input_norm_offset=0, input_norm_shift=0)
+                               input_norm_offset=0, input_norm_shift=0, input_norm_steps=0)
     default_start = dep.burn_in                  # the readout window: labels during [burn_in, T)
     nets = {(e, a): dataclasses.replace(dep.with_weight_exp(e), label_window=(a, dep.time_steps))
             for e in space["weight_exp"] for a in [default_start] + space["label_start"]}
@@ -215,7 +234,8 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         return {"stage": stage, "weight_exp": wexp, "eta_exp": spec.eta_exp, "x1_impulse": spec.x1_impulse,
                 "softmax_gain_exp": spec.softmax_gain_exp, "factor_threshold": spec.factor_threshold,
                 "surrogate": spec.surrogate, "input_norm_offset": spec.input_norm_offset,
-                "input_norm_shift": spec.input_norm_shift, "label_start": start,
+                "input_norm_shift": spec.input_norm_shift, "input_norm_steps": spec.input_norm_steps,
+                "label_start": start,
                 "val_accuracy": float(r.accuracy.mean()),
                 "val_std": float(r.accuracy.std()),
                 "fraction_synapses_updated": float((r.n_updates / r.weights[0].size).mean()),
@@ -226,8 +246,12 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         space["weight_exp"], space["softmax_gain_exp"], space["x1_impulse"], space["eta_exp"])]
     norm_grid = list(itertools.product(space["label_start"], space["input_norm_offset"], space["weight_exp"],
                                        ETA_EXPS[:4]))
+    rn = space["rate_norm"]
+    rate_grid = [(a, sh, w, e) for a, (sh, e), w in itertools.product(space["label_start"], rn["shift_eta"],
+                                                                      space["weight_exp"])]
     settings: list[dict] = []
-    bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])) + len(norm_grid), desc="calibrate",
+    bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])) + len(norm_grid) + len(rate_grid),
+               desc="calibrate",
                unit="setting", disable=not progress, leave=False)
     try:
         for w, g, i, e in grid:
@@ -247,6 +271,12 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         for a, d, w, e in norm_grid:
             n0 = d + space["derived_from"]["active_inputs_per_step"] * a
             spec = _spec(best_step, input_norm_offset=d, input_norm_shift=min(int(math.log2(n0)), NORM_SHIFT_MAX), eta_exp=e)
+            if spec is not None:
+                settings.append(run(w, spec, "normalise", a))
+            bar.update()
+        for a, sh, w, e in rate_grid:
+            spec = _spec(best_step, input_norm_offset=rn["input_norm_offset"], input_norm_shift=sh,
+                         input_norm_steps=rn["input_norm_steps"], eta_exp=e)
             if spec is not None:
                 settings.append(run(w, spec, "normalise", a))
             bar.update()
@@ -308,6 +338,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def normaliser_words(r: dict) -> str:
+    """The rule dict's error normaliser in words (calibration.md, the demo's report)."""
+    if not r.get("input_norm_offset"):
+        return "off"
+    if r.get("input_norm_steps"):
+        return (f"on, rate form (the error times 2^{r['input_norm_shift']} divided by the running input rate, "
+                f"prior {r['input_norm_offset']} input spikes over {r['input_norm_steps']} steps)")
+    return f"on (offset {r['input_norm_offset']} input spikes, numerator 2^{r['input_norm_shift']})"
+
+
 def format_markdown(s: CalibrationSummary) -> str:
     r, sp, sgd = s.rule, s.space, s.sgd_reference
     lines = [f"# Rule calibration of `{s.bundle}`", "",
@@ -323,14 +363,13 @@ def format_markdown(s: CalibrationSummary) -> str:
              f"Chosen: plastic weight exponent {s.weight_exp} (the chip holds theta0* << {-s.weight_exp}), "
              f"eta = 2^{r['eta_exp']}, trace impulse {r['x1_impulse']} (tau {r['x1_tau']}), softmax gain "
              f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}, "
-             f"error normaliser " + (f"on (offset {r['input_norm_offset']} input spikes, numerator "
-                                     f"2^{r['input_norm_shift']})" if r.get("input_norm_offset") else "off")
+             f"error normaliser " + normaliser_words(r)
              + f"; labels during steps [{s.label_window[0]}, {s.label_window[1]}) of each support sample.",
              "", f"Lava form: `{r['lava_form']['dw']}`, x1_impulse {r['x1_impulse']}, x1_tau {r['x1_tau']}, "
              f"Dense weight_exp {s.weight_exp}.", "",
              "Search space (derived from the bundle and the data):", ""]
     lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
-                                          "factor_threshold", "input_norm_offset", "label_start")]
+                                          "factor_threshold", "input_norm_offset", "label_start", "rate_norm")]
     d = sp["derived_from"]
     lines += [f"- from: feature rate {d['feature_rate_mean']:.3f} (max {d['feature_rate_max']:.3f}) per input "
               f"and step, fan-in {d['fan_in']}, vth {d['threshold_vth']}, w_sat {d['w_sat_stored_lsb']:.3g} "

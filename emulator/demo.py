@@ -387,6 +387,8 @@ def write_report(out: Path, summary: dict) -> dict:
                   f"final layer {_pct(ref.get('bundle_sgd'))}; no learning, nearest class mean of the plastic "
                   f"layer's input spike counts {_pct(ref.get('ncm'))}.", ""]
     if ex.get("calibration"):
+        from neuromaml.emulator.calibrate import normaliser_words
+
         c = ex["calibration"]
         r = em.rule
         lines += [f"On-chip rule (`neuromaml calibrate`): plastic weight exponent {c['weight_exp']}, eta = "
@@ -395,8 +397,7 @@ def write_report(out: Path, summary: dict) -> dict:
                   f"{c['settings_tried']} settings on {c['tasks']} meta-validation tasks ({100 * c['val_accuracy']:.1f}% "
                   f"there, {100 * c['fraction_synapses_updated']:.0f}% of the synapses updated per episode; "
                   f"{c['selection']}). Error normaliser: "
-                  + (f"on (the error divided by {r.get('input_norm_offset')} + the sample's input spikes so far)"
-                     if r.get("input_norm_offset") else "off")
+                  + normaliser_words(r)
                   + ". Labels are presented during steps "
                   + (f"[{c['label_window'][0]}, {c['label_window'][1]})" if c.get("label_window")
                      else "of the readout window")

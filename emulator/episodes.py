@@ -283,7 +283,7 @@ class LavaEpisodes:
         for name in ("x0", "tx", "x1", "x2", "y0", "ty", "y1", "y2", "y3", "tag_1", "tag_2"):
             var = getattr(dense, name)
             var.set(np.zeros(var.shape, np.int32))
-        for var in (lif.u, lif.v, lif.v_pre, lif.y2, err.counts, err.n_in, err.error):
+        for var in (lif.u, lif.v, lif.v_pre, lif.y2, err.counts, err.n_in, err.m, err.error):
             var.set(np.zeros(var.shape, np.int32))
 
     def run_next(self) -> tuple[np.ndarray, np.ndarray]:

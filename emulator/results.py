@@ -190,3 +190,38 @@ class CalibrationSummary(_Written, _Section):
     def record(self) -> dict:
         """What the manifest's ``adapt.calibration`` keeps: the data, the split, the choice."""
         return {k: getattr(self, k) for k in self.RECORD}
+
+
+@dataclass
+class RuleCheckSummary(_Written, _Section):
+    """``rule-check.json``: the rule of a bundle swept over weight precision, eta and thresholds
+    on the same tasks. ``settings``: one dict per point (``bits``, ``eta_exp``, thresholds,
+    ``accuracy`` {mean, std, tasks}, ``fraction_synapses_updated``, ``update_magnitude``,
+    ``sweeps``: the sweeps it belongs to); ``sgd``: the float-SGD reference
+    (``rulecheck.sgd_reference``)."""
+
+    bundle: str = ""
+    data: str = ""
+    no_input_spikes: bool = False
+    split: str = "test"
+    tasks: int = 0
+    n_way: int = 0
+    k_shot: int = 1
+    n_query: int = 0
+    seed: int = 0
+    synapses: int = 0
+    rule: dict = field(default_factory=dict)
+    sweep: dict = field(default_factory=dict)          # bits, eta_exps, error_thresholds, factor_thresholds
+    precision_model: str = ""
+    settings: list = field(default_factory=list)
+    sgd: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+    package_versions: dict = field(default_factory=dict)
+    outputs: dict | None = None
+    extra: dict = field(default_factory=dict)
+    present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
+
+    def points(self, sweep: str) -> list[dict]:
+        """The settings of one sweep ('precision', 'error_threshold', 'factor_threshold',
+        'no_threshold', 'bundle'); a point shared by several sweeps is the same dict."""
+        return [s for s in self.settings if sweep in s["sweeps"]]

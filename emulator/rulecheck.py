@@ -69,6 +69,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast
+from neuromaml.emulator.results import RuleCheckSummary
 from neuromaml.io import atomic_path, atomic_write_text, fail, package_versions, write_json
 from neuromaml.onchip.fixed_rule import truncate_initial
 from neuromaml.onchip.rule import RuleError, RuleSpec, grid_step
@@ -242,8 +243,8 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
                thresholds: Sequence[int] | None = None, factor_thresholds: Sequence[int] | None = None,
                seed: int = 0, out: Path | None = None, sgd_lrs: Sequence[float] = DEFAULT_SGD_LRS,
                sgd_steps: int = 1, logit_scale: float | None = None, plots: bool = True,
-               progress: bool = False) -> dict:
-    """Run the sweep, write JSON / Markdown / PNGs into ``out``; return the summary dict.
+               progress: bool = False) -> RuleCheckSummary:
+    """Run the sweep, write JSON / Markdown / PNGs into ``out``; return the summary.
 
     Settings (each on the same ``tasks`` episodes): bits x eta_exps at the bundle's
     thresholds; error thresholds (``thresholds``) and factor thresholds at 8 bits and the
@@ -319,30 +320,28 @@ def rule_check(bundle, data, *, split: str = "test", tasks: int = 50, shots: int
 
     settings = list(runs.values())
     secs = [s["seconds"] for s in settings]
-    summary = {"bundle": str(bundle), "data": str(data), "no_input_spikes": silent, "split": split, "tasks": int(tasks),
-               "n_way": dep.n_out, "k_shot": shots, "n_query": queries, "seed": seed,
-               "synapses": int(dep.w0.size), "rule": base.to_dict(),
-               "sweep": {"bits": bits, "eta_exps": etas, "error_thresholds": errs,
-                         "factor_thresholds": facs},
-               "precision_model": "b magnitude bits + sign: grid step 2^(8-b) weight LSB on the 8-bit "
-                                  "scale; initial weights (after Lava's 8-bit truncation) rounded to "
-                                  "nearest; every learning step stochastically rounded to the grid with "
-                                  "the engine's random r_w. Lava 0.10 itself only truncates the initial "
-                                  "weights (num_weight_bits) and learns at 1 LSB.",
-               "settings": settings, "sgd": sgd,
-               "timing": {"seconds_frozen_features": t_feats, "sweep_points": len(settings),
-                          "seconds_per_point_mean": float(np.mean(secs)),
-                          "seconds_per_point_max": float(np.max(secs)),
-                          "seconds_per_episode": float(np.mean(secs)) / int(tasks),
-                          "seconds_sgd": sgd["seconds"]},
-               "package_versions": package_versions()}
+    summary = RuleCheckSummary(
+        bundle=str(bundle), data=str(data), no_input_spikes=silent, split=split, tasks=int(tasks),
+        n_way=dep.n_out, k_shot=shots, n_query=queries, seed=seed, synapses=int(dep.w0.size), rule=base.to_dict(),
+        sweep={"bits": bits, "eta_exps": etas, "error_thresholds": errs, "factor_thresholds": facs},
+        precision_model="b magnitude bits + sign: grid step 2^(8-b) weight LSB on the 8-bit "
+                        "scale; initial weights (after Lava's 8-bit truncation) rounded to "
+                        "nearest; every learning step stochastically rounded to the grid with "
+                        "the engine's random r_w. Lava 0.10 itself only truncates the initial "
+                        "weights (num_weight_bits) and learns at 1 LSB.",
+        settings=settings, sgd=sgd,
+        timing={"seconds_frozen_features": t_feats, "sweep_points": len(settings),
+                "seconds_per_point_mean": float(np.mean(secs)), "seconds_per_point_max": float(np.max(secs)),
+                "seconds_per_episode": float(np.mean(secs)) / int(tasks), "seconds_sgd": sgd["seconds"]},
+        package_versions=package_versions())
+    summary.written_in_full()
     out = Path(out) if out is not None else Path(bundle) / "rule-check"
     out.mkdir(parents=True, exist_ok=True)
     outputs = {"json": str(out / "rule-check.json"), "markdown": str(out / "rule-check.md")}
     if plots:
         outputs.update(write_plots(summary, out))
-    summary["outputs"] = outputs
-    write_json(out / "rule-check.json", summary)
+    summary.outputs = outputs
+    write_json(out / "rule-check.json", summary.to_dict())
     atomic_write_text(out / "rule-check.md", format_markdown(summary))
     return summary
 
@@ -352,18 +351,14 @@ def _pct(ms: dict) -> str:
     return f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}%"
 
 
-def _find(summary: dict, sweep: str) -> list[dict]:
-    return [s for s in summary["settings"] if sweep in s["sweeps"]]
-
-
-def format_markdown(s: dict) -> str:
-    sgd = s["sgd"]
-    r = s["rule"]
-    lines = [f"# Rule check: {s['n_way']}-way {s['k_shot']}-shot, split `{s['split']}`, "
-             f"{s['tasks']} tasks", "",
+def format_markdown(s: RuleCheckSummary) -> str:
+    sgd = s.sgd
+    r = s.rule
+    lines = [f"# Rule check: {s.n_way}-way {s.k_shot}-shot, split `{s.split}`, "
+             f"{s.tasks} tasks", "",
              f"Bundle rule: eta_exp {r['eta_exp']}, error_threshold {r['error_threshold']}, "
              f"factor_threshold {r['factor_threshold']}, eq6_threshold {r['eq6_threshold']}; "
-             f"{s['synapses']} plastic synapses.", "",
+             f"{s.synapses} plastic synapses.", "",
              f"Reference, float final-layer SGD ({sgd['steps']} step(s), lr {sgd['lr']:g} from the grid, "
              f"logit scale {sgd['logit_scale']:g}): **{_pct(sgd['accuracy'])}**, "
              f"{100 * sgd['fraction_synapses_updated']:.1f}% synapses updated, "
@@ -371,7 +366,7 @@ def format_markdown(s: dict) -> str:
              "## Weight precision x eta (bundle thresholds)", "",
              "| bits | grid step | eta_exp | accuracy | updated | mean \\|dw\\| | max \\|dw\\| |",
              "|---|---|---|---|---|---|---|"]
-    for p in _find(s, "precision"):
+    for p in s.points("precision"):
         m = p["update_magnitude"]
         lines.append(f"| {p['bits']} | {p['grid_step']} | {p['eta_exp']} | {_pct(p['accuracy'])} | "
                      f"{100 * p['fraction_synapses_updated']:.1f}% | {m['mean']:.3g} | {m['max']:.0f} |")
@@ -380,7 +375,7 @@ def format_markdown(s: dict) -> str:
               "|---|---|---|---|---|---|"]
     seen = []
     for sw in ("no_threshold", "error_threshold", "factor_threshold", "bundle"):
-        for p in _find(s, sw):
+        for p in s.points(sw):
             if any(p is q for q in seen):
                 continue
             seen.append(p)
@@ -390,13 +385,13 @@ def format_markdown(s: dict) -> str:
     lines += ["", "## SGD learning-rate grid", "", "| lr | accuracy | updated |", "|---|---|---|"]
     for p in sgd["per_lr"]:
         lines.append(f"| {p['lr']:g} | {_pct(p['accuracy'])} | {100 * p['fraction_synapses_updated']:.1f}% |")
-    t = s["timing"]
-    lines += ["", f"Precision model: {s['precision_model']}", "",
+    t = s.timing
+    lines += ["", f"Precision model: {s.precision_model}", "",
               f"Timing: {t['sweep_points']} sweep points, {t['seconds_per_point_mean']:.2f} s per point "
               f"({1000 * t['seconds_per_episode']:.1f} ms per episode), frozen features "
               f"{t['seconds_frozen_features']:.2f} s, SGD grid {t['seconds_sgd']:.2f} s."]
-    if s.get("outputs"):
-        pngs = [v for k, v in s["outputs"].items() if k.startswith("png")]
+    if s.outputs:
+        pngs = [v for k, v in s.outputs.items() if k.startswith("png")]
         if pngs:
             lines += ["", "Plots: " + ", ".join(f"`{Path(p).name}`" for p in pngs)]
     return "\n".join(lines) + "\n"
@@ -411,27 +406,27 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
-def write_plots(s: dict, out: Path) -> dict:
+def write_plots(s: RuleCheckSummary, out: Path) -> dict:
     """accuracy-vs-bits.png, accuracy-vs-threshold.png, update-histogram.png (Agg, no pyplot)."""
     from matplotlib.figure import Figure
 
-    sgd = s["sgd"]["accuracy"]
+    sgd = s.sgd["accuracy"]
     files = {}
     # accuracy vs bits, one line per eta
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(111)
-    prec = _find(s, "precision")
-    for e in s["sweep"]["eta_exps"]:
+    prec = s.points("precision")
+    for e in s.sweep["eta_exps"]:
         pts = sorted((p for p in prec if p["eta_exp"] == e), key=lambda p: p["bits"])
         ax.errorbar([p["bits"] for p in pts], [100 * p["accuracy"]["mean"] for p in pts],
                     yerr=[100 * p["accuracy"]["std"] for p in pts], marker="o", capsize=3,
                     label=f"rule, eta 2^{e}")
     ax.axhspan(100 * (sgd["mean"] - sgd["std"]), 100 * (sgd["mean"] + sgd["std"]), color="0.85")
-    ax.axhline(100 * sgd["mean"], color="k", ls="--", label=f"float SGD (lr {s['sgd']['lr']:g})")
-    ax.axhline(100 / s["n_way"], color="r", ls=":", label="chance")
+    ax.axhline(100 * sgd["mean"], color="k", ls="--", label=f"float SGD (lr {s.sgd['lr']:g})")
+    ax.axhline(100 / s.n_way, color="r", ls=":", label="chance")
     ax.set_xlabel("plastic weight precision (bits)")
     ax.set_ylabel("one-shot query accuracy (%)")
-    ax.set_title(f"{s['n_way']}-way {s['k_shot']}-shot, {s['tasks']} tasks (mean ± std)")
+    ax.set_title(f"{s.n_way}-way {s.k_shot}-shot, {s.tasks} tasks (mean ± std)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     files["png_accuracy_vs_bits"] = _save(fig, out / "accuracy-vs-bits.png")
@@ -439,7 +434,7 @@ def write_plots(s: dict, out: Path) -> dict:
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(111)
     for sw, name in (("error_threshold", "error_threshold"), ("factor_threshold", "factor_threshold")):
-        pts = sorted(_find(s, sw), key=lambda p: p[name])
+        pts = sorted(s.points(sw), key=lambda p: p[name])
         ax.errorbar([p[name] for p in pts], [100 * p["accuracy"]["mean"] for p in pts],
                     yerr=[100 * p["accuracy"]["std"] for p in pts], marker="o", capsize=3,
                     label=f"{name} (e_q / y2 units)")
@@ -453,14 +448,14 @@ def write_plots(s: dict, out: Path) -> dict:
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(111)
     edges = np.asarray(HIST_EDGES)
-    curves = [("float SGD", s["sgd"]["update_magnitude"])]
-    none = _find(s, "no_threshold")[0]
+    curves = [("float SGD", s.sgd["update_magnitude"])]
+    none = s.points("no_threshold")[0]
     curves.append(("rule, no threshold", none["update_magnitude"]))
-    bund = _find(s, "bundle")[0]
+    bund = s.points("bundle")[0]
     if bund is not none:
         curves.append((f"rule, bundle thresholds ({bund['error_threshold']}, {bund['factor_threshold']})",
                        bund["update_magnitude"]))
-    errs = _find(s, "error_threshold")
+    errs = s.points("error_threshold")
     top = max(errs, key=lambda p: p["error_threshold"]) if errs else None
     if top is not None and top is not none and top is not bund:
         curves.append((f"rule, error threshold {top['error_threshold']}", top["update_magnitude"]))
@@ -488,7 +483,7 @@ def rule_check_cli(args) -> int:
                    queries=args.queries, bits=args.bits, eta_exps=args.eta_exp,
                    thresholds=args.thresholds, seed=args.seed, out=args.out, progress=True)
     if getattr(args, "json", None):
-        write_json(args.json, s)
+        write_json(args.json, s.to_dict())
     print(format_markdown(s))
-    print(f"wrote {s['outputs']['json']}")
+    print(f"wrote {s.outputs['json']}")
     return 0

@@ -89,12 +89,14 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
     ops = p.ops
     state, a_prev, counts, x1 = state0, zeros_o, zeros_o, zeros_i
     norm = learn and bool(spec.input_norm_offset)
+    rate = norm and bool(spec.input_norm_steps)     # the rate form counts labelled steps only
     n_in = zeros_o[:, :1]                   # (B, 1) input spikes of this sample before step k
+    m = zeros_o[:, :1]                      # (B, 1) labelled steps of this sample before step k
     spikes, n_upd = [], None
     for k in range(pre.shape[1]):
         s_k = pre[:, k]
         if reset_interval and k > 0 and k % reset_interval == 0:
-            state, counts, n_in = state0, zeros_o, zeros_o[:, :1]
+            state, counts, n_in, m = state0, zeros_o, zeros_o[:, :1], zeros_o[:, :1]
         # post neuron (input computed last step), error from counts through k-1
         s_out, v_pre, state = p.neuron_step(a_prev, state)
         spikes.append(s_out)
@@ -103,7 +105,7 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
         if learn:
             e_q = error_q(counts, onehot[:, k], spec, ops, threshold=p.error_threshold)
             if norm:
-                e_q = normalise_error(e_q, n_in, spec, ops)
+                e_q = normalise_error(e_q, n_in, spec, ops, m=m)
             y2 = third_factor_q(e_q, v_pre, p.theta, spec, ops, threshold=p.factor_threshold, beta=p.beta)
             x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
             y2 = ops.clip(stochastic_decay(y2, p.y_decay, p.r_y[k], ops), -128, 127)
@@ -115,7 +117,10 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
                 n_upd = (new != w).astype(np.int32) if n_upd is None else n_upd + (new != w)
             w = new
         counts = counts + s_out
-        if norm:
+        if rate:
+            lab = ops.has_label(onehot[:, k])
+            n_in, m = n_in + s_k.sum(-1)[:, None] * lab, m + lab
+        elif norm:
             n_in = n_in + s_k.sum(-1)[:, None]
     return w, spikes, n_upd
 

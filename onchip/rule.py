@@ -56,6 +56,7 @@ CONN_VAR_SEED = 2               # Lava's ConnVarRandom() default seed
 SURROGATES = ("fast_sigmoid", "none")
 NORM_OFFSET_MAX = 2 ** 20       # error normaliser's offset d, input spikes
 NORM_SHIFT_MAX = 24             # error normaliser's numerator exponent s
+NORM_STEPS_MAX = 1024           # the rate form's prior steps c
 
 
 class RuleError(ValueError):
@@ -93,6 +94,9 @@ class RuleSpec:
     input_norm_offset: int = 0        # error normaliser: e_n = e_q 2^s / (d + n_in), d = this
     #                                   (input spikes); 0 = off (see `normalise_error`)
     input_norm_shift: int = 0         # s: the normaliser's numerator scale 2^s, 0..24
+    input_norm_steps: int = 0         # c: 0 = the cumulative form (divide by d + the sample's
+    #                                   input so far); c >= 1 = the rate form (multiply by m + c,
+    #                                   m = labelled steps so far, n_in counted while labelled)
 
     def __post_init__(self):
         _check_int("eta_exp", self.eta_exp, -10, 5)
@@ -106,6 +110,7 @@ class RuleSpec:
         _check_int("eq6_threshold", self.eq6_threshold, 0, W_MAX - W_MIN)
         _check_int("input_norm_offset", self.input_norm_offset, 0, NORM_OFFSET_MAX)
         _check_int("input_norm_shift", self.input_norm_shift, 0, NORM_SHIFT_MAX)
+        _check_int("input_norm_steps", self.input_norm_steps, 0, NORM_STEPS_MAX)
         if self.surrogate not in SURROGATES:
             raise RuleError(f"RuleSpec.surrogate={self.surrogate!r} unknown; use one of "
                             f"{SURROGATES}")
@@ -153,14 +158,23 @@ class RuleSpec:
                              if self.eq6_threshold else "off",
             "error": "softmax over output spike counts minus one-hot label, computed by the "
                      "error process, sent as graded spike to a_third_factor_in",
-            "error_normalisation": (
-                f"e_n = clip(round(e_q * 2^{self.input_norm_shift} / ({self.input_norm_offset} + n_in)), "
-                f"+-{self.e_max}), n_in = spikes the plastic layer received in this sample before "
-                f"this step, counted by the error process (its x_in port); a division: on Loihi 2 "
-                f"microcode of a programmable error neuron or the host, not the learning engine"
-                if self.input_norm_offset else "off"),
+            "error_normalisation": self._normalisation_form(),
         }
         return d
+
+    def _normalisation_form(self) -> str:
+        if not self.input_norm_offset:
+            return "off"
+        where = ("counted by the error process (its x_in port); a division: on Loihi 2 microcode of a "
+                 "programmable error neuron or the host, not the learning engine")
+        if not self.input_norm_steps:
+            return (f"e_n = clip(round(e_q * 2^{self.input_norm_shift} / ({self.input_norm_offset} + n_in)), "
+                    f"+-{self.e_max}), n_in = spikes the plastic layer received in this sample before "
+                    f"this step, {where}")
+        return (f"e_n = clip(round(e_q * 2^{self.input_norm_shift} * (m + {self.input_norm_steps}) / "
+                f"({self.input_norm_offset} + n_in)), +-{self.e_max}): the error divided by the running "
+                f"input rate, m = this sample's labelled steps before this step, n_in = spikes the "
+                f"plastic layer received in them, {where}")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "RuleSpec":
@@ -272,22 +286,34 @@ def error_q(counts, onehot, spec: RuleSpec, ops=INT_RULE_OPS, threshold=None):
     return e * ops.has_label(onehot)
 
 
-def normalise_error(e_q, n_in, spec: RuleSpec, ops=INT_RULE_OPS):
-    """The error divided by the sample's input so far: e_n = clip(round(e_q 2^s / (d + n_in)),
-    -e_max, e_max) with d = input_norm_offset, s = input_norm_shift (``e_q`` unchanged when
-    d = 0). n_in (..., 1): spikes the plastic layer received in this sample before this step
-    (from the sample's first step, labelled or not: a sample's input before its label window
-    makes the divisor grow with the sample's own rate).
+def normalise_error(e_q, n_in, spec: RuleSpec, ops=INT_RULE_OPS, m=None):
+    """The error divided by the sample's input so far. n_in (..., 1): spikes the plastic layer
+    received in this sample before this step; ``e_q`` unchanged when d = input_norm_offset = 0.
+
+    Two forms, s = input_norm_shift, c = input_norm_steps:
+
+    * cumulative (c = 0): e_n = clip(round(e_q 2^s / (d + n_in)), -e_max, e_max), n_in counted
+      from the sample's first step, labelled or not (a sample's input before its label window
+      makes the divisor grow with the sample's own rate);
+    * rate (c >= 1): e_n = clip(round(e_q 2^s (m + c) / (d + n_in)), -e_max, e_max), m (..., 1)
+      the sample's labelled steps before this one and n_in counted over those steps only: the
+      error divided by a running estimate of the input rate, (d + n_in) / (m + c), which starts
+      at the prior d / c (calibrate sets d = c x the mean input per step).
 
     Why: after one shot an imprinted row is proportional to its support's input counts, and a
     spike-count readout then computes a dot product in which a loud support wins for every
     query; dividing each step's update by the input seen so far makes the row approach the
     support's input *rates* (an L1-normalised prototype, BENCHMARKS.md "A second embedded
-    dataset"). The offset d keeps the first steps (n_in near 0) from dominating."""
+    dataset"). The cumulative form weighs a step by 1 / (d + n_in), so how a sample's spikes
+    fall in time changes its row; the rate form weighs the steps of the window alike and so
+    approaches the window's L1-normalised counts (BENCHMARKS.md "The error normaliser")."""
     if not spec.input_norm_offset:
         return e_q
+    num = e_q * (1 << spec.input_norm_shift)
+    if spec.input_norm_steps:
+        num = num * (m + spec.input_norm_steps)
     den = n_in + spec.input_norm_offset
-    return ops.clip(ops.div_round(e_q * (1 << spec.input_norm_shift), den), -spec.e_max, spec.e_max)
+    return ops.clip(ops.div_round(num, den), -spec.e_max, spec.e_max)
 
 
 def surrogate_q(v_pre, theta: int, spec: RuleSpec, ops=INT_RULE_OPS, beta=None):

@@ -5,6 +5,7 @@ the choice is the sparsest setting within the tolerance, only the val split is l
 the manifest is rewritten atomically and nothing is written when the search fails.
 """
 import dataclasses
+import math
 import json
 
 import numpy as np
@@ -94,8 +95,20 @@ def test_calibration_tries_the_error_normaliser(calibrated):
     assert sp["input_norm_offset"] == sorted({max(1, round(m * R)) for m in (4, 16)})
     tau = s.rule["x1_tau"]
     assert sp["label_start"] == sorted({max(BURN, 2 * tau), max(BURN, 4 * tau)})
-    norm = [x for x in s.settings if x["stage"] == "normalise"]
+    norm = [x for x in s.settings if x["stage"] == "normalise" and not x["input_norm_steps"]]
     assert len(norm) == len(sp["label_start"]) * len(sp["input_norm_offset"]) * len(sp["weight_exp"]) * 4
+    # the rate form: prior 4 steps of the mean input, 2^s from a quarter to twice the input per step
+    rn, lg = sp["rate_norm"], int(math.floor(math.log2(max(R, 1))))
+    assert rn["input_norm_steps"] == 4 and rn["input_norm_offset"] == max(1, round(4 * R))
+    # six update magnitudes s + eta - L = -12..-7, each at the largest s <= L + 1 with eta >= -10
+    # (the ones eta >= -10 can reach: here the input per step is small, L = 1, and 2^-12 is not)
+    mags = [sh + e - lg for sh, e in rn["shift_eta"]]
+    assert mags == [m for m in range(-12, -6) if lg + m - max(0, min(lg + 1, m + lg + 10)) >= -10]
+    assert len(mags) >= 5 and all(sh == max(0, min(lg + 1, m + lg + 10)) for (sh, _), m in zip(rn["shift_eta"], mags))
+    rate = [x for x in s.settings if x["input_norm_steps"]]
+    assert all(x["stage"] == "normalise" and x["input_norm_offset"] == rn["input_norm_offset"]
+               and [x["input_norm_shift"], x["eta_exp"]] in rn["shift_eta"] for x in rate)
+    assert len(rate) == len(sp["label_start"]) * len(rn["shift_eta"]) * len(sp["weight_exp"]) > 0
     for x in norm:       # the numerator: the largest power of two <= d + input expected before the label
         assert x["input_norm_offset"] in sp["input_norm_offset"] and x["label_start"] in sp["label_start"]
         assert 2 ** x["input_norm_shift"] <= x["input_norm_offset"] + R * x["label_start"] \

@@ -30,6 +30,11 @@ CASES = [
     (RuleSpec(eta_exp=-6, x1_impulse=16, x1_tau=4, surrogate="none", softmax_gain_exp=-4,
               input_norm_offset=5, input_norm_shift=3, rng_seed=3),
      CubaParams(du=1024, dv=512, vth=80), -1, "steps", 8, 8),
+    # its rate form: the error process also counts the labelled steps, and counts the input
+    # only while a label is on
+    (RuleSpec(eta_exp=-6, x1_impulse=16, x1_tau=4, surrogate="none", softmax_gain_exp=-4,
+              input_norm_offset=12, input_norm_shift=2, input_norm_steps=3, rng_seed=4),
+     CubaParams(du=1024, dv=512, vth=80), -1, "window", 8, 8),
 ]
 
 
@@ -40,7 +45,8 @@ def test_lava_and_fixed_agree_bit_exact(case):
     T, I, O = (80 if case == 0 else 24), 10, 3           # 80 > 63: epoch-time width
     pre = (rng.random((T, I)) < 0.4).astype(np.int64)
     w = rng.integers(-100, 100, (O, I))
-    label = 1 if kind == "one" else np.array([0] * 8 + [2] * 8 + [-1] * 8)
+    label = {"one": 1, "steps": np.array([0] * 8 + [2] * 8 + [-1] * 8),
+             "window": np.array([-1] * 3 + [0] * 5 + [-1] * 3 + [2] * 5 + [-1] * 8)}[kind]
     w_lava, s_lava = run_support_lava(spec, w, pre, label, nrn, weight_exp=wexp,
                                       reset_interval=reset, num_weight_bits=nwb)
     lab = np.array([label]) if kind == "one" else label[None]

@@ -237,3 +237,15 @@ def test_normalise_error_divides_by_the_input_seen_so_far():
     assert RuleSpec.from_dict(spec.to_dict()) == spec
     assert "n_in" in spec.to_dict()["lava_form"]["error_normalisation"]
     assert RuleSpec().to_dict()["lava_form"]["error_normalisation"] == "off"
+    # the rate form: round(e * 2^s * (m + c) / (d + n)), m the labelled steps so far
+    rate = RuleSpec(input_norm_offset=40, input_norm_shift=2, input_norm_steps=4)
+    np.testing.assert_array_equal(normalise_error(e, np.array([[0]]), rate, m=np.array([[0]])),
+                                  [[-41, 10, 10]])                   # -102*4*4/40 = -40.8
+    np.testing.assert_array_equal(normalise_error(e, np.array([[360]]), rate, m=np.array([[36]])),
+                                  [[-41, 10, 10]])                   # same rate: same error
+    np.testing.assert_array_equal(normalise_error(e, np.array([[40]]), rate, m=np.array([[36]])),
+                                  [[-127, 50, 50]])                  # quieter: larger, clipped
+    assert RuleSpec.from_dict(rate.to_dict()) == rate
+    assert "labelled steps" in rate.to_dict()["lava_form"]["error_normalisation"]
+    with pytest.raises(RuleError, match="input_norm_steps"):
+        RuleSpec(input_norm_offset=4, input_norm_steps=-1)

@@ -146,6 +146,8 @@ def _random_case(seed):
     if rng.random() < 0.5:                 # the error normaliser (drawn last: earlier draws unchanged)
         d = int(rng.integers(1, 300))
         spec = dataclasses.replace(spec, input_norm_offset=d, input_norm_shift=int(rng.integers(0, d.bit_length() + 2)))
+        if rng.random() < 0.5:             # its rate form
+            spec = dataclasses.replace(spec, input_norm_steps=int(rng.integers(1, 20)))
     return spec, nrn, pre, w, lab, wexp, nbits
 
 

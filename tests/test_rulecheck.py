@@ -17,6 +17,7 @@ from neuromaml.deploy.bundle import export_bundle
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.emulate import build_batch, pool_inputs
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast
+from neuromaml.emulator.results import RuleCheckSummary
 from neuromaml.emulator.rulecheck import _window_inputs, float_counts, rule_check, rule_check_cli, sgd_reference
 from neuromaml.io import NeuromamlError
 from neuromaml.meta.metadataset import MetaDataset
@@ -135,12 +136,15 @@ def test_sweep_outputs(summary, episodes):
     dep, feats, batch = episodes
     from pathlib import Path
 
-    out = Path(summary["outputs"]["json"]).parent
+    out = Path(summary.outputs["json"]).parent
     for name in ("rule-check.json", "rule-check.md", "accuracy-vs-bits.png",
                  "accuracy-vs-threshold.png", "update-histogram.png"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "accuracy-vs-bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     js = json.loads((out / "rule-check.json").read_text())
+    # the typed summary reads back from its file unchanged, every field written
+    assert RuleCheckSummary.from_dict(js).to_dict() == js == summary.to_dict()
+    assert set(js) >= {f.name for f in dataclasses.fields(RuleCheckSummary)} - {"extra", "present"}
     prec = [s for s in js["settings"] if "precision" in s["sweeps"]]
     assert sorted((s["bits"], s["eta_exp"]) for s in prec) == sorted(
         (b, e) for b in (8, 4, 2) for e in (-9, -7))

@@ -5,8 +5,8 @@
   error e_q = error_q(c(t-1), label) (see `neuromaml.onchip.rule`), then
   receives the output spikes and updates the counts c; with the rule's error
   normaliser on (`RuleSpec.input_norm_offset`) it also counts the plastic
-  layer's input spikes on `x_in` and divides the error by them
-  (`onchip.rule.normalise_error`). Computing a softmax
+  layer's input spikes on `x_in` (and, in the rate form, the labelled steps)
+  and divides the error by them (`onchip.rule.normalise_error`). Computing a softmax
   needs the whole output population: on Loihi 2 this is an embedded/CPU-side
   or a dedicated error population, not a per-neuron op.
 - `ErrorModulatedLIF`: a `LearningLIF` whose model runs Lava's own
@@ -51,6 +51,7 @@ class SoftmaxError(AbstractProcess):
         self.e_out = OutPort(shape=shape)
         self.counts = Var(shape=shape, init=0)
         self.n_in = Var(shape=(1,), init=0)
+        self.m = Var(shape=(1,), init=0)           # labelled steps (the normaliser's rate form)
         self.error = Var(shape=shape, init=0)
 
 
@@ -64,6 +65,7 @@ class PySoftmaxErrorModelFixed(PyLoihiProcessModel):
     x_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=1)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     n_in: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    m: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     error: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
 
     def __init__(self, proc_params):
@@ -75,13 +77,17 @@ class PySoftmaxErrorModelFixed(PyLoihiProcessModel):
         if self._reset and self.time_step > 1 and (self.time_step - 1) % self._reset == 0:
             self.counts[:] = 0
             self.n_in[:] = 0
+            self.m[:] = 0
         label = self.label_in.recv()
         # normalise_error returns e_q itself when the normaliser is off
         self.error[:] = normalise_error(error_q(self.counts, label, self._spec), self.n_in.astype(np.int64),
-                                        self._spec)
+                                        self._spec, m=self.m.astype(np.int64))
         self.e_out.send(self.error.copy())
         self.counts[:] = self.counts + self.s_in.recv()
-        self.n_in[:] = self.n_in + self.x_in.recv().sum()
+        # the rate form (input_norm_steps > 0) counts the input and the steps while a label is on
+        on = 1 if not self._spec.input_norm_steps else int(np.any(label != 0))
+        self.n_in[:] = self.n_in + on * self.x_in.recv().sum()
+        self.m[:] = self.m + on
 
 
 class ErrorModulatedLIF(LearningLIF):
