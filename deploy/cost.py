@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from neuromaml.deploy.manifest import _Section
 from neuromaml.io import fail
 
 from neuromaml.deploy.chips import (CHIPS, FP32_MAC_PJ, L1_E_NEURON_ACTIVE_PJ, L1_E_NEURON_INACTIVE_PJ,
@@ -419,3 +420,27 @@ def _loihi1(static: dict, measured: dict, scope: str, cores: dict) -> dict[str, 
             "time_us": [steps * step_lo / 1e3, steps * step_hi / 1e3],
             "time_note": "unthrottled; timesteps are commonly throttled to 1 ms of real time (Davies et al. "
                          f"2021, Sec. II-A), i.e. {steps} ms"}
+
+
+@dataclasses.dataclass
+class CostSummary(_Section):
+    """``cost.json``: ``static`` (``static_cost``: layers, core mapping, totals, assumptions),
+    ``measured`` (``emulator.cost_measure.measure``: spikes and SynOps per inference and per
+    learning episode; None without data), ``estimates`` (``estimate``: energy and time ranges from
+    published per-operation figures; None without data)."""
+
+    target: str = ""
+    label: str = ""
+    static: dict = dataclasses.field(default_factory=dict)
+    measured: dict | None = None
+    estimates: dict | None = None
+    package_versions: dict = dataclasses.field(default_factory=dict)
+    plot: str | None = None
+    seconds: float = 0.0
+    outputs: dict | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+    present: frozenset = dataclasses.field(default_factory=frozenset, repr=False, compare=False)
+
+    def __post_init__(self):
+        # every declared field is written, None included (readers test measured / estimates)
+        self.present = frozenset(f.name for f in dataclasses.fields(self)) - {"extra", "present"}

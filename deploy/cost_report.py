@@ -3,11 +3,14 @@ the model; this module only formats its results)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neuromaml.deploy.chips import ENERGY_CONSTANTS, LOIHI1, LOIHI2, NEUROBENCH
+
+if TYPE_CHECKING:
+    from neuromaml.deploy.cost import CostSummary
 
 
 # ----------------------------------------------------------------------------- reports
@@ -27,12 +30,12 @@ def _range(a: list, unit: str) -> str:
     return f"{_n(float(a[0]))} - {_n(float(a[1]))} {unit}"
 
 
-def format_markdown(s: dict) -> str:
-    st = s["static"]
+def format_markdown(s: CostSummary) -> str:
+    st = s.static
     m1, m2 = st["mapping"]["loihi1"], st["mapping"]["loihi2"]
     c1 = {L["index"]: L for L in m1["layers"]}
     c2 = {L["index"]: L for L in m2["layers"]}
-    lines = [f"# Cost of `{s['target']}`", "",
+    lines = [f"# Cost of `{s.target}`", "",
              f"Network `{st['network']}`; external input {tuple(st['input_shape'])} "
              f"({st['external_inputs']:,} spike sources, from the host)."
              + (f" Plastic layer: netx layer {st['plastic_layer']}." if st.get("plastic_layer") is not None else ""),
@@ -65,10 +68,10 @@ def format_markdown(s: dict) -> str:
         lines += ["", "Costed as deployed: " + "; ".join(f"layer {r['index']} {r['from']} -> {r['to']}"
                                                         for r in st["lowered"]) + " (deploy.lower, as export does)."]
     lines += ["", "Mapping model: " + "; ".join(st["assumptions"]) + ".", ""]
-    meas = s.get("measured")
+    meas = s.measured
     if meas:
         lines += _measured_md(s, meas)
-    est = s.get("estimates")
+    est = s.estimates
     if est:
         lines += _estimates_md(est)
     lines += ["## Constants and sources", "", "| quantity | value | source |", "|---|---|---|"]
@@ -82,12 +85,12 @@ def format_markdown(s: dict) -> str:
     for name, v, unit, src in ENERGY_CONSTANTS:
         lines.append(f"| {name} | {v} {unit} | {src} |")
     lines.append(f"| SynOps definitions | | {NEUROBENCH} |")
-    if s.get("plot"):
-        lines += ["", f"![per-layer cost]({Path(s['plot']).name})"]
+    if s.plot:
+        lines += ["", f"![per-layer cost]({Path(s.plot).name})"]
     return "\n".join(lines) + "\n"
 
 
-def _measured_md(s: dict, meas: dict) -> list[str]:
+def _measured_md(s: CostSummary, meas: dict) -> list[str]:
     inf = meas["inference"]
     lines = ["## Measured activity (fast engine, emulated episodes)", "",
              f"{meas['tasks']} tasks of `{meas['data']}` split `{meas['split']}`, {meas['n_way']}-way "
@@ -158,16 +161,16 @@ def _estimates_md(est: dict) -> list[str]:
     return lines
 
 
-def plot(s: dict, path: Path) -> str:
+def plot(s: CostSummary, path: Path) -> str:
     """cost.png: per layer, spikes and SynOps per inference (measured) or synapses and cores (static)."""
     from matplotlib.figure import Figure
 
     from neuromaml.io import atomic_path
 
-    st = s["static"]
+    st = s.static
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
-    meas = s.get("measured")
+    meas = s.measured
     if meas:
         L = meas["inference"]["layers"]
         names = [f"{x['index']}\n{x['kind']}" for x in L]
@@ -202,20 +205,20 @@ def plot(s: dict, path: Path) -> str:
         axes[1].set_xticks(pos, names)
         axes[1].set_ylabel("cores")
         axes[1].legend(fontsize=7)
-    fig.suptitle(f"cost of {Path(s['target']).name}", fontsize=9)
+    fig.suptitle(f"cost of {Path(s.target).name}", fontsize=9)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     return str(path)
 
 
-def format_table(s: dict) -> str:
+def format_table(s: CostSummary) -> str:
     """The short stdout table."""
-    st = s["static"]
+    st = s.static
     m1, m2 = st["mapping"]["loihi1"], st["mapping"]["loihi2"]
     c1 = {L["index"]: L["cores"] for L in m1["layers"]}
     c2 = {L["index"]: L["cores"] for L in m2["layers"]}
-    meas = {L["index"]: L for L in (s.get("measured") or {}).get("inference", {}).get("layers", [])}
+    meas = {L["index"]: L for L in (s.measured or {}).get("inference", {}).get("layers", [])}
     head = f"{'#':>3} {'kind':7} {'neurons':>9} {'synapses':>12} {'L1 cores':>8} {'L2 cores':>8}"
     if meas:
         head += f" {'spikes/inf':>10} {'SynOps eff/inf':>14} {'SynOps dense/inf':>16}"
@@ -232,7 +235,7 @@ def format_table(s: dict) -> str:
     for m in (m1, m2):
         for p in m["problems"]:
             out.append(f"  {m['chip']}: {p}")
-    est = s.get("estimates")
+    est = s.estimates
     if est and "note" not in est["loihi1"]:
         l1 = est["loihi1"]
         out.append("ESTIMATE (Loihi 1, Davies et al. 2018 Table 2; not a measurement): energy per inference "

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neuromaml.io import atomic_write_text, fail, package_versions, write_json
+
+if TYPE_CHECKING:
+    from neuromaml.deploy.cost import CostSummary
 
 
 def layer_counts(dep, x_xyf: np.ndarray, batch: int = 64) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -181,7 +184,7 @@ def measure(dep, rows: list, data, *, split: str = "test", tasks: int = 20, shot
 
 
 def run_cost(target, data=None, *, split: str = "test", tasks: int = 20, shots: int = 1, queries: int = 5,
-             seed: int = 0, out: Path | None = None, plot: bool = True) -> dict[str, Any]:
+             seed: int = 0, out: Path | None = None, plot: bool = True) -> CostSummary:
     """The whole ``neuromaml cost``: static part, measured part with ``data``, estimates, outputs."""
     from neuromaml.deploy import cost as dcost
     from neuromaml.deploy import cost_report as report
@@ -209,17 +212,16 @@ def run_cost(target, data=None, *, split: str = "test", tasks: int = 20, shots: 
         estimates = dcost.estimate(static, measured)
     else:
         static, rows = dcost.static_cost(target)
-    s = {"target": str(target), "label": "counts are exact for the emulated network; energy and time are ESTIMATES "
-                                         "from published per-operation figures, not measurements",
-         "static": static, "measured": measured, "estimates": estimates,
-         "package_versions": package_versions()}
+    s = dcost.CostSummary(target=str(target), label="counts are exact for the emulated network; energy and time are "
+                                                     "ESTIMATES from published per-operation figures, not measurements",
+                          static=static, measured=measured, estimates=estimates, package_versions=package_versions())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if plot:
-        s["plot"] = report.plot(s, out / "cost.png")
-    s["seconds"] = time.perf_counter() - t0
-    s["outputs"] = {"json": str(out / "cost.json"), "markdown": str(out / "cost.md"), "plot": s.get("plot")}
-    write_json(out / "cost.json", s)
+        s.plot = report.plot(s, out / "cost.png")
+    s.seconds = time.perf_counter() - t0
+    s.outputs = {"json": str(out / "cost.json"), "markdown": str(out / "cost.md"), "plot": s.plot}
+    write_json(out / "cost.json", s.to_dict())
     atomic_write_text(out / "cost.md", report.format_markdown(s))
     return s
 
@@ -234,8 +236,7 @@ def cost_cli(args) -> int:
     s = run_cost(args.bundle, args.data, split=args.split, tasks=args.tasks, shots=args.shots,
                  queries=args.queries, seed=args.seed, out=args.out)
     if args.json:
-        write_json(args.json, s)
+        write_json(args.json, s.to_dict())
     print(report.format_table(s))
-    print(f"wrote {s['outputs']['json']}, {s['outputs']['markdown']}, {s['outputs']['plot']} "
-          f"({s['seconds']:.1f} s)")
+    print(f"wrote {s.outputs['json']}, {s.outputs['markdown']}, {s.outputs['plot']} ({s.seconds:.1f} s)")
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 from neuromaml.deploy.bundle import write_bundle
 from neuromaml.deploy.chips import LOIHI1, LOIHI2
-from neuromaml.deploy.cost import LayerCost, chip_mapping, conv_axons, core_mapping, static_cost
+from neuromaml.deploy.cost import CostSummary, LayerCost, chip_mapping, conv_axons, core_mapping, static_cost
 from neuromaml.deploy.netxfile import NetxLayer, neuron_raw, type_array, write_layers
 from neuromaml.io import NeuromamlError
 
@@ -281,6 +281,8 @@ def test_cli_writes_cost_json_on_emulates_tasks(tmp_path, tiny_metadataset, caps
                "--json", str(tmp_path / "c.json")])
     assert rc == 0
     s = json.loads((out / "cost.json").read_text())
+    # the typed summary: every field written (None included), read back unchanged
+    assert CostSummary.from_dict(s).to_dict() == s and set(s) >= {"measured", "estimates", "plot", "outputs"}
     assert (out / "cost.md").exists() and (out / "cost.png").stat().st_size > 0
     assert json.loads((tmp_path / "c.json").read_text())["static"] == s["static"]
     assert "ESTIMATE" in (out / "cost.md").read_text() and "ESTIMATE" in capsys.readouterr().out
