@@ -138,6 +138,9 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
         need(0 <= v <= 1, f"model.{k}", f"is {v}", "use a fraction in [0, 1]")
     for k in ("logit_scale", "surrogate_scale", "surrogate_width", "weight_scale"):
         need(getattr(m, k) > 0 and math.isfinite(getattr(m, k)), f"model.{k}", f"is {getattr(m, k)}", "use a positive number")
+    need(isinstance(m.init_rate, (int, float)) and not isinstance(m.init_rate, bool) and 0 <= m.init_rate < 1,
+         "model.init_rate", f"is {m.init_rate!r}", "use a spike rate per neuron and step in (0, 1), e.g. 0.1, or 0 "
+         "for slayer's initialisation")
     need(all(_whole(h) and 0 < h <= MAX_WIDTH for h in m.hidden), "model.hidden", f"is {m.hidden}",
          f"use whole layer widths in [1, {MAX_WIDTH}]")
     need(isinstance(m.conv, (list, tuple)) and len(m.conv) > 0 and all(

@@ -82,6 +82,9 @@ class ModelConfig:
     quantize: bool = True               # slayer's 8-bit weight pre-hook (as Loihi)
     zero_head: bool = True              # final layer starts at 0: one inner step is then
                                         # prototype-like and the outputs cannot start saturated
+    init_rate: float = 0.0              # > 0: before training, scale each layer but the last (sum
+                                        # pools included) so it spikes at this rate per neuron and
+                                        # step on meta-train samples (meta.init); 0: slayer's init
 
     def __post_init__(self):
         if self.hidden is None:         # the model's own default width (the registry says)

@@ -280,7 +280,11 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
             _resume_notes(out, data, tr.step, cfg.outer.steps, ds)
     elif init is not None:
         _init_from(tr, Path(init))
-    pre_hist = None
+    pre_hist = act_init = None
+    if not resume and init is None:
+        from .init import activity_init
+
+        act_init = activity_init(tr.model, tr.ds, tr.device)     # model.init_rate; None when 0
     if not resume and init is None and cfg.outer.pretrain_epochs > 0:
         pre_hist = _pretrain(tr, progress and rank == 0)
     if not resume and rank == 0:
@@ -296,7 +300,8 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
                                       "trained_classes": _trained_classes(ds),
                                       "versions": package_versions(), "started": time.time(),
                                       "device": str(dev),
-                                      "init": str(Path(init).resolve()) if init is not None else None})
+                                      "init": str(Path(init).resolve()) if init is not None else None,
+                                      "activity_init": act_init})
     o = cfg.outer
     t0 = time.perf_counter()
     bar = tqdm(total=o.steps, initial=tr.step, disable=not progress or rank != 0, desc="meta-train")

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .maml import InnerConfig, InnerLR, _features, _head, adapt, adapted_names
+from .init import activity_init
 from .models import build_model
 
 
@@ -66,6 +67,7 @@ def pretrain(model_cfg, ds, cfg: TransferConfig, seed: int = 0, progress: bool =
     classes = np.asarray(ds.splits["train"], np.int64)
     mcfg = dataclasses.replace(model_cfg, n_way=int(classes.size), zero_head=False)
     model = build_model(mcfg, seed=seed).to(device)
+    activity_init(model, ds, device)          # model.init_rate (meta.init); nothing when 0
     params = model.meta_params()
     opt = torch.optim.Adam(params.values(), lr=cfg.lr)
     local = {int(c): i for i, c in enumerate(classes)}

@@ -1,4 +1,6 @@
 """The fast CUBA forward is bit-exact to slayer's blocks and has slayer's gradients."""
+import dataclasses
+
 import h5py
 import pytest
 import torch
@@ -158,3 +160,31 @@ def test_model_registry_builds_every_name_and_honours_hidden():
         build_model(ModelConfig(name="nope"))
     with pytest.raises(ValueError, match="registered twice"):
         register_model("small")(lambda cfg: [])
+
+
+@pytest.mark.parametrize("name", ["small", "small_cnn"])
+def test_activity_init_reaches_the_target_rate(name, tiny_metadataset):
+    """meta.init: every block but the last (sum pools included) spikes at the target rate on the
+    init samples after scaling; the zero head stays zero; samples from other classes stay near."""
+    from neuromaml.meta.init import activity_init, init_samples
+    from neuromaml.meta.metadataset import MetaDataset
+
+    ds = MetaDataset(tiny_metadataset)
+    x = init_samples(ds)
+    cfg = ModelConfig(name=name, input_shape=tuple(x.shape[1:4]), time_steps=x.shape[-1], hidden=[64],
+                      conv=[[8, 5], [16, 3]], init_rate=0.25)
+    m = build_model(cfg, seed=0)
+    before = {n: p.clone() for n, p in m.named_parameters()}
+    rec = activity_init(m, ds)
+    scaled = [b for b in m.blocks if hasattr(b, "neuron")][:-1]
+    assert [r["block"] for r in rec] == [i for i, b in enumerate(m.blocks) if any(b is s for s in scaled)]
+    assert all(r["reached"] and abs(r["rate_after"] - 0.25) < 0.03 for r in rec), rec
+    assert any(abs(r["rate_before"] - 0.25) > 0.05 for r in rec)          # the init did something
+    head = f"blocks.{len(m.blocks) - 1}.synapse.weight"
+    assert torch.equal(dict(m.named_parameters())[head], before[head]) and not before[head].any()
+    for r in rec:                                                           # one factor per block
+        w0, w1 = before[f"blocks.{r['block']}.synapse.weight"], dict(m.named_parameters())[f"blocks.{r['block']}.synapse.weight"]
+        torch.testing.assert_close(w1, w0 * r["scale"])
+    # off by default: nothing happens
+    m2 = build_model(dataclasses.replace(cfg, init_rate=0.0), seed=0)
+    assert activity_init(m2, ds) is None

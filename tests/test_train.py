@@ -135,6 +135,8 @@ def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
     ({"model": {"name": "cnn", "conv": [[16, 4]]}}, "'model.conv'"),
     ({"model": {"conv": [16, 5]}}, "'model.conv'"),
     ({"outer": {"clip_grad": -1.0}}, "'outer.clip_grad'"),
+    ({"model": {"init_rate": 1.5}}, "'model.init_rate'"),
+    ({"model": {"init_rate": True}}, "'model.init_rate'"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, patch, match):
     import yaml
@@ -490,3 +492,23 @@ def test_yaml_merge_keys_are_read(tmp_path):
     p.write_text("outer:\n  <<: &b {steps: 3, lr: 0.01}\n  lr: 0.002\n")
     cfg = load_config(p)
     assert cfg.outer.steps == 3 and cfg.outer.lr == 0.002
+
+
+def test_activity_init_runs_before_training_and_is_recorded(tiny_metadataset, tmp_path):
+    """model.init_rate: meta-train scales the hidden layer to the target rate before its first
+    step (meta.init) and records what it did in run.json; the run starts from those weights."""
+    from neuromaml.meta.train import load_run
+
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    d["model"] = {**d["model"], "init_rate": 0.2}
+    run = tmp_path / "act"
+    meta_train(tiny_metadataset, from_dict(d), run, steps=0, progress=False)
+    rec = read_json(run / "run.json")["activity_init"]
+    assert len(rec) == 1 and rec[0]["kind"] == "Dense" and abs(rec[0]["rate_after"] - 0.2) < 0.03
+    _, p, _, _ = load_run(run, which="ckpt")
+    plain = tmp_path / "plain"
+    meta_train(tiny_metadataset, _cfg(), plain, steps=0, progress=False)
+    assert read_json(plain / "run.json")["activity_init"] is None
+    _, q, _, _ = load_run(plain, which="ckpt")
+    w = f"blocks.{rec[0]['block']}.synapse.weight"
+    torch.testing.assert_close(p[w], q[w] * rec[0]["scale"])
