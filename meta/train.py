@@ -17,6 +17,7 @@ Run directory::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -29,7 +30,7 @@ from neuromaml.io import NeuromamlError, atomic_path, fail, folder_lock, package
 
 from .config import RunConfig, from_dict, validate
 from .maml import InnerLR, adapted_names, evaluate_task, learned_rule_init
-from .models import build_model
+from .models import ModelConfig, build_model
 
 from .distributed import (_world, distributed_meta_gradient, finish_distributed,  # noqa: F401 (re-exported)
                           maybe_init_distributed, resolve_device)
@@ -475,7 +476,13 @@ def load_run(run_dir, which: str = "best"):
         except (yaml.YAMLError, UnicodeDecodeError):
             folder = None
         if isinstance(folder, dict) and isinstance(folder.get("model"), dict):
-            diff = _config_diff(folder["model"], cfg.to_dict()["model"], "model.")
+            mine = cfg.to_dict()["model"]
+            # a field added after the run was written (model.init_rate) is missing from an older
+            # run's config.yaml: there it means the field's default, as from_dict reads it
+            older = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                     if f.name not in folder["model"] and f.default is not dataclasses.MISSING}
+            folder_model = {**{k: v for k, v in older.items() if mine.get(k) == v}, **folder["model"]}
+            diff = _config_diff(folder_model, mine, "model.")
             if diff:
                 raise fail(path, f"its stored config differs from {run / 'config.yaml'} in {', '.join(diff[:4])}: "
                            "the checkpoint is from another run", "put the run's own best.pt/ckpt.pt back, or "

@@ -512,3 +512,26 @@ def test_activity_init_runs_before_training_and_is_recorded(tiny_metadataset, tm
     _, q, _, _ = load_run(plain, which="ckpt")
     w = f"blocks.{rec[0]['block']}.synapse.weight"
     torch.testing.assert_close(p[w], q[w] * rec[0]["scale"])
+
+
+def test_a_run_older_than_a_model_field_still_loads(tiny_metadataset, tmp_path):
+    """A run written before a ModelConfig field existed (model.init_rate) has neither the field in
+    config.yaml nor in its checkpoint's config: it loads (the field's default), it is not "from
+    another run"; a run whose config.yaml disagrees with its checkpoint is still refused."""
+    import yaml
+
+    from neuromaml.meta.train import load_run
+
+    run = tmp_path / "old"
+    meta_train(tiny_metadataset, _cfg(), run, steps=0, progress=False)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    del cfg["model"]["init_rate"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    del state["config"]["model"]["init_rate"]
+    torch.save(state, run / "ckpt.pt")
+    assert load_run(run, which="ckpt")[3].model.init_rate == 0.0
+    cfg["model"]["init_rate"] = 0.3
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(NeuromamlError, match="differs .* in model.init_rate"):
+        load_run(run, which="ckpt")
