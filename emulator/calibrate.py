@@ -29,9 +29,11 @@ from constants tuned on one network:
   max(burn_in, 4 tau) of each support sample (``adapt.label_window``), 2^s the largest power of
   two <= d + the input expected before the label comes on, eta -10..-7, at the best step
   setting's gain and impulse; and its rate form (``input_norm_steps`` c = 4: the error divided
-  by the running input rate over the labelled steps, prior d = 4 steps of the mean input),
-  six update magnitudes 2^(s + eta) from 2^-12 to 2^-7 of the mean input per step, each at
-  the largest s (the error's finest grain) not above twice the mean input per step.
+  by the running input rate over the labelled steps, prior d = 4 steps of the mean input) at
+  the best step setting's weight exponent: trace impulses 1, top / 2 and top (top <= 64, the
+  busiest input's trace within its bound), nine update magnitudes impulse x 2^(s + eta) from
+  2^-12 to 2^-4 of the mean input per step, each at the largest s (the error's finest grain)
+  not above twice the mean input per step.
 * ``factor_threshold`` (the Eq. 6 form Lava runs, gating |y2| per post neuron):
   0, e_max/16, e_max/8, e_max/4, e_max/2 (e_max = the error's full scale), tried at the
   best three settings of the first stage, with the surrogate post factor on and off.
@@ -109,22 +111,29 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     starts = sorted({s for s in (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau)) if s < dep.time_steps})
     # its rate form (input_norm_steps c >= 1): the error divided by a running estimate of the input
     # rate, the prior c = 4 steps of the mean input (d = c x input per step), so the divided error
-    # is about e_q 2^(s - L) (L = floor(log2(input per step))) and a step's update 2^(s + eta - L):
-    # six magnitudes 2^-12..2^-7, each at the largest s <= L + 1 (the error's finest grain; eta
-    # >= -10 is the engine's floor), so the normaliser sets magnitudes below what eta alone can
-    # (measured: BENCHMARKS.md, "The error normaliser")
+    # is about e_q 2^(s - L) (L = floor(log2(input per step))) and a step's update about
+    # impulse x 2^(s + eta - L): nine magnitudes 2^-12..2^-4 at each trace impulse 1, top / 2 and
+    # top (top: the largest power of two <= 64 at which the busiest input's trace stays below its
+    # bound), each at the largest s <= L + 1 (the error's finest grain; eta >= -10 is the engine's
+    # floor). Measured (BENCHMARKS.md, "The error normaliser"): the best impulse differs by
+    # network (the authors' MLP 32, the gestures 1), the best magnitude by 2^6 across networks.
     lg = _log2_floor(max(n_active, 1.0))
-    rate_pairs = []
-    for mag in range(-12, -6):
-        sh = int(np.clip(min(lg + 1, mag + lg + 10), 0, NORM_SHIFT_MAX))
-        if ETA_EXPS[0] <= lg + mag - sh:
-            rate_pairs.append([sh, lg + mag - sh])
+    top = 1
+    while top < 64 and rate_max * (2 * top) * (tau + 0.5) <= TRACE_MAX:
+        top *= 2
+    rate_settings = []
+    for imp in sorted({1, max(1, top // 2), top}):
+        for mag in range(-12, -3):
+            sh = min(lg + 1, mag - _log2_floor(imp) + lg + 10, NORM_SHIFT_MAX)
+            eta = mag - _log2_floor(imp) + lg - sh
+            if sh >= 0 and ETA_EXPS[0] <= eta <= 5:
+                rate_settings.append([imp, sh, eta])
     rate_offset = int(np.clip(round(RATE_PRIOR_STEPS * n_active), 1, NORM_OFFSET_MAX))
     return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
             "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
             "input_norm_offset": offsets, "label_start": starts,
             "rate_norm": {"input_norm_steps": RATE_PRIOR_STEPS, "input_norm_offset": rate_offset,
-                          "shift_eta": rate_pairs},
+                          "impulse_shift_eta": rate_settings},
             "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
                              "fan_in": dep.n_pre, "active_inputs_per_step": n_active,
                              "threshold_vth": dep.neuron.vth, "current_retention": retain_u,
@@ -247,8 +256,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     norm_grid = list(itertools.product(space["label_start"], space["input_norm_offset"], space["weight_exp"],
                                        ETA_EXPS[:4]))
     rn = space["rate_norm"]
-    rate_grid = [(a, sh, w, e) for a, (sh, e), w in itertools.product(space["label_start"], rn["shift_eta"],
-                                                                      space["weight_exp"])]
+    rate_grid = list(itertools.product(space["label_start"], rn["impulse_shift_eta"]))
     settings: list[dict] = []
     bar = tqdm(total=len(grid) + 3 * (len(space["factor_threshold"])) + len(norm_grid) + len(rate_grid),
                desc="calibrate",
@@ -274,11 +282,11 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
             if spec is not None:
                 settings.append(run(w, spec, "normalise", a))
             bar.update()
-        for a, sh, w, e in rate_grid:
+        for a, (imp, sh, e) in rate_grid:       # at the best step setting's weight exponent
             spec = _spec(best_step, input_norm_offset=rn["input_norm_offset"], input_norm_shift=sh,
-                         input_norm_steps=rn["input_norm_steps"], eta_exp=e)
+                         input_norm_steps=rn["input_norm_steps"], eta_exp=e, x1_impulse=imp)
             if spec is not None:
-                settings.append(run(w, spec, "normalise", a))
+                settings.append(run(top[0]["weight_exp"], spec, "normalise", a))
             bar.update()
     finally:
         bar.close()

@@ -84,9 +84,11 @@ def test_calibration_writes_the_chosen_rule_into_the_manifest(calibrated, tiny_m
     assert r.accuracy.mean() == pytest.approx(s.val_accuracy)
     # the label window the chosen setting was measured with is the one written and loaded
     assert adapt["label_window"] == s.label_window == list(dep.label_window)
-    chosen = [x for x in s.settings if x["val_accuracy"] == s.val_accuracy
-              and x["input_norm_offset"] == s.rule["input_norm_offset"]]
-    assert chosen and chosen[0]["label_start"] == s.label_window[0]
+    keys = ("eta_exp", "x1_impulse", "softmax_gain_exp", "factor_threshold", "surrogate", "input_norm_offset",
+            "input_norm_shift", "input_norm_steps")
+    chosen = [x for x in s.settings if x["val_accuracy"] == s.val_accuracy and x["weight_exp"] == s.weight_exp
+              and all(x[k] == s.rule[k] for k in keys)]
+    assert chosen and s.label_window[0] in {x["label_start"] for x in chosen}
 
 
 def test_calibration_tries_the_error_normaliser(calibrated):
@@ -100,15 +102,22 @@ def test_calibration_tries_the_error_normaliser(calibrated):
     # the rate form: prior 4 steps of the mean input, 2^s from a quarter to twice the input per step
     rn, lg = sp["rate_norm"], int(math.floor(math.log2(max(R, 1))))
     assert rn["input_norm_steps"] == 4 and rn["input_norm_offset"] == max(1, round(4 * R))
-    # six update magnitudes s + eta - L = -12..-7, each at the largest s <= L + 1 with eta >= -10
-    # (the ones eta >= -10 can reach: here the input per step is small, L = 1, and 2^-12 is not)
-    mags = [sh + e - lg for sh, e in rn["shift_eta"]]
-    assert mags == [m for m in range(-12, -6) if lg + m - max(0, min(lg + 1, m + lg + 10)) >= -10]
-    assert len(mags) >= 5 and all(sh == max(0, min(lg + 1, m + lg + 10)) for (sh, _), m in zip(rn["shift_eta"], mags))
+    # each impulse (1, top / 2, top): nine magnitudes log2(impulse) + s + eta - L = -12..-4, each
+    # at the largest s <= L + 1 with eta >= -10 (those reachable: here L = 1)
+    sets = rn["impulse_shift_eta"]
+    imps = sorted({i for i, _, _ in sets})
+    assert imps[0] == 1 and len(imps) >= 2 and all(i & (i - 1) == 0 and i <= 64 for i in imps)
+    for imp in imps:
+        k = int(math.log2(imp))
+        mags = [k + sh + e - lg for i, sh, e in sets if i == imp]
+        want = [m for m in range(-12, -3) if 0 <= min(lg + 1, m - k + lg + 10) and m - k + lg - min(lg + 1, m - k + lg + 10) >= -10]
+        assert mags == want and all(sh == min(lg + 1, m - k + lg + 10) for (i, sh, _), m in
+                                    zip([x for x in sets if x[0] == imp], mags))
     rate = [x for x in s.settings if x["input_norm_steps"]]
     assert all(x["stage"] == "normalise" and x["input_norm_offset"] == rn["input_norm_offset"]
-               and [x["input_norm_shift"], x["eta_exp"]] in rn["shift_eta"] for x in rate)
-    assert len(rate) == len(sp["label_start"]) * len(rn["shift_eta"]) * len(sp["weight_exp"]) > 0
+               and [x["x1_impulse"], x["input_norm_shift"], x["eta_exp"]] in sets for x in rate)
+    assert len(rate) == len(sp["label_start"]) * len(sets) > 0
+    assert len({x["weight_exp"] for x in rate}) == 1       # the best step setting's
     for x in norm:       # the numerator: the largest power of two <= d + input expected before the label
         assert x["input_norm_offset"] in sp["input_norm_offset"] and x["label_start"] in sp["label_start"]
         assert 2 ** x["input_norm_shift"] <= x["input_norm_offset"] + R * x["label_start"] \
