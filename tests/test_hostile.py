@@ -137,6 +137,66 @@ def _h5_vds_gone(tmp: Path, fx) -> str:
     return str(p)
 
 
+def _h5_frames(tmp: Path, fx, make) -> str:
+    """The meta-dataset with /frames replaced by what ``make(h5, frames, tmp)`` puts there (a link,
+    a virtual dataset, a filtered dataset)."""
+    import h5py
+
+    p = _copy(fx["data"], tmp / "d.h5")
+    with h5py.File(p, "r+") as f:
+        frames = f["frames"][()]
+        del f["frames"]
+        make(f, frames, tmp)
+    return str(p)
+
+
+def _src(tmp: Path, frames, name: str = "src.h5") -> Path:
+    import h5py
+
+    with h5py.File(tmp / name, "w") as g:
+        g["frames"] = frames
+    return tmp / name
+
+
+def _vds(f, frames, src_file, src_name: str = "frames", fill: int = 0, rows: int | None = None,
+         src_rows: int | None = None) -> None:
+    """/frames as a virtual dataset reading ``src_file:src_name`` (declared with ``src_rows`` rows),
+    of which its first ``rows`` rows are mapped."""
+    import h5py
+
+    lay = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+    src = h5py.VirtualSource(str(src_file), src_name, shape=(src_rows or len(frames), *frames.shape[1:]))
+    lay[:rows] = src[:rows]
+    f.create_virtual_dataset("frames", lay, fillvalue=fill)
+
+
+def _h5_mid_vds_gone(t: Path, fx) -> str:
+    """/frames an external link to mid.h5:/frames, a virtual dataset whose source gone.h5 is gone."""
+    import h5py
+
+    with h5py.File(fx["data"], "r") as s, h5py.File(t / "mid.h5", "w") as g:
+        _vds(g, s["frames"][()], t / "gone.h5")
+    return _h5_frames(t, fx, lambda h, fr, t: h.__setitem__("frames", h5py.ExternalLink("mid.h5", "/frames")))
+
+
+def _unknown_filter(h, frames, t) -> None:
+    """/frames compressed by a filter no HDF5 here has (its chunks written as they are)."""
+    ds = h.create_dataset("frames", shape=frames.shape, dtype=frames.dtype, chunks=(1, *frames.shape[1:]),
+                          compression=60000, allow_unknown_filter=True)
+    for i in range(len(frames)):
+        ds.id.write_direct_chunk((i, 0, 0, 0, 0), frames[i].tobytes())
+
+
+def _declare_huge(h, names=("frames", "labels", "sample_ids")) -> None:
+    """Datasets declared with 2,000,000,000 samples, nothing written (a 16 GB read for /labels)."""
+    n = 2_000_000_000
+    for name in names:
+        shape = (n, *h[name].shape[1:])
+        dtype = h[name].dtype
+        del h[name]
+        h.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]) if len(shape) > 1 else (1 << 20,))
+
+
 _REC = {"split": "val", "val_accuracy": 0.5, "weight_exp": 0, "settings_tried": 3, "tasks": 2,   # a calibration record
         "fraction_synapses_updated": 0.5, "selection": "sparsest setting within 1 points of the best"}
 
@@ -433,13 +493,57 @@ CASES = {
     "info-frames-is-a-group": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.create_group("frames")))], r"'/frames' is a group, not a dataset"),
     "info-duration-infinite": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
-        h.attrs.__setitem__("duration_us", np.inf)))], r"d\.h5: malformed layout or attribute values \(OverflowError"),
+        h.attrs.__setitem__("duration_us", np.inf)))], r"d\.h5: attribute 'duration_us' is inf, not a positive"),
     "info-frames-external-link-gone": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").ExternalLink("gone.h5", "/frames"))))],
                                                     r"'/frames' is an HDF5 external link to 'gone\.h5', which is missing"),
     "info-frames-virtual-source-gone": lambda t, f: (["data", "info", _h5_vds_gone(t, f)],
                                                      r"'/frames' is a virtual dataset whose source file .*src\.h5.* "
                                                      r"is missing \(HDF5 would read it as zeros\)"),
+    "info-frames-virtual-source-dataset-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), "nothere")))], r"d\.h5: '/frames' is a virtual dataset whose source .*src\.h5:nothere "
+                                                r"does not exist \(HDF5 would read it as zeros\).*fix: restore nothere"),
+    "info-frames-virtual-same-file-dataset-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, ".", "nothere")))], r"'/frames' is a virtual dataset whose source d\.h5:nothere does not exist"),
+    "info-frames-virtual-fill-not-zero": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), "nothere", fill=1)))], r"'/frames' is a virtual dataset with fill value 1"),
+    "info-frames-virtual-half-mapped": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), rows=len(fr) // 2)))],
+        r"'/frames' is a virtual dataset whose sources cover [\d,]+ of its [\d,]+ values \(HDF5 would read the rest "
+        r"as zeros\)"),
+    "info-frames-virtual-source-too-short": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr[:len(fr) // 2]))))],
+        r"'/frames' is a virtual dataset that reads more of .*src\.h5:frames than its shape \(\d+, 2, 16, 32, 100\)"),
+    "info-frames-external-link-to-virtual-source-gone": lambda t, f: (["data", "info", _h5_mid_vds_gone(t, f)],
+        r"d\.h5: '/frames' \(an external link to mid\.h5:/frames\) is a virtual dataset whose source file "
+        r"'.*gone\.h5' is missing.*fix: copy .*gone\.h5 next to mid\.h5"),
+    "info-frames-external-link-object-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _src(t, fr), h.__setitem__("frames", __import__("h5py").ExternalLink("src.h5", "/nothere"))))],
+        r"d\.h5: '/frames' is an HDF5 external link to src\.h5:/nothere, which does not exist in src\.h5 "
+        r"\(fix: restore /nothere in src\.h5"),
+    "info-frames-external-link-not-hdf5": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _file(t, "noth5.h5", "hello"), h.__setitem__("frames", __import__("h5py").ExternalLink("noth5.h5", "/frames"))))],
+        r"d\.h5: '/frames' is an HDF5 external link to 'noth5\.h5', which is not an HDF5 file.*fix: restore noth5"),
+    "info-frames-filter-not-available": lambda t, f: (["data", "info", _h5_frames(t, f, _unknown_filter)],
+        r"d\.h5: '/frames' uses HDF5 filter 60000 \(unnamed\), not available here \(fix: pip install hdf5plugin, or "
+        r"set HDF5_PLUGIN_PATH"),
+    "emulate-data-filter-not-available": lambda t, f: (["emulate", str(f["bundle"]), "--data", _h5_frames(
+        t, f, _unknown_filter), "--tasks", "1", "--out", str(t / "e")], r"'/frames' uses HDF5 filter 60000"),
+    "info-declares-2e9-samples": lambda t, f: (["data", "info", _h5_edit(t, f, _declare_huge)],
+        r"d\.h5: '/frames' declares shape \(2000000000, 2, 16, 32, 100\) but stores 0 of its 2,000,000,000 chunks "
+        r"\(d\.h5 is [\d,]+ bytes\)"),
+    "info-labels-declare-2e9-samples": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: _declare_huge(
+        h, ("labels", "sample_ids")))], r"d\.h5: '/labels' declares shape \(2000000000,\) but stores 0 of its"),
+    "info-classes-2d": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        _replace(h, "classes", np.array(h["classes"][()]).astype("S").reshape(-1, 2))))],
+        r"d\.h5: '/classes' has shape \(50, 2\), expected a 1-D list"),
+    "info-duration-negative": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("duration_us", -5)))], r"attribute 'duration_us' is -5, not a positive whole number"),
+    "info-dt-zero": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("dt_us", 0)))], r"attribute 'dt_us' is 0, not a positive whole number"),
+    "info-duration-not-steps-times-dt": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("duration_us", 50_000)))],
+        r"attributes duration_us=50000 and dt_us=1000 do not match the 100 time steps of '/frames'"),
     "events-recordings-2d": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
         t, lambda ev: np.save(ev / "c3" / "0.npy", np.stack([np.load(ev / "c3" / "1.npy")] * 2)))],
         r"0\.npy: events have shape \(2, 50\).*one recording per \.npy file"),
@@ -655,7 +759,7 @@ CASES = {
     "info-version-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__("version", "one"))],
                                        r"attribute 'version'|malformed layout"),
     "info-duration-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__(
-        "duration_us", "abc"))], r"malformed layout or attribute values"),
+        "duration_us", "abc"))], r"attribute 'duration_us' is 'abc', not a positive whole number"),
     "info-labels-2d": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__setitem__("labels2", h["labels"][()].reshape(-1, 1)), h.__delitem__("labels"),
         h.move("labels2", "labels")))], r"must be 1-D"),
