@@ -88,7 +88,7 @@ def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int,
                   burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                   adapt_layer: int | None = None, source_run: str | None = None, allow_clip: bool = False,
                   overwrite: bool = False, extra: dict[str, Any] | None = None,
-                  rule_source: str | None = None) -> dict[str, Any]:
+                  rule_source: str | None = None, label_window: list[int] | None = None) -> dict[str, Any]:
     """Quantize + lower + write a bundle for ``model`` (slayer blocks). Returns the manifest."""
     from neuromaml.deploy.quantize import netx_layers
 
@@ -97,7 +97,7 @@ def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int,
     return write_bundle(layers, out, input_shape=input_shape, time_steps=time_steps, burn_in=burn_in,
                         classes=classes, rule=rule, adapt_layer=adapt_layer, source_run=source_run,
                         overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport,
-                        rule_source=rule_source)
+                        rule_source=rule_source, label_window=label_window)
 
 
 def _check_finite_parameters(model: Any, where: Any) -> None:
@@ -147,11 +147,14 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                  burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                  adapt_layer: int | None = None, source_run: str | None = None, overwrite: bool = False,
                  extra: dict[str, Any] | None = None, lowered: list | None = None,
-                 quantization: list | None = None, rule_source: str | None = None) -> dict[str, Any]:
+                 quantization: list | None = None, rule_source: str | None = None,
+                 label_window: list[int] | None = None) -> dict[str, Any]:
     """Write a bundle for netx ``layers`` (``NetxLayer`` list, written as read). Returns the manifest.
 
     ``rule_source``: where ``rule`` comes from, kept as ``adapt.rule_source`` ('trained': the
-    form the run was meta-trained through; see ``rule_status``)."""
+    form the run was meta-trained through; see ``rule_status``). ``label_window``: ``[start, end)``
+    steps of a support sample with its label on, kept as ``adapt.label_window`` (None: the
+    readout window)."""
     from neuromaml.deploy.netxfile import describe, write_layers
     from neuromaml.deploy.nir_export import write_nir
     from neuromaml.meta.quant import DECAY_BITS, MANTISSA_BITS, W_SCALE
@@ -190,7 +193,8 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                       if int(adapt_layer) in [L.index for L in computing] else None,
                       "note": "layer = index in network.net; engine_layer = index in "
                               "deploy.fixed.FixedPointNet.layers",
-                      **({"rule_source": rule_source} if rule_source else {})},
+                      **({"rule_source": rule_source} if rule_source else {}),
+                      **({"label_window": [int(v) for v in label_window]} if label_window else {})},
             "quantization": {"weight_mantissa_bits": MANTISSA_BITS, "w_scale": W_SCALE,
                              "stored_weight_range": [-256, 254], "decay_bits": DECAY_BITS,
                              "threshold": "vThMant = int(theta * 64), spike if v > vThMant << 6",

@@ -1164,6 +1164,31 @@ def test_calibrate_refuses_a_read_only_bundle_before_the_sweep(fx, tmp_path, mon
     assert "is not writable: calibrate writes the chosen rule" in capsys.readouterr().err and not ran
 
 
+def test_a_run_trained_with_a_label_window_exports_with_it(fx, tmp_path, capsys):
+    """A run meta-trained through the rule with inner.label_window (here the readout window
+    [burn_in, T) itself, then a later one) exports (was refused with advice to meta-train again):
+    the bundle presents labels over the steps the run was trained with (adapt.label_window)."""
+    import yaml
+
+    from neuromaml.emulator.deployed import DeployedNet
+
+    for window in ([90, 100], [95, 100]):
+        run, cfg = tmp_path / f"run{window[0]}", tmp_path / f"lw{window[0]}.yaml"
+        cfg.write_text(yaml.safe_dump(dict(TINY_RUN, inner={"lr": 0.5, "rule": "three_factor",
+                                                            "label_window": window})))
+        assert cli.main(["meta-train", "--data", str(fx["data"]), "--config", str(cfg), "--out", str(run),
+                         "--no-progress"]) == 0
+        assert cli.main(["export", str(run), "--out", str(tmp_path / f"b{window[0]}")]) == 0, capsys.readouterr().err
+        man = json.loads((tmp_path / f"b{window[0]}" / "manifest.json").read_text())
+        assert man["adapt"]["label_window"] == window and man["adapt"]["rule_source"] == "trained"
+        assert DeployedNet.load(tmp_path / f"b{window[0]}").label_window == tuple(window)
+    capsys.readouterr()
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "short"), "--steps", "97"]) == 2
+    err = capsys.readouterr().err
+    assert "'inner.label_window' is [95, 100], beyond the bundle's 97 time steps" in err and "--steps 100" in err
+    assert not (tmp_path / "short").exists()
+
+
 def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     """An imported network has no slayer source; with --no-lava nothing is compared: the verdict is
     NOT VERIFIED and exit 1, never OK."""
