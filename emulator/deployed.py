@@ -167,6 +167,18 @@ class DeployedNet:
         """D: delay depth of the plastic layer."""
         return self.delay_depth(self.plastic)
 
+    def label_window_note(self) -> str | None:
+        """Why support labels presented over ``label_window`` miss the sample, where they do: the
+        plastic layer's first ``depth`` steps of a sample carry the previous sample's spikes."""
+        a, b = self.label_window
+        if a >= self.depth:
+            return None
+        part = "the whole window pairs" if b <= self.depth else f"its first {self.depth - a} step(s) pair"
+        return (f"adapt.label_window [{a}, {b}) starts before step {self.depth}, where a sample's spikes reach the "
+                f"plastic layer's output (the pipeline depth): {part} each support label with the previous "
+                f"sample's spikes (fix: remove adapt.label_window (default [{self.burn_in}, {self.time_steps})), "
+                "or run neuromaml calibrate)")
+
     @property
     def prefix(self) -> int:
         """P: blank steps before the first sample so the plastic windows start at k % T == 0."""

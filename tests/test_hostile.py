@@ -1189,6 +1189,29 @@ def test_a_run_trained_with_a_label_window_exports_with_it(fx, tmp_path, capsys)
     assert not (tmp_path / "short").exists()
 
 
+def test_a_label_window_before_the_pipeline_depth_is_noted(fx, tmp_path, capsys):
+    """adapt.label_window [0, 2) on a network of pipeline depth 2: every support label meets the
+    previous sample's spikes (on-chip accuracy at chance, was reported without a word). emulate
+    says so on stderr, in emulate.md and in emulate.json, which records the window."""
+    from neuromaml.emulator.emulate import _chance_note
+    from neuromaml.emulator.results import Column, EmulateSummary
+
+    b = _bundle_edit(tmp_path, fx, lambda m: m["adapt"].__setitem__("label_window", [0, 2]), sign=True)
+    capsys.readouterr()
+    assert cli.main(["emulate", b, "--data", str(fx["data"]), "--tasks", "2", "--out", str(tmp_path / "e")]) == 0
+    err = capsys.readouterr().err
+    assert "manifest.json: adapt.label_window [0, 2) starts before step 2" in err and "the whole window" in err
+    em = json.loads((tmp_path / "e" / "emulate.json").read_text())
+    assert em["stream"]["label_window"] == [0, 2] and "starts before step 2" in em["notes"][0]
+    assert "starts before step 2" in (tmp_path / "e" / "emulate.md").read_text()
+    # a rule that stays at chance while the nearest class mean of the same input separates the classes
+    s = EmulateSummary(n_way=5, onchip=Column(mean=0.2, fraction_synapses_updated=0.66),
+                       references={"ncm": Column(mean=0.9)}, stream={"label_window": [0, 2]})
+    assert "stays near chance (20.0%" in _chance_note(s) and "adapt.label_window [0, 2)" in _chance_note(s)
+    s.onchip.mean = 0.85
+    assert _chance_note(s) is None
+
+
 def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     """An imported network has no slayer source; with --no-lava nothing is compared: the verdict is
     NOT VERIFIED and exit 1, never OK."""
