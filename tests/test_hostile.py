@@ -1212,6 +1212,21 @@ def test_a_label_window_before_the_pipeline_depth_is_noted(fx, tmp_path, capsys)
     assert _chance_note(s) is None
 
 
+def test_calibrate_says_when_the_normaliser_label_starts_do_not_fit(fx, tmp_path):
+    """A rule whose trace outlasts the sample (x1_tau 60, T 100: the normaliser's label starts 120
+    and 240): the normaliser stage was skipped, and calibration.md said "error normaliser off" as if
+    off had been chosen. It is tried with labels from burn_in, and calibration.json/md say why."""
+    from neuromaml.emulator.calibrate import calibrate
+
+    b = _bundle_edit(tmp_path, fx, lambda m: m["adapt"]["rule"].__setitem__("x1_tau", 60), sign=True)
+    s = calibrate(b, fx["data"], tasks=2, queries=2, strict=False, out=tmp_path / "cal")
+    assert s.space["label_start"] == [BURN]
+    assert {x["label_start"] for x in s.settings if x["stage"] == "normalise"} == {BURN}
+    note = json.loads((tmp_path / "cal" / "calibration.json").read_text())["space"]["label_start_note"]
+    assert "not searched" in note and "= 120 and" in note and "= 240 (x1_tau 60)" in note
+    assert note in (tmp_path / "cal" / "calibration.md").read_text()
+
+
 def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     """An imported network has no slayer source; with --no-lava nothing is compared: the verdict is
     NOT VERIFIED and exit 1, never OK."""
