@@ -210,8 +210,9 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
     return manifest
 
 
-def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
-    """Check a bundle (format, files, sha256) -> (manifest, path of network.net)."""
+def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[str, Any], Path]:
+    """Check a bundle (format, files, sha256, fields; its rule with ``bundle_rule`` unless
+    ``check_rule`` is False: for a caller that replaces the rule) -> (manifest, path of network.net)."""
     path = Path(path)
     if not path.is_dir():
         raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
@@ -254,7 +255,23 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
                    "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
     cross_check(manifest, path / NET, man_path)
+    if check_rule:
+        bundle_rule(manifest, man_path)
     return manifest, path / NET
+
+
+def bundle_rule(manifest, man_path: Path):
+    """The bundle's on-chip rule (``adapt.rule``) as an ``onchip.rule.RuleSpec``: every field
+    representable on the chip. ``load_bundle`` checks it for every reader (emulate, verify, cost,
+    inspect, the demo), so none accepts a rule another refuses."""
+    from neuromaml.onchip.rule import RuleError, RuleSpec
+
+    adapt = as_dict(manifest).get("adapt") or {}
+    try:
+        return RuleSpec.from_dict(adapt.get("rule") or {})
+    except RuleError as exc:
+        raise fail(man_path, f"field 'adapt.rule': {str(exc).replace('RuleSpec.', 'adapt.rule.')}",
+                   "run neuromaml calibrate on the bundle (it writes a valid rule), or re-export it") from None
 
 
 MAX_TIME_STEPS = 100_000       # 100 s of 1 ms steps: a manifest asking for more is damaged

@@ -305,7 +305,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     write_json(out / "calibration.json", summary.to_dict())
     atomic_write_text(out / "calibration.md", format_markdown(summary))
     if write_manifest:
-        man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
+        man = Manifest.from_dict(load_bundle(bundle, check_rule=False)[0])   # re-read; its rule is replaced
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
                       label_window=summary.label_window, calibration=summary.record())
         man.extra.pop("calibration", None)                  # an older demo's record

@@ -364,6 +364,13 @@ CASES = {
     "emulate-forged-rule-field": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
         "eta_exp", 99), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
         r"field 'adapt\.rule': adapt\.rule\.eta_exp=99 is not representable.*run neuromaml calibrate"),
+    "verify-forged-rule-field": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
+        "input_norm_offset", -5), sign=True), "--no-lava", "--samples", "1"],
+        r"b/manifest\.json: field 'adapt\.rule': adapt\.rule\.input_norm_offset=-5 is not representable.*run neuromaml "
+        r"calibrate"),
+    "cost-forged-rule-field": lambda t, f: (["cost", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
+        "input_norm_offset", -5), sign=True), "--out", str(t / "c")],
+        r"b/manifest\.json: field 'adapt\.rule': adapt\.rule\.input_norm_offset=-5 is not representable"),
     "emulate-forged-record-weight-exp-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
         "calibration", {**_REC, "weight_exp": "-6"}), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out",
         str(t / "e")], r"field 'adapt\.calibration\.weight_exp' is '-6', not a whole number"),
