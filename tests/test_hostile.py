@@ -1234,6 +1234,34 @@ def test_calibrate_says_when_the_normaliser_label_starts_do_not_fit(fx, tmp_path
     assert note in (tmp_path / "cal" / "calibration.md").read_text()
 
 
+def test_a_damaged_stage_file_the_demo_reuses_is_named(tmp_path, capsys):
+    """The demo reuses each stage's summary file. One that is not JSON runs its stage again (a
+    verify.json of random bytes stopped the demo with "re-create the file"); one whose values the
+    report cannot format is named with the fix to delete it, which re-runs that stage only (was:
+    "one of their files" among six stages, and --fresh, which throws the meta-trained run away)."""
+    from neuromaml.emulator import demo as D
+    from neuromaml.io import NeuromamlError
+
+    (tmp_path / "verify.json").write_bytes(b"\xff\xfe\x00garbage")
+    assert D._reused_json(tmp_path / "verify.json", "verify") is None
+    assert "verify.json: damaged (not a UTF-8 text file" in capsys.readouterr().err
+    (tmp_path / "run" / "eval").mkdir(parents=True)
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"steps": 2, "best_val_acc": "abc", "best_step": 1}))
+    (tmp_path / "run" / "eval" / "report.json").write_text(json.dumps(
+        {"table2": {"train": {"mean": "x", "std": 0, "trials": 1, "tasks_per_trial": 1}}}))
+    stages = {"train": D._reused_json(tmp_path / "run" / "summary.json", "train")}
+    summary = {"stages": stages, "data": {}, "config": None, "seed": 0, "quick": True, "seconds": {}}
+    with pytest.raises(NeuromamlError, match=r"run/summary\.json: reused from an earlier run of this folder, it holds "
+                       r"values the report cannot use \(ValueError.*\(fix: delete .*run/summary\.json and run the "
+                       r"demo again \(the train stage runs again\)\)"):
+        D.write_report(tmp_path, summary)
+    stages["train"]["best_val_acc"] = 0.5
+    stages["evaluate"] = D._reused_json(tmp_path / "run" / "eval" / "report.json", "evaluate")
+    with pytest.raises(NeuromamlError, match=r"eval/report\.json: reused .*the evaluate stage runs again"):
+        D.write_report(tmp_path, summary)
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     """An imported network has no slayer source; with --no-lava nothing is compared: the verdict is
     NOT VERIFIED and exit 1, never OK."""
