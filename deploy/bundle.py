@@ -88,7 +88,7 @@ def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int,
                   burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                   adapt_layer: int | None = None, source_run: str | None = None, allow_clip: bool = False,
                   overwrite: bool = False, extra: dict[str, Any] | None = None,
-                  rule_source: str | None = None) -> dict[str, Any]:
+                  rule_source: str | None = None, label_window: list[int] | None = None) -> dict[str, Any]:
     """Quantize + lower + write a bundle for ``model`` (slayer blocks). Returns the manifest."""
     from neuromaml.deploy.quantize import netx_layers
 
@@ -97,7 +97,7 @@ def export_bundle(model: Any, out: str | os.PathLike, *, input_shape: tuple[int,
     return write_bundle(layers, out, input_shape=input_shape, time_steps=time_steps, burn_in=burn_in,
                         classes=classes, rule=rule, adapt_layer=adapt_layer, source_run=source_run,
                         overwrite=overwrite, extra=extra, lowered=lowered, quantization=qreport,
-                        rule_source=rule_source)
+                        rule_source=rule_source, label_window=label_window)
 
 
 def _check_finite_parameters(model: Any, where: Any) -> None:
@@ -147,11 +147,14 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                  burn_in: int = 0, classes: list[str] | None = None, rule: Any = None,
                  adapt_layer: int | None = None, source_run: str | None = None, overwrite: bool = False,
                  extra: dict[str, Any] | None = None, lowered: list | None = None,
-                 quantization: list | None = None, rule_source: str | None = None) -> dict[str, Any]:
+                 quantization: list | None = None, rule_source: str | None = None,
+                 label_window: list[int] | None = None) -> dict[str, Any]:
     """Write a bundle for netx ``layers`` (``NetxLayer`` list, written as read). Returns the manifest.
 
     ``rule_source``: where ``rule`` comes from, kept as ``adapt.rule_source`` ('trained': the
-    form the run was meta-trained through; see ``rule_status``)."""
+    form the run was meta-trained through; see ``rule_status``). ``label_window``: ``[start, end)``
+    steps of a support sample with its label on, kept as ``adapt.label_window`` (None: the
+    readout window)."""
     from neuromaml.deploy.netxfile import describe, write_layers
     from neuromaml.deploy.nir_export import write_nir
     from neuromaml.meta.quant import DECAY_BITS, MANTISSA_BITS, W_SCALE
@@ -190,7 +193,8 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
                       if int(adapt_layer) in [L.index for L in computing] else None,
                       "note": "layer = index in network.net; engine_layer = index in "
                               "deploy.fixed.FixedPointNet.layers",
-                      **({"rule_source": rule_source} if rule_source else {})},
+                      **({"rule_source": rule_source} if rule_source else {}),
+                      **({"label_window": [int(v) for v in label_window]} if label_window else {})},
             "quantization": {"weight_mantissa_bits": MANTISSA_BITS, "w_scale": W_SCALE,
                              "stored_weight_range": [-256, 254], "decay_bits": DECAY_BITS,
                              "threshold": "vThMant = int(theta * 64), spike if v > vThMant << 6",
@@ -206,8 +210,9 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
     return manifest
 
 
-def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
-    """Check a bundle (format, files, sha256) -> (manifest, path of network.net)."""
+def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[str, Any], Path]:
+    """Check a bundle (format, files, sha256, fields; its rule with ``bundle_rule`` unless
+    ``check_rule`` is False: for a caller that replaces the rule) -> (manifest, path of network.net)."""
     path = Path(path)
     if not path.is_dir():
         raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
@@ -250,7 +255,23 @@ def load_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
                    "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
     cross_check(manifest, path / NET, man_path)
+    if check_rule:
+        bundle_rule(manifest, man_path)
     return manifest, path / NET
+
+
+def bundle_rule(manifest, man_path: Path):
+    """The bundle's on-chip rule (``adapt.rule``) as an ``onchip.rule.RuleSpec``: every field
+    representable on the chip. ``load_bundle`` checks it for every reader (emulate, verify, cost,
+    inspect, the demo), so none accepts a rule another refuses."""
+    from neuromaml.onchip.rule import RuleError, RuleSpec
+
+    adapt = as_dict(manifest).get("adapt") or {}
+    try:
+        return RuleSpec.from_dict(adapt.get("rule") or {})
+    except RuleError as exc:
+        raise fail(man_path, f"field 'adapt.rule': {str(exc).replace('RuleSpec.', 'adapt.rule.')}",
+                   "run neuromaml calibrate on the bundle (it writes a valid rule), or re-export it") from None
 
 
 MAX_TIME_STEPS = 100_000       # 100 s of 1 ms steps: a manifest asking for more is damaged

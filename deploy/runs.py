@@ -3,6 +3,7 @@
 * ``load_run(RUN_DIR)``: a meta-train run (``best.pt``/``ckpt.pt`` through ``meta.train.load_run``)
   or another tool's run folder (a model config and a checkpoint) -> (model, ModelConfig, classes).
 * ``trained_rule(RUN_DIR)``: the rule a run was meta-trained through (None for SGD runs).
+* ``trained_label_window(RUN_DIR, steps)``: the label window it was meta-trained with (None: the default).
 * ``export_run(RUN_DIR, OUT)``: what ``neuromaml export RUN_DIR`` does.
 * ``reference_model(manifest)``: the slayer network a bundle came from, while it still is that.
 """
@@ -115,20 +116,40 @@ def load_run(run_dir: Path):
     return model, mcfg, classes
 
 
-def trained_rule(run_dir: Path):
-    """The rule a run was meta-trained through (``inner.rule: three_factor``): the
-    deployed rule must be that one. None for SGD-trained runs (default rule)."""
+def _rule_inner(run_dir: Path) -> tuple[dict, Path] | None:
+    """The ``inner`` section of a run meta-trained through the rule (``inner.rule: three_factor``)
+    and the path of its config; None for other runs."""
     from neuromaml.meta.config import read_file
 
     cfg_path = Path(run_dir) / "config.yaml"
     if not cfg_path.exists():
         return None
     inner = read_file(cfg_path).get("inner") or {}
-    if inner.get("rule") != "three_factor":
+    return (inner, cfg_path) if inner.get("rule") == "three_factor" else None
+
+
+def trained_label_window(run_dir: Path, steps: int) -> list[int] | None:
+    """The label window a rule-trained run was meta-trained with (``inner.label_window``, steps of
+    each support sample; None: the default readout window [burn_in, T)). The bundle presents labels
+    over the same steps (``adapt.label_window``, relative to the same sample start)."""
+    found = _rule_inner(run_dir)
+    if found is None or not found[0].get("label_window"):
         return None
-    if inner.get("label_window"):
-        raise fail(cfg_path, f"'inner.label_window' is {inner['label_window']}; the deployed network presents "
-                   "labels during [burn_in, T)", "meta-train with inner.label_window: [] to deploy the run")
+    inner, cfg_path = found
+    win = [int(v) for v in inner["label_window"]]
+    if win[1] > steps:
+        raise fail(cfg_path, f"'inner.label_window' is {win}, beyond the bundle's {steps} time steps",
+                   f"export with --steps {win[1]} or more (the run was trained with the window)")
+    return win
+
+
+def trained_rule(run_dir: Path):
+    """The rule a run was meta-trained through (``inner.rule: three_factor``): the
+    deployed rule must be that one. None for SGD-trained runs (default rule)."""
+    found = _rule_inner(run_dir)
+    if found is None:
+        return None
+    inner, cfg_path = found
     from neuromaml.onchip.rule import RuleError, RuleSpec
 
     fields = dict(inner.get("rule_spec") or {})
@@ -196,7 +217,7 @@ def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip
     """Export a meta-train RUN_DIR as a bundle (what ``neuromaml export RUN_DIR`` does).
 
     A run meta-trained through the rule deploys exactly that rule (``adapt.rule_source``
-    'trained'); an SGD-trained run gets the default rule, to be fitted by
+    'trained') and the label window it was trained with; an SGD-trained run gets the default rule, to be fitted by
     ``neuromaml calibrate``. ``input_shape`` (C, H, W), when given, must be the model's.
     Returns the manifest.
     """
@@ -212,6 +233,7 @@ def export_run(run_dir: Path, out: Path, *, steps: int | None = None, allow_clip
     man = export_bundle(model, out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
                         burn_in=_burn_in(mcfg, steps, run_dir), classes=classes, source_run=str(run_dir.resolve()),
                         rule=rule, rule_source="trained" if rule is not None else None,
+                        label_window=trained_label_window(run_dir, steps),
                         allow_clip=allow_clip, overwrite=overwrite,
                         extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": None,
                                "source_weights_sha256": weights_fingerprint(model)})

@@ -26,7 +26,8 @@ from constants tuned on one network:
 * the error normaliser (``RuleSpec.input_norm_offset`` d, ``input_norm_shift`` s; the error
   divided by d + the sample's input spikes so far, ``onchip.rule.normalise_error``): d = 4 and
   16 steps' worth of the mean input count, labels from step max(burn_in, 2 tau) or
-  max(burn_in, 4 tau) of each support sample (``adapt.label_window``), 2^s the largest power of
+  max(burn_in, 4 tau) of each support sample (``adapt.label_window``; from burn_in, with a note
+  in ``space.label_start_note``, where both are >= T), 2^s the largest power of
   two <= d + the input expected before the label comes on, eta -10..-7, at the best step
   setting's gain and impulse; and its rate form (``input_norm_steps`` c = 4: the error divided
   by the running input rate over the labelled steps, prior d = 4 steps of the mean input) at
@@ -108,7 +109,15 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     # the label comes on (d + input per step x start), so the divided error starts near the
     # undivided one (measured: BENCHMARKS.md, "The error normaliser")
     offsets = sorted({int(np.clip(round(m * n_active), 1, NORM_OFFSET_MAX)) for m in (4, 16)})
-    starts = sorted({s for s in (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau)) if s < dep.time_steps})
+    delayed = (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau))
+    starts = sorted({s for s in delayed if s < dep.time_steps})
+    note = None
+    if not starts:     # a trace that outlasts the sample (a rule-trained run may carry any tau)
+        starts = [dep.burn_in]
+        note = (f"the error normaliser with a delayed label was not searched: its label starts max(burn_in, "
+                f"2 tau) = {delayed[0]} and max(burn_in, 4 tau) = {delayed[1]} (x1_tau {tau}) are not inside the "
+                f"{dep.time_steps} steps of a sample; the normaliser was tried with labels from burn_in = "
+                f"{dep.burn_in} (the readout window) instead")
     # its rate form (input_norm_steps c >= 1): the error divided by a running estimate of the input
     # rate, the prior c = 4 steps of the mean input (d = c x input per step), so the divided error
     # is about e_q 2^(s - L) (L = floor(log2(input per step))) and a step's update about
@@ -131,7 +140,7 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     rate_offset = int(np.clip(round(RATE_PRIOR_STEPS * n_active), 1, NORM_OFFSET_MAX))
     return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
             "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
-            "input_norm_offset": offsets, "label_start": starts,
+            "input_norm_offset": offsets, "label_start": starts, "label_start_note": note,
             "rate_norm": {"input_norm_steps": RATE_PRIOR_STEPS, "input_norm_offset": rate_offset,
                           "impulse_shift_eta": rate_settings},
             "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
@@ -334,7 +343,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     write_json(out / "calibration.json", summary.to_dict())
     atomic_write_text(out / "calibration.md", format_markdown(summary))
     if write_manifest:
-        man = Manifest.from_dict(load_bundle(bundle)[0])    # re-read: unchanged files, fresh manifest
+        man = Manifest.from_dict(load_bundle(bundle, check_rule=False)[0])   # re-read; its rule is replaced
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
                       label_window=summary.label_window, calibration=summary.record())
         man.extra.pop("calibration", None)                  # an older demo's record
@@ -378,6 +387,8 @@ def format_markdown(s: CalibrationSummary) -> str:
              "Search space (derived from the bundle and the data):", ""]
     lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
                                           "factor_threshold", "input_norm_offset", "label_start", "rate_norm")]
+    if sp.get("label_start_note"):
+        lines += [f"- **note:** {sp['label_start_note']}"]
     d = sp["derived_from"]
     lines += [f"- from: feature rate {d['feature_rate_mean']:.3f} (max {d['feature_rate_max']:.3f}) per input "
               f"and step, fan-in {d['fan_in']}, vth {d['threshold_vth']}, w_sat {d['w_sat_stored_lsb']:.3g} "

@@ -16,8 +16,10 @@ an interrupted meta-training resumes from its checkpoint):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +33,37 @@ def demo_per_class(quick: bool) -> int:
     from neuromaml.meta.metadataset import DEFAULT_PER_CLASS
 
     return 8 if quick else DEFAULT_PER_CLASS
+
+
+def _reused_json(path: Path, stage: str) -> dict | None:
+    """A stage's summary file from an earlier run of this folder; None where the stage must run
+    (again): the file is missing, or damaged (not a JSON object: said on stderr)."""
+    if not path.exists():
+        return None
+    try:
+        d = read_json(path)
+    except NeuromamlError as exc:
+        d = exc
+    if isinstance(d, dict):
+        return {**d, "reused": True, "reused_from": str(path)}
+    why = str(d).removeprefix(f"{path}: ") if isinstance(d, NeuromamlError) else "not a JSON object"
+    print(f"note: {path}: damaged ({why}): the {stage} stage runs again", file=sys.stderr)
+    return None
+
+
+@contextlib.contextmanager
+def _reported(stage, name: str):
+    """Around the report's lines from a stage's summary: where a summary reused from an earlier
+    run holds what the report cannot format (edited or damaged), name its file and the fix."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        path = stage.get("reused_from") if isinstance(stage, dict) else None
+        if not path:
+            raise
+        raise fail(path, f"reused from an earlier run of this folder, it holds values the report cannot use "
+                   f"({type(exc).__name__}: {exc}): edited or damaged",
+                   f"delete {path} and run the demo again (the {name} stage runs again)") from None
 
 
 def _stage_data(out: Path, quick: bool, seed: int, data: Path | None = None) -> dict:
@@ -70,11 +103,9 @@ def _stage_train(out: Path, data: Path, cfg, seed: int, run: Path | None = None)
     from neuromaml.meta.train import meta_train
 
     run = out / "run" if run is None else run
-    summ = run / "summary.json"
-    if summ.exists():
-        s = read_json(summ)
-        if s.get("steps") == cfg.outer.steps:
-            return {**s, "reused": True, "run": str(run)}
+    s = _reused_json(run / "summary.json", "train")
+    if s is not None and s.get("steps") == cfg.outer.steps:
+        return {**s, "run": str(run)}
     resume = (run / "ckpt.pt").exists()
     s = meta_train(data, cfg, run, resume=resume, seed=seed)
     return {**s, "reused": False, "resumed": resume, "run": str(run)}
@@ -105,8 +136,9 @@ def _stage_evaluate(out: Path, data_file: Path, quick: bool) -> dict:
 
     run = out / "run"
     res = run / "eval" / "report.json"
-    if res.exists():
-        return {**read_json(res), "reused": True}
+    rep = _reused_json(res, "evaluate")
+    if rep is not None:
+        return rep
     base = {name: out / "baselines" / name for name in ("fomaml", "ann_cnn")
             if (out / "baselines" / name / "summary.json").exists()}
     return evaluate_run(run, data_file, trials=2 if quick else 10, tasks_per_trial=3 if quick else 10,
@@ -150,10 +182,9 @@ def _stage_verify(out: Path, quick: bool) -> dict:
     from neuromaml.deploy.verify import verify_netx
 
     res = out / "bundle" / "verify.json"
-    if res.exists():
-        rep = read_json(res)
-        if rep.get("ok") is True:        # a failed verify is run again, never carried on
-            return {**rep, "reused": True}
+    rep = _reused_json(res, "verify")
+    if rep is not None and rep.get("ok") is True:        # a failed verify is run again, never carried on
+        return rep
     man, net = load_bundle(out / "bundle")
     rep = verify_netx(net, samples=2 if quick else 4, steps=Manifest.from_dict(man).time_steps,
                       model=reference_model(man))
@@ -350,9 +381,38 @@ def _plot_gap(out: Path, em: EmulateSummary) -> str | None:
     return path.name
 
 
-def write_report(out: Path, summary: dict) -> dict:
+def _evaluate_lines(ev: dict) -> list[str]:
+    """The report's lines from the evaluate stage's summary (Table 2, baselines, Fig. 6)."""
     from neuromaml.meta.evaluate import shots_table
 
+    lines: list[str] = []
+    t2 = ev.get("table2") or {}
+    if t2:
+        lines += ["## Meta-trained network in slayer (the paper's Table 2 form)", "",
+                  "| classes | accuracy (mean ± std over trials) |", "|---|---|"]
+        for split, name in (("train", "meta-train"), ("test", "meta-test")):
+            if split in t2:
+                r = t2[split]
+                lines += [f"| {name} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f}% "
+                          f"({r['trials']} trials x {r['tasks_per_trial']} tasks) |"]
+        lines += [""]
+    if ev.get("baselines"):
+        lines += ["Baselines trained the same way (steps, meta-batch, seed) and evaluated on the same tasks:", "",
+                  "| model | meta-train classes | meta-test classes |", "|---|---|---|",
+                  f"| {ev.get('describe', 'default SNN')} (the run above) | {_pct(t2.get('train'))} | {_pct(t2.get('test'))} |"]
+        for label, b in ev["baselines"].items():
+            lines.append(f"| {b['describe']} | {_pct(b.get('train'))} | {_pct(b.get('test'))} |")
+        lines += [""]
+    f6 = ev.get("fig6_transfer") or {}
+    if "transfer" in f6:
+        lines += [f"Transfer learning (Fig. 6): the same SNN pre-trained on the meta-train classes "
+                  f"({100 * f6['pretrain_history'][-1]['train_acc']:.1f}% train accuracy), final layer learned "
+                  f"from k shots per class, against the meta-trained run given the same shots "
+                  f"({f6['tasks']} meta-test tasks):", "", *shots_table(f6, "transfer learning"), ""]
+    return lines
+
+
+def write_report(out: Path, summary: dict) -> dict:
     st = summary["stages"]
     em = EmulateSummary.from_dict(st.get("emulate") or {})
     tr, ver, ex = st.get("train", {}), st.get("verify", {}), st.get("export", {})
@@ -406,32 +466,12 @@ def write_report(out: Path, summary: dict) -> dict:
             lines += [f"Calibration warning: {c['warning']}.", ""]
     elif ex.get("rule_status") == "trained":
         lines += ["On-chip rule: the form the network was meta-trained through (deployed as trained).", ""]
-    if tr:
-        lines += [f"Meta-training: {tr.get('steps')} meta-steps, best meta-val accuracy "
-                  f"{100 * float(tr.get('best_val_acc', float('nan'))):.1f}% at step {tr.get('best_step')}.", ""]
-    t2 = ev.get("table2") or {}
-    if t2:
-        lines += ["## Meta-trained network in slayer (the paper's Table 2 form)", "",
-                  "| classes | accuracy (mean ± std over trials) |", "|---|---|"]
-        for split, name in (("train", "meta-train"), ("test", "meta-test")):
-            if split in t2:
-                r = t2[split]
-                lines += [f"| {name} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f}% "
-                          f"({r['trials']} trials x {r['tasks_per_trial']} tasks) |"]
-        lines += [""]
-    if ev.get("baselines"):
-        lines += ["Baselines trained the same way (steps, meta-batch, seed) and evaluated on the same tasks:", "",
-                  "| model | meta-train classes | meta-test classes |", "|---|---|---|",
-                  f"| {ev.get('describe', 'default SNN')} (the run above) | {_pct(t2.get('train'))} | {_pct(t2.get('test'))} |"]
-        for label, b in ev["baselines"].items():
-            lines.append(f"| {b['describe']} | {_pct(b.get('train'))} | {_pct(b.get('test'))} |")
-        lines += [""]
-    f6 = ev.get("fig6_transfer") or {}
-    if "transfer" in f6:
-        lines += [f"Transfer learning (Fig. 6): the same SNN pre-trained on the meta-train classes "
-                  f"({100 * f6['pretrain_history'][-1]['train_acc']:.1f}% train accuracy), final layer learned "
-                  f"from k shots per class, against the meta-trained run given the same shots "
-                  f"({f6['tasks']} meta-test tasks):", "", *shots_table(f6, "transfer learning"), ""]
+    with _reported(tr, "train"):
+        if tr:
+            lines += [f"Meta-training: {tr.get('steps')} meta-steps, best meta-val accuracy "
+                      f"{100 * float(tr.get('best_val_acc', float('nan'))):.1f}% at step {tr.get('best_step')}.", ""]
+    with _reported(ev, "evaluate"):
+        lines += _evaluate_lines(ev)
     for png in sorted((out / "run" / "eval").glob("*.png")):
         lines += [f"![{png.stem}]({png.relative_to(out)})", ""]
     secs = summary["seconds"]

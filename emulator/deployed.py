@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from neuromaml.deploy.bundle import load_bundle
+from neuromaml.deploy.bundle import bundle_rule, load_bundle
 from neuromaml.deploy.fixed import FixedPointNet, cuba_run, delay
 from neuromaml.deploy.manifest import Manifest
 from neuromaml.io import fail
 from neuromaml.onchip.neuron import CubaParams
-from neuromaml.onchip.rule import RuleError, RuleSpec
+from neuromaml.onchip.rule import RuleSpec
 
 
 @dataclass
@@ -64,7 +64,7 @@ class DeployedNet:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, bundle: str | Path, rule: RuleSpec | None = None) -> "DeployedNet":
-        raw, netpath = load_bundle(bundle)
+        raw, netpath = load_bundle(bundle, check_rule=rule is None)
         manifest = Manifest.from_dict(raw)
         man_path = Path(bundle) / "manifest.json"
         net = FixedPointNet.from_netx(netpath)
@@ -113,11 +113,7 @@ class DeployedNet:
                 raise fail(netpath, f"layer/{layer.index}/neuron {name} = {val}: the plastic layer's neuron "
                            f"needs {lo}..{hi}", "export the final layer with a CUBA neuron of chip registers")
         neuron = replace(p, bias=int(bias[0]) if bias.size else 0)
-        try:
-            spec = rule or RuleSpec.from_dict(adapt.rule or {})
-        except RuleError as exc:
-            raise fail(man_path, f"field 'adapt.rule': {str(exc).replace('RuleSpec.', 'adapt.rule.')}",
-                       "run neuromaml calibrate on the bundle (it writes a valid rule), or re-export it") from None
+        spec = rule or bundle_rule(raw, man_path)
         T, burn_in = manifest.time_steps, manifest.burn_in
         window = tuple(int(v) for v in adapt.label_window or (burn_in, T))
         dep = cls(Path(bundle), manifest, net, L, w0, int(wexp), int(nbits), neuron, spec, T, burn_in,
@@ -166,6 +162,18 @@ class DeployedNet:
     def depth(self) -> int:
         """D: delay depth of the plastic layer."""
         return self.delay_depth(self.plastic)
+
+    def label_window_note(self) -> str | None:
+        """Why support labels presented over ``label_window`` miss the sample, where they do: the
+        plastic layer's first ``depth`` steps of a sample carry the previous sample's spikes."""
+        a, b = self.label_window
+        if a >= self.depth:
+            return None
+        part = "the whole window pairs" if b <= self.depth else f"its first {self.depth - a} step(s) pair"
+        return (f"adapt.label_window [{a}, {b}) starts before step {self.depth}, where a sample's spikes reach the "
+                f"plastic layer's output (the pipeline depth): {part} each support label with the previous "
+                f"sample's spikes (fix: remove adapt.label_window (default [{self.burn_in}, {self.time_steps})), "
+                "or run neuromaml calibrate)")
 
     @property
     def prefix(self) -> int:

@@ -194,8 +194,10 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
         k_shot=shots, n_query=queries, seed=seed, rule=dep.rule.to_dict(), plastic_weight_exp=dep.weight_exp,
         rule_status="given by the caller" if rule is not None else rule_status(dep.manifest),
         time_steps=dep.time_steps, burn_in=dep.burn_in, classes_seen_in_training=seen,
-        stream={"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode": dep.stream_length(batch.order.shape[1])})
+        stream={"prefix": dep.prefix, "depth": dep.depth, "steps_per_episode": dep.stream_length(batch.order.shape[1]),
+                "label_window": list(dep.label_window)})
     summary.written_in_full()
+    summary.notes += [n for n in [dep.label_window_note()] if n]
     res = None
     if engine in ("fast", "both"):
         res = run_fast(dep, feats, batch, progress=progress)
@@ -226,6 +228,9 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
         summary.lava = lava
     summary.references = {"bundle_sgd": Column.from_dict(bundle_sgd_reference(dep, feats, batch)),
                           "ncm": Column.from_dict(ncm_reference(dep, feats, batch))}
+    summary.notes += [n for n in [_chance_note(summary)] if n]
+    for n in summary.notes:
+        print(f"note: {Path(bundle) / 'manifest.json'}: {n}", file=sys.stderr)
     n_s = min(tasks, slayer_tasks if slayer_tasks is not None else tasks)
     slayer = slayer_columns(dep, sampler, n_s) if n_s > 0 else {"float": None, "fixed_sgd": None}
     summary.slayer = EmulateSummary.from_dict({"slayer": slayer}).slayer
@@ -238,6 +243,21 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     atomic_write_text(out / "emulate.md", format_markdown(summary))
     summary.outputs = {"json": str(out / "emulate.json"), "markdown": str(out / "emulate.md")}
     return summary
+
+
+def _chance_note(s: EmulateSummary) -> str | None:
+    """Say when the on-chip rule stays near chance while the same input separates the classes
+    (nearest class mean, no learning): the rule, its label window or its weight exponent do not
+    fit these tasks, whatever the network."""
+    on, ncm, chance = s.onchip, s.references.get("ncm"), 1 / max(1, s.n_way)
+    if on is None or ncm is None or ncm.mean - chance < 0.2 or on.mean - chance >= (ncm.mean - chance) / 4:
+        return None
+    win = s.stream.get("label_window")
+    return (f"the on-chip rule stays near chance ({100 * on.mean:.1f}%, chance {100 * chance:.1f}%; it updates "
+            f"{100 * (on.fraction_synapses_updated or 0):.1f}% of the final-layer synapses) while the nearest class "
+            f"mean of the same input reaches {100 * ncm.mean:.1f}%: the rule does not learn these tasks (check "
+            f"adapt.rule and adapt.label_window{f' [{win[0]}, {win[1]})' if win else ''}; fix: neuromaml calibrate "
+            "BUNDLE --data FILE.h5)")
 
 
 def format_markdown(s: EmulateSummary) -> str:
@@ -263,6 +283,11 @@ def format_markdown(s: EmulateSummary) -> str:
     if on is not None:
         lines += ["", f"Fraction of final-layer synapses updated per episode: "
                   f"{100 * (on.fraction_synapses_updated or 0):.1f}%."]
+    if s.stream.get("label_window"):
+        lines += ["", "Support labels presented during steps [{}, {}) of each sample (`adapt.label_window`)."
+                  .format(*s.stream["label_window"])]
+    for n in s.notes:
+        lines += ["", f"**Note:** {n}"]
     times = []
     if on is not None and on.engine == "fast" and on.seconds_per_episode is not None:
         times.append(f"fast engine {on.seconds_per_episode * 1000:.1f} ms ({on.episodes} episodes)")

@@ -91,6 +91,7 @@ class EmulateSummary(_Written, _Section):
     burn_in: int = 0
     classes_seen_in_training: str | None = None
     stream: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)          # what the numbers cannot be read without
     onchip: Column | None = None
     lava: Column | None = None
     references: dict = field(default_factory=dict)     # name -> Column | None

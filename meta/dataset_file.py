@@ -2,6 +2,7 @@
 the class splits, and reads frames lazily (``neuromaml.meta.metadataset`` builds these files)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ from neuromaml.io import fail
 FORMAT = "neuromaml-metadataset"
 VERSION = 1
 SPLITS = ("train", "val", "test")
+# registered ids of the compression filters hdf5plugin provides (a file may not store the name)
+PLUGIN_FILTERS = {307: "bzip2", 32001: "blosc", 32004: "lz4", 32008: "bitshuffle", 32013: "zfp", 32015: "zstd",
+                  32017: "sz", 32024: "sz3", 32026: "blosc2"}
 
 
 class MetaDataset:
@@ -32,6 +36,8 @@ class MetaDataset:
                        "give the .h5 file written by `neuromaml data build`")
         if not h5py.is_hdf5(self.path):
             raise fail(self.path, "not an HDF5 file", "build the meta-dataset with `neuromaml data build`")
+        with contextlib.suppress(ImportError):
+            import hdf5plugin  # noqa: F401  (registers its compression filters with HDF5, where installed)
         try:
             self._read_index(h5py)
         except OSError as exc:   # h5py's error for a truncated or damaged file
@@ -77,9 +83,14 @@ class MetaDataset:
                     raise fail(self.path, f"attribute {key!r} is {v!r}, not text", "rebuild the meta-dataset")
                 if key in self.attrs:
                     self.attrs[key] = v
-            for key in ("duration_us", "dt_us"):   # read back by summary(): must be whole numbers
-                if key in self.attrs:
-                    int(self.attrs[key])
+            for key in ("duration_us", "dt_us"):   # read back by summary(): whole microseconds
+                v = self.attrs.get(key, 1)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v <= 0:
+                    raise fail(self.path, f"attribute {key!r} is {v!r}, not a positive whole number of microseconds",
+                               "rebuild the meta-dataset with `neuromaml data build`")
+            if f["classes"].ndim != 1:
+                raise fail(self.path, f"'/classes' has shape {f['classes'].shape}, expected a 1-D list of class "
+                           "names", "rebuild the meta-dataset")
             self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
             self.splits = {s: np.asarray(f[f"splits/{s}"][()], np.int64) for s in SPLITS}
             self.labels = np.asarray(f["labels"][()], np.int64)
@@ -92,26 +103,110 @@ class MetaDataset:
         self._fshape = fshape
 
     def _check_links(self, f, h5py, names) -> None:
-        """Datasets stored in other files (an HDF5 external link, a virtual dataset) whose files
-        are gone: h5py reads a virtual dataset's missing source as its fill value (all-zero
-        frames, silently) and fails on a dangling external link with "can't open file"."""
-        here = self.path.resolve().parent
+        """Check every dataset in ``names`` down to where its values are stored, before any is read:
+        HDF5 reads what is not there as a fill value, silently (a virtual dataset's missing source,
+        an unmapped part, a chunk never written) or fails with a message naming neither the file
+        nor the link (a dangling or non-HDF5 external link, a missing compression filter)."""
+        done: set = set()
         for name in names:
-            link = f.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                target = Path(link.filename)
-                if not (here / target).exists() and not target.exists():
-                    raise fail(self.path, f"'/{name}' is an HDF5 external link to {link.filename!r}, which is missing",
-                               f"copy {link.filename} next to this file, or rebuild it with `neuromaml data build`")
-                continue
-            obj = f.get(name) if link is not None else None
-            if isinstance(obj, h5py.Dataset) and obj.is_virtual:
-                for src in obj.virtual_sources():
-                    target = Path(src.file_name)
-                    if src.file_name != "." and not (here / target).exists() and not target.exists():
-                        raise fail(self.path, f"'/{name}' is a virtual dataset whose source file {src.file_name!r} "
-                                   "is missing (HDF5 would read it as zeros)",
-                                   f"copy {src.file_name} next to this file, or rebuild it with `neuromaml data build`")
+            self._check_stored(f, self.path, f"/{name}", f"'/{name}'", h5py, (), done)
+
+    def _check_stored(self, f, fpath: Path, name: str, subject: str, h5py, chain: tuple, done: set) -> None:
+        """``name`` in the open file ``f`` (at ``fpath``): follow external links and virtual
+        sources (recursively; ``chain``: the objects that led here), check filters and that the
+        declared shape was written. ``done``: the objects already checked."""
+        key = (str(fpath.resolve()), name)
+        if key in chain:
+            raise fail(self.path, f"{subject} leads back to {fpath.name}:{name} (a loop of HDF5 links)",
+                       "rebuild it with `neuromaml data build`")
+        if key in done:
+            return
+        done.add(key)
+        chain += (key,)
+        link = f.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            g, gpath = self._open_other(fpath, link.filename, f"{subject} is an HDF5 external link to "
+                                        f"{link.filename!r}, which", h5py)
+            with g:
+                if g.get(link.path, getlink=True) is None:
+                    raise fail(self.path, f"{subject} is an HDF5 external link to {link.filename}:{link.path}, "
+                               f"which does not exist in {link.filename}",
+                               f"restore {link.path} in {link.filename}, or rebuild it with `neuromaml data build`")
+                self._check_stored(g, gpath, link.path, f"{subject} (an external link to {link.filename}:"
+                                   f"{link.path})", h5py, chain, done)
+            return
+        obj = f.get(name) if link is not None else None
+        if not isinstance(obj, h5py.Dataset):
+            return                       # missing, a group, a dangling soft link: named by the caller
+        dcpl = obj.id.get_create_plist()
+        for i in range(dcpl.get_nfilters()):
+            code, _, _, label = dcpl.get_filter(i)
+            if not h5py.h5z.filter_avail(code):
+                label = (label.decode("ascii", "replace") if isinstance(label, bytes) else str(label)) \
+                    or PLUGIN_FILTERS.get(code, "unnamed")
+                raise fail(self.path, f"{subject} uses HDF5 filter {code} ({label}), not available here",
+                           "pip install hdf5plugin, or set HDF5_PLUGIN_PATH to the folder of the filter's plugin")
+        layout = dcpl.get_layout()
+        if layout == h5py.h5d.VIRTUAL:
+            self._check_virtual(f, fpath, obj, subject, h5py, chain, done)
+        elif obj.size and dcpl.get_external_count() == 0 and layout in (h5py.h5d.CHUNKED, h5py.h5d.CONTIGUOUS):
+            if layout == h5py.h5d.CHUNKED:
+                total = int(np.prod([-(-n // c) for n, c in zip(obj.shape, obj.chunks)]))
+                have, unit = obj.id.get_num_chunks(), "chunks"
+            else:
+                total, have, unit = obj.nbytes, obj.id.get_storage_size(), "bytes"
+            if have < total:
+                raise fail(self.path, f"{subject} declares shape {obj.shape} but stores {have:,} of its {total:,} "
+                           f"{unit} ({fpath.name} is {fpath.stat().st_size:,} bytes): the rest was never written "
+                           "and would read as fill values", "rebuild it with `neuromaml data build`")
+
+    def _check_virtual(self, f, fpath: Path, obj, subject: str, h5py, chain: tuple, done: set) -> None:
+        fill = obj.fillvalue
+        if np.any(np.asarray(fill.tolist() if hasattr(fill, "tolist") else fill) != 0):
+            raise fail(self.path, f"{subject} is a virtual dataset with fill value {fill!r}: what its sources "
+                       f"do not supply would read as {fill!r}", "rebuild it with `neuromaml data build`")
+        maps = obj.virtual_sources()
+        mapped = sum(int(m.vspace.get_select_npoints()) for m in maps)
+        if mapped < obj.size:
+            raise fail(self.path, f"{subject} is a virtual dataset whose sources cover {mapped:,} of its "
+                       f"{obj.size:,} values (HDF5 would read the rest as zeros)",
+                       "rebuild it with `neuromaml data build`")
+        for m in maps:
+            what = f"{subject} is a virtual dataset whose source file {m.file_name!r}"
+            g, gpath = (f, fpath) if m.file_name == "." else self._open_other(fpath, m.file_name, what, h5py)
+            shown = fpath.name if m.file_name == "." else m.file_name
+            with contextlib.nullcontext() if g is f else g:
+                src = g.get(m.dset_name)
+                if not isinstance(src, h5py.Dataset):
+                    raise fail(self.path, f"{subject} is a virtual dataset whose source {shown}:{m.dset_name} "
+                               f"{'is not a dataset' if src is not None else 'does not exist'} (HDF5 would read "
+                               "it as zeros)", f"restore {m.dset_name} in {shown}, or rebuild it with "
+                               "`neuromaml data build`")
+                sel = m.src_space.get_select_type()
+                if sel == h5py.h5s.SEL_ALL:          # the whole source (HDF5 keeps no extent for it here)
+                    short = src.size < m.vspace.get_select_npoints()
+                else:
+                    end = m.src_space.get_select_bounds()[1] if sel != h5py.h5s.SEL_NONE else ()
+                    short = len(end) not in (0, src.ndim) or any(e >= n for e, n in zip(end, src.shape))
+                if short:
+                    raise fail(self.path, f"{subject} is a virtual dataset that reads more of {shown}:{m.dset_name} "
+                               f"than its shape {src.shape} holds (HDF5 would read the rest as zeros)",
+                               "rebuild it with `neuromaml data build`")
+                self._check_stored(g, gpath, src.name, f"{subject} (a virtual dataset reading {shown}:"
+                                   f"{m.dset_name})", h5py, chain, done)
+
+    def _open_other(self, fpath: Path, filename: str, what: str, h5py):
+        """Open the file an external link or a virtual source of the file at ``fpath`` names: HDF5
+        looks for it beside that file, then in the working directory."""
+        target = next((p for p in (fpath.resolve().parent / filename, Path(filename)) if p.exists()), None)
+        if target is None:
+            raise fail(self.path, f"{what} is missing" + (" (HDF5 would read it as zeros)"
+                                                          if "virtual" in what else ""),
+                       f"copy {filename} next to {fpath.name}, or rebuild it with `neuromaml data build`")
+        if not target.is_file() or not h5py.is_hdf5(target):
+            raise fail(self.path, f"{what} is not an HDF5 file ({target})",
+                       f"restore {filename}, or rebuild it with `neuromaml data build`")
+        return h5py.File(target, "r"), target
 
     def _check_index(self) -> None:
         fshape = self._fshape
@@ -125,6 +220,11 @@ class MetaDataset:
         if len(fshape) != 5 or fshape[0] != n or fshape[1] != 2 or self.sample_ids.size != n or min(fshape[2:]) < 1:
             raise fail(self.path, f"'/frames' has shape {fshape} for {n} labels and {self.sample_ids.size} sample_ids",
                        "rebuild the meta-dataset")
+        dur, dt = self.attrs.get("duration_us"), self.attrs.get("dt_us")
+        if dur is not None and dt is not None and dur != fshape[4] * dt:
+            raise fail(self.path, f"attributes duration_us={dur!r} and dt_us={dt!r} do not match the {fshape[4]} "
+                       "time steps of '/frames' (duration_us = T x dt_us)",
+                       "rebuild the meta-dataset with `neuromaml data build`")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise fail(self.path, "'/labels' holds class indices outside '/classes'", "rebuild the meta-dataset")
         for s, idx in self.splits.items():

@@ -77,13 +77,15 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     (out / "demo.json").write_text(json.dumps(old))
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
     assert "other settings: data=None (asked {'per_class': 8, 'split': 'authors'})" in capsys.readouterr().err
-    # a reused stage file with text where the report needs a number: one clear line, the fix --fresh
+    # a reused stage file with text where the report needs a number: one line naming the file, the
+    # fix to delete it (its stage runs again)
     (out / "demo.json").write_text(json.dumps(s3))
     summ = json.loads((out / "run" / "summary.json").read_text())
     (out / "run" / "summary.json").write_text(json.dumps({**summ, "best_val_acc": "abc"}))
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
     err = capsys.readouterr().err
-    assert "edited or damaged" in err and "--fresh" in err and "Traceback" not in err
+    assert "run/summary.json: reused from an earlier run" in err and "edited or damaged" in err
+    assert "fix: delete" in err and "Traceback" not in err
     (out / "demo.json").write_text("[]")
     assert cli.main(["demo", "--out", str(out), "--quick"]) == 2
     assert "demo.json: is not a demo summary" in capsys.readouterr().err

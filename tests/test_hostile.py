@@ -137,6 +137,66 @@ def _h5_vds_gone(tmp: Path, fx) -> str:
     return str(p)
 
 
+def _h5_frames(tmp: Path, fx, make) -> str:
+    """The meta-dataset with /frames replaced by what ``make(h5, frames, tmp)`` puts there (a link,
+    a virtual dataset, a filtered dataset)."""
+    import h5py
+
+    p = _copy(fx["data"], tmp / "d.h5")
+    with h5py.File(p, "r+") as f:
+        frames = f["frames"][()]
+        del f["frames"]
+        make(f, frames, tmp)
+    return str(p)
+
+
+def _src(tmp: Path, frames, name: str = "src.h5") -> Path:
+    import h5py
+
+    with h5py.File(tmp / name, "w") as g:
+        g["frames"] = frames
+    return tmp / name
+
+
+def _vds(f, frames, src_file, src_name: str = "frames", fill: int = 0, rows: int | None = None,
+         src_rows: int | None = None) -> None:
+    """/frames as a virtual dataset reading ``src_file:src_name`` (declared with ``src_rows`` rows),
+    of which its first ``rows`` rows are mapped."""
+    import h5py
+
+    lay = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+    src = h5py.VirtualSource(str(src_file), src_name, shape=(src_rows or len(frames), *frames.shape[1:]))
+    lay[:rows] = src[:rows]
+    f.create_virtual_dataset("frames", lay, fillvalue=fill)
+
+
+def _h5_mid_vds_gone(t: Path, fx) -> str:
+    """/frames an external link to mid.h5:/frames, a virtual dataset whose source gone.h5 is gone."""
+    import h5py
+
+    with h5py.File(fx["data"], "r") as s, h5py.File(t / "mid.h5", "w") as g:
+        _vds(g, s["frames"][()], t / "gone.h5")
+    return _h5_frames(t, fx, lambda h, fr, t: h.__setitem__("frames", h5py.ExternalLink("mid.h5", "/frames")))
+
+
+def _unknown_filter(h, frames, t) -> None:
+    """/frames compressed by a filter no HDF5 here has (its chunks written as they are)."""
+    ds = h.create_dataset("frames", shape=frames.shape, dtype=frames.dtype, chunks=(1, *frames.shape[1:]),
+                          compression=60000, allow_unknown_filter=True)
+    for i in range(len(frames)):
+        ds.id.write_direct_chunk((i, 0, 0, 0, 0), frames[i].tobytes())
+
+
+def _declare_huge(h, names=("frames", "labels", "sample_ids")) -> None:
+    """Datasets declared with 2,000,000,000 samples, nothing written (a 16 GB read for /labels)."""
+    n = 2_000_000_000
+    for name in names:
+        shape = (n, *h[name].shape[1:])
+        dtype = h[name].dtype
+        del h[name]
+        h.create_dataset(name, shape=shape, dtype=dtype, chunks=(1, *shape[1:]) if len(shape) > 1 else (1 << 20,))
+
+
 _REC = {"split": "val", "val_accuracy": 0.5, "weight_exp": 0, "settings_tried": 3, "tasks": 2,   # a calibration record
         "fraction_synapses_updated": 0.5, "selection": "sparsest setting within 1 points of the best"}
 
@@ -304,6 +364,13 @@ CASES = {
     "emulate-forged-rule-field": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
         "eta_exp", 99), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
         r"field 'adapt\.rule': adapt\.rule\.eta_exp=99 is not representable.*run neuromaml calibrate"),
+    "verify-forged-rule-field": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
+        "input_norm_offset", -5), sign=True), "--no-lava", "--samples", "1"],
+        r"b/manifest\.json: field 'adapt\.rule': adapt\.rule\.input_norm_offset=-5 is not representable.*run neuromaml "
+        r"calibrate"),
+    "cost-forged-rule-field": lambda t, f: (["cost", _bundle_edit(t, f, lambda m: m["adapt"]["rule"].__setitem__(
+        "input_norm_offset", -5), sign=True), "--out", str(t / "c")],
+        r"b/manifest\.json: field 'adapt\.rule': adapt\.rule\.input_norm_offset=-5 is not representable"),
     "emulate-forged-record-weight-exp-text": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
         "calibration", {**_REC, "weight_exp": "-6"}), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out",
         str(t / "e")], r"field 'adapt\.calibration\.weight_exp' is '-6', not a whole number"),
@@ -433,13 +500,57 @@ CASES = {
     "info-frames-is-a-group": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.create_group("frames")))], r"'/frames' is a group, not a dataset"),
     "info-duration-infinite": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
-        h.attrs.__setitem__("duration_us", np.inf)))], r"d\.h5: malformed layout or attribute values \(OverflowError"),
+        h.attrs.__setitem__("duration_us", np.inf)))], r"d\.h5: attribute 'duration_us' is inf, not a positive"),
     "info-frames-external-link-gone": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__delitem__("frames"), h.__setitem__("frames", __import__("h5py").ExternalLink("gone.h5", "/frames"))))],
                                                     r"'/frames' is an HDF5 external link to 'gone\.h5', which is missing"),
     "info-frames-virtual-source-gone": lambda t, f: (["data", "info", _h5_vds_gone(t, f)],
                                                      r"'/frames' is a virtual dataset whose source file .*src\.h5.* "
                                                      r"is missing \(HDF5 would read it as zeros\)"),
+    "info-frames-virtual-source-dataset-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), "nothere")))], r"d\.h5: '/frames' is a virtual dataset whose source .*src\.h5:nothere "
+                                                r"does not exist \(HDF5 would read it as zeros\).*fix: restore nothere"),
+    "info-frames-virtual-same-file-dataset-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, ".", "nothere")))], r"'/frames' is a virtual dataset whose source d\.h5:nothere does not exist"),
+    "info-frames-virtual-fill-not-zero": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), "nothere", fill=1)))], r"'/frames' is a virtual dataset with fill value 1"),
+    "info-frames-virtual-half-mapped": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr), rows=len(fr) // 2)))],
+        r"'/frames' is a virtual dataset whose sources cover [\d,]+ of its [\d,]+ values \(HDF5 would read the rest "
+        r"as zeros\)"),
+    "info-frames-virtual-source-too-short": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _vds(h, fr, _src(t, fr[:len(fr) // 2]))))],
+        r"'/frames' is a virtual dataset that reads more of .*src\.h5:frames than its shape \(\d+, 2, 16, 32, 100\)"),
+    "info-frames-external-link-to-virtual-source-gone": lambda t, f: (["data", "info", _h5_mid_vds_gone(t, f)],
+        r"d\.h5: '/frames' \(an external link to mid\.h5:/frames\) is a virtual dataset whose source file "
+        r"'.*gone\.h5' is missing.*fix: copy .*gone\.h5 next to mid\.h5"),
+    "info-frames-external-link-object-missing": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _src(t, fr), h.__setitem__("frames", __import__("h5py").ExternalLink("src.h5", "/nothere"))))],
+        r"d\.h5: '/frames' is an HDF5 external link to src\.h5:/nothere, which does not exist in src\.h5 "
+        r"\(fix: restore /nothere in src\.h5"),
+    "info-frames-external-link-not-hdf5": lambda t, f: (["data", "info", _h5_frames(t, f, lambda h, fr, t: (
+        _file(t, "noth5.h5", "hello"), h.__setitem__("frames", __import__("h5py").ExternalLink("noth5.h5", "/frames"))))],
+        r"d\.h5: '/frames' is an HDF5 external link to 'noth5\.h5', which is not an HDF5 file.*fix: restore noth5"),
+    "info-frames-filter-not-available": lambda t, f: (["data", "info", _h5_frames(t, f, _unknown_filter)],
+        r"d\.h5: '/frames' uses HDF5 filter 60000 \(unnamed\), not available here \(fix: pip install hdf5plugin, or "
+        r"set HDF5_PLUGIN_PATH"),
+    "emulate-data-filter-not-available": lambda t, f: (["emulate", str(f["bundle"]), "--data", _h5_frames(
+        t, f, _unknown_filter), "--tasks", "1", "--out", str(t / "e")], r"'/frames' uses HDF5 filter 60000"),
+    "info-declares-2e9-samples": lambda t, f: (["data", "info", _h5_edit(t, f, _declare_huge)],
+        r"d\.h5: '/frames' declares shape \(2000000000, 2, 16, 32, 100\) but stores 0 of its 2,000,000,000 chunks "
+        r"\(d\.h5 is [\d,]+ bytes\)"),
+    "info-labels-declare-2e9-samples": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: _declare_huge(
+        h, ("labels", "sample_ids")))], r"d\.h5: '/labels' declares shape \(2000000000,\) but stores 0 of its"),
+    "info-classes-2d": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        _replace(h, "classes", np.array(h["classes"][()]).astype("S").reshape(-1, 2))))],
+        r"d\.h5: '/classes' has shape \(50, 2\), expected a 1-D list"),
+    "info-duration-negative": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("duration_us", -5)))], r"attribute 'duration_us' is -5, not a positive whole number"),
+    "info-dt-zero": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("dt_us", 0)))], r"attribute 'dt_us' is 0, not a positive whole number"),
+    "info-duration-not-steps-times-dt": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
+        h.attrs.__setitem__("duration_us", 50_000)))],
+        r"attributes duration_us=50000 and dt_us=1000 do not match the 100 time steps of '/frames'"),
     "events-recordings-2d": lambda t, f: (["data", "build", "--out", str(t / "x.h5"), "--source", _ev_variant(
         t, lambda ev: np.save(ev / "c3" / "0.npy", np.stack([np.load(ev / "c3" / "1.npy")] * 2)))],
         r"0\.npy: events have shape \(2, 50\).*one recording per \.npy file"),
@@ -655,7 +766,7 @@ CASES = {
     "info-version-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__("version", "one"))],
                                        r"attribute 'version'|malformed layout"),
     "info-duration-text": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: h.attrs.__setitem__(
-        "duration_us", "abc"))], r"malformed layout or attribute values"),
+        "duration_us", "abc"))], r"attribute 'duration_us' is 'abc', not a positive whole number"),
     "info-labels-2d": lambda t, f: (["data", "info", _h5_edit(t, f, lambda h: (
         h.__setitem__("labels2", h["labels"][()].reshape(-1, 1)), h.__delitem__("labels"),
         h.move("labels2", "labels")))], r"must be 1-D"),
@@ -1058,6 +1169,97 @@ def test_calibrate_refuses_a_read_only_bundle_before_the_sweep(fx, tmp_path, mon
     monkeypatch.setattr(cal, "_calibrate", lambda *a, **k: ran.append(1))
     assert cli.main(["calibrate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "c")]) == 2
     assert "is not writable: calibrate writes the chosen rule" in capsys.readouterr().err and not ran
+
+
+def test_a_run_trained_with_a_label_window_exports_with_it(fx, tmp_path, capsys):
+    """A run meta-trained through the rule with inner.label_window (here the readout window
+    [burn_in, T) itself, then a later one) exports (was refused with advice to meta-train again):
+    the bundle presents labels over the steps the run was trained with (adapt.label_window)."""
+    import yaml
+
+    from neuromaml.emulator.deployed import DeployedNet
+
+    for window in ([90, 100], [95, 100]):
+        run, cfg = tmp_path / f"run{window[0]}", tmp_path / f"lw{window[0]}.yaml"
+        cfg.write_text(yaml.safe_dump(dict(TINY_RUN, inner={"lr": 0.5, "rule": "three_factor",
+                                                            "label_window": window})))
+        assert cli.main(["meta-train", "--data", str(fx["data"]), "--config", str(cfg), "--out", str(run),
+                         "--no-progress"]) == 0
+        assert cli.main(["export", str(run), "--out", str(tmp_path / f"b{window[0]}")]) == 0, capsys.readouterr().err
+        man = json.loads((tmp_path / f"b{window[0]}" / "manifest.json").read_text())
+        assert man["adapt"]["label_window"] == window and man["adapt"]["rule_source"] == "trained"
+        assert DeployedNet.load(tmp_path / f"b{window[0]}").label_window == tuple(window)
+    capsys.readouterr()
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "short"), "--steps", "97"]) == 2
+    err = capsys.readouterr().err
+    assert "'inner.label_window' is [95, 100], beyond the bundle's 97 time steps" in err and "--steps 100" in err
+    assert not (tmp_path / "short").exists()
+
+
+def test_a_label_window_before_the_pipeline_depth_is_noted(fx, tmp_path, capsys):
+    """adapt.label_window [0, 2) on a network of pipeline depth 2: every support label meets the
+    previous sample's spikes (on-chip accuracy at chance, was reported without a word). emulate
+    says so on stderr, in emulate.md and in emulate.json, which records the window."""
+    from neuromaml.emulator.emulate import _chance_note
+    from neuromaml.emulator.results import Column, EmulateSummary
+
+    b = _bundle_edit(tmp_path, fx, lambda m: m["adapt"].__setitem__("label_window", [0, 2]), sign=True)
+    capsys.readouterr()
+    assert cli.main(["emulate", b, "--data", str(fx["data"]), "--tasks", "2", "--out", str(tmp_path / "e")]) == 0
+    err = capsys.readouterr().err
+    assert "manifest.json: adapt.label_window [0, 2) starts before step 2" in err and "the whole window" in err
+    em = json.loads((tmp_path / "e" / "emulate.json").read_text())
+    assert em["stream"]["label_window"] == [0, 2] and "starts before step 2" in em["notes"][0]
+    assert "starts before step 2" in (tmp_path / "e" / "emulate.md").read_text()
+    # a rule that stays at chance while the nearest class mean of the same input separates the classes
+    s = EmulateSummary(n_way=5, onchip=Column(mean=0.2, fraction_synapses_updated=0.66),
+                       references={"ncm": Column(mean=0.9)}, stream={"label_window": [0, 2]})
+    assert "stays near chance (20.0%" in _chance_note(s) and "adapt.label_window [0, 2)" in _chance_note(s)
+    s.onchip.mean = 0.85
+    assert _chance_note(s) is None
+
+
+def test_calibrate_says_when_the_normaliser_label_starts_do_not_fit(fx, tmp_path):
+    """A rule whose trace outlasts the sample (x1_tau 60, T 100: the normaliser's label starts 120
+    and 240): the normaliser stage was skipped, and calibration.md said "error normaliser off" as if
+    off had been chosen. It is tried with labels from burn_in, and calibration.json/md say why."""
+    from neuromaml.emulator.calibrate import calibrate
+
+    b = _bundle_edit(tmp_path, fx, lambda m: m["adapt"]["rule"].__setitem__("x1_tau", 60), sign=True)
+    s = calibrate(b, fx["data"], tasks=2, queries=2, strict=False, out=tmp_path / "cal")
+    assert s.space["label_start"] == [BURN]
+    assert {x["label_start"] for x in s.settings if x["stage"] == "normalise"} == {BURN}
+    note = json.loads((tmp_path / "cal" / "calibration.json").read_text())["space"]["label_start_note"]
+    assert "not searched" in note and "= 120 and" in note and "= 240 (x1_tau 60)" in note
+    assert note in (tmp_path / "cal" / "calibration.md").read_text()
+
+
+def test_a_damaged_stage_file_the_demo_reuses_is_named(tmp_path, capsys):
+    """The demo reuses each stage's summary file. One that is not JSON runs its stage again (a
+    verify.json of random bytes stopped the demo with "re-create the file"); one whose values the
+    report cannot format is named with the fix to delete it, which re-runs that stage only (was:
+    "one of their files" among six stages, and --fresh, which throws the meta-trained run away)."""
+    from neuromaml.emulator import demo as D
+    from neuromaml.io import NeuromamlError
+
+    (tmp_path / "verify.json").write_bytes(b"\xff\xfe\x00garbage")
+    assert D._reused_json(tmp_path / "verify.json", "verify") is None
+    assert "verify.json: damaged (not a UTF-8 text file" in capsys.readouterr().err
+    (tmp_path / "run" / "eval").mkdir(parents=True)
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"steps": 2, "best_val_acc": "abc", "best_step": 1}))
+    (tmp_path / "run" / "eval" / "report.json").write_text(json.dumps(
+        {"table2": {"train": {"mean": "x", "std": 0, "trials": 1, "tasks_per_trial": 1}}}))
+    stages = {"train": D._reused_json(tmp_path / "run" / "summary.json", "train")}
+    summary = {"stages": stages, "data": {}, "config": None, "seed": 0, "quick": True, "seconds": {}}
+    with pytest.raises(NeuromamlError, match=r"run/summary\.json: reused from an earlier run of this folder, it holds "
+                       r"values the report cannot use \(ValueError.*\(fix: delete .*run/summary\.json and run the "
+                       r"demo again \(the train stage runs again\)\)"):
+        D.write_report(tmp_path, summary)
+    stages["train"]["best_val_acc"] = 0.5
+    stages["evaluate"] = D._reused_json(tmp_path / "run" / "eval" / "report.json", "evaluate")
+    with pytest.raises(NeuromamlError, match=r"eval/report\.json: reused .*the evaluate stage runs again"):
+        D.write_report(tmp_path, summary)
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):

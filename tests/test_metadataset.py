@@ -284,3 +284,25 @@ def test_attributes_written_as_bytes_by_other_tools_are_read_as_text(tiny_metada
     s = MetaDataset(p).summary()
     assert s["source"] == "events:x"
     json.dumps(s)
+
+
+def test_a_complete_virtual_dataset_is_read(tiny_metadataset, tmp_path):
+    """/frames as a virtual dataset that maps every sample (two slices of another file, one of
+    its own file): the source checks accept it and the frames read are the original ones."""
+    p = tmp_path / "vds.h5"
+    with h5py.File(tiny_metadataset, "r") as s, h5py.File(tmp_path / "src.h5", "w") as g:
+        g["frames"] = frames = s["frames"][()]
+        with h5py.File(p, "w") as d:
+            for k, v in s.attrs.items():
+                d.attrs[k] = v
+            for k in s:
+                if k != "frames":
+                    s.copy(k, d)
+            d["own"] = frames[400:]
+            lay = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+            src = h5py.VirtualSource(str(tmp_path / "src.h5"), "frames", shape=frames.shape)
+            lay[:200], lay[200:400] = src[:200], src[200:400]
+            lay[400:] = h5py.VirtualSource(".", "own", shape=(len(frames) - 400, *frames.shape[1:]))
+            d.create_virtual_dataset("frames", lay, fillvalue=0)
+    ds, ref = MetaDataset(p), MetaDataset(tiny_metadataset)
+    assert torch.equal(ds.frames([0, 250, 599]), ref.frames([0, 250, 599]))
