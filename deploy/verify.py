@@ -95,7 +95,8 @@ def _align(ref: list[np.ndarray], net: FixedPointNet) -> list[np.ndarray]:
 def verify_netx(path: str | os.PathLike, *, samples: int = 4, steps: int = 50, all_layers: bool = False,
                 seed: int = 0, rate: float = 0.2, x: np.ndarray | None = None, model: Any = None,
                 lava: bool = True, input_bias: np.ndarray | None = None) -> dict[str, Any]:
-    """Run the checks; returns a JSON-able report with ``ok`` (every comparison exact).
+    """Run the checks; returns a JSON-able report with ``compared`` (the comparisons made) and
+    ``ok`` (at least one was made, and every one is exact).
 
     A network whose first layer is a bias-driven input neuron layer (lava-dl's tinynet) takes
     no spikes: give ``input_bias`` (that layer's bias, x y f) and it runs one sample of
@@ -124,7 +125,7 @@ def verify_netx(path: str | os.PathLike, *, samples: int = 4, steps: int = 50, a
     fixed = net.run(x, return_all=True)
     report["fixed_seconds"] = time.perf_counter() - t
     fixed_sel = [fixed[k] for k in idx]
-    ok = True
+    ok, compared = True, []
     if lava:
         from neuromaml.deploy.lava_run import run_lava_samples
 
@@ -133,14 +134,17 @@ def verify_netx(path: str | os.PathLike, *, samples: int = 4, steps: int = 50, a
         report["lava_seconds"] = r["seconds"]
         report["lava_vs_fixed"] = compare(r["spikes"], fixed_sel, idx, ("lava", "fixed"), net)
         ok &= report["lava_vs_fixed"]["equal"]
+        compared.append("lava_vs_fixed")
     if model is not None:
         t = time.perf_counter()
         ref = _align(slayer_layer_outputs(model, x), net)
         report["slayer_seconds"] = time.perf_counter() - t
         report["slayer_vs_fixed"] = compare([ref[k] for k in idx], fixed_sel, idx, ("slayer", "fixed"), net)
         ok &= report["slayer_vs_fixed"]["equal"]
+        compared.append("slayer_vs_fixed")
     report["output_spikes"] = int(fixed[-1].sum())
-    report["ok"] = bool(ok)
+    report["compared"] = compared
+    report["ok"] = bool(ok and compared)        # nothing compared is not a pass
     report["seconds"] = time.perf_counter() - t0
     return report
 
@@ -191,7 +195,7 @@ def _verify_bias_driven(path, net: FixedPointNet, input_bias, steps: int, all_la
     fixed = net.run(None, steps=steps, input_bias=bias[None], return_all=True)
     report["fixed_seconds"] = time.perf_counter() - t
     fixed_sel = [fixed[k] for k in idx]
-    ok = True
+    ok, compared = True, []
     if lava:
         from neuromaml.deploy.lava_run import run_lava
 
@@ -200,7 +204,9 @@ def _verify_bias_driven(path, net: FixedPointNet, input_bias, steps: int, all_la
         lava_sel = [np.asarray(r["spikes"][k])[None] for k in idx]
         report["lava_vs_fixed"] = compare(lava_sel, fixed_sel, idx, ("lava", "fixed"), net)
         ok &= report["lava_vs_fixed"]["equal"]
+        compared.append("lava_vs_fixed")
     report["output_spikes"] = int(fixed[-1].sum())
-    report["ok"] = bool(ok)
+    report["compared"] = compared
+    report["ok"] = bool(ok and compared)        # nothing compared is not a pass
     report["seconds"] = time.perf_counter() - t0
     return report

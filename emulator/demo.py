@@ -27,6 +27,23 @@ from neuromaml.emulator.results import Column, EmulateSummary
 from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versions, read_json, write_json
 
 STAGES = ("data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report")
+# a stage built from another's outputs runs again whenever that one did (not reused)
+DEPENDS = {"evaluate": ("train", "baselines"), "export": ("train",), "verify": ("export",),
+           "emulate": ("export",)}
+
+
+def _differs(recorded: dict, asked: dict) -> list[str]:
+    """The one reuse check of the demo's stages: what a stage file records it was made with
+    against what this run asks for, as 'key=recorded (asked value)' for each that differs."""
+    return [f"{k}={recorded.get(k)!r} (asked {v!r})" for k, v in asked.items() if recorded.get(k) != v]
+
+
+def _stale(path: Path, diff: list[str]) -> bool:
+    """Say on stderr why a stage file is not reused (it runs again); True when it is not."""
+    if diff:
+        print(f"note: {path} was made with other settings ({', '.join(diff[:6])}"
+              + (" ..." if len(diff) > 6 else "") + "): that stage runs again", file=sys.stderr)
+    return bool(diff)
 
 
 def demo_per_class(quick: bool) -> int:
@@ -99,10 +116,36 @@ def demo_config(config: Path | None, quick: bool):
     return cfg
 
 
-def _stage_train(out: Path, data: Path, cfg, seed: int, run: Path | None = None) -> dict:
+def _run_differs(run: Path, cfg, seed: int, data_sha: str) -> list[str]:
+    """What a run folder was trained with (config.yaml, run.json) against this demo's resolved
+    config, seed and data: an edited --config file or other data retrains it."""
+    import yaml
+
+    from neuromaml.meta.config import from_dict
+    from neuromaml.meta.train import _config_diff
+
+    try:
+        held = from_dict(yaml.safe_load((run / "config.yaml").read_text()), run / "config.yaml").to_dict()
+        meta = read_json(run / "run.json")
+        meta = meta if isinstance(meta, dict) else {}
+    except (OSError, NeuromamlError, yaml.YAMLError, UnicodeDecodeError, TypeError, ValueError):
+        return ["config.yaml/run.json unreadable"]
+    want = {**cfg.to_dict(), "seed": seed}
+    for d in (held, want):       # adopted from the data by meta-train; the data's sha256 covers them
+        d["model"] = {k: v for k, v in d["model"].items() if k not in ("input_shape", "time_steps")}
+    return ([f"config {k}" for k in _config_diff(held, want)]
+            + _differs(meta, {"seed": seed, "data_sha256": data_sha}))
+
+
+def _stage_train(out: Path, data: Path, cfg, seed: int, run: Path | None = None,
+                 data_sha: str | None = None) -> dict:
+    from neuromaml.deploy.bundle import sha256
     from neuromaml.meta.train import meta_train
 
     run = out / "run" if run is None else run
+    data_sha = data_sha or sha256(data)
+    if (run / "config.yaml").exists() and _stale(run, _run_differs(run, cfg, seed, data_sha)):
+        shutil.rmtree(run)          # the demo's own run, of another config or data: trained anew
     s = _reused_json(run / "summary.json", "train")
     if s is not None and s.get("steps") == cfg.outer.steps:
         return {**s, "run": str(run)}
@@ -126,17 +169,17 @@ def baseline_configs(cfg) -> dict:
     return {"fomaml": fo, "ann_cnn": ann}
 
 
-def _stage_baselines(out: Path, data: Path, cfg, seed: int) -> dict:
-    return {name: _stage_train(out, data, c, seed, run=out / "baselines" / name)
+def _stage_baselines(out: Path, data: Path, cfg, seed: int, data_sha: str | None = None) -> dict:
+    return {name: _stage_train(out, data, c, seed, run=out / "baselines" / name, data_sha=data_sha)
             for name, c in baseline_configs(cfg).items()}
 
 
-def _stage_evaluate(out: Path, data_file: Path, quick: bool) -> dict:
+def _stage_evaluate(out: Path, data_file: Path, quick: bool, force: bool = False) -> dict:
     from neuromaml.meta.evaluate import evaluate_run
 
     run = out / "run"
     res = run / "eval" / "report.json"
-    rep = _reused_json(res, "evaluate")
+    rep = _reused_json(res, "evaluate") if not force else None
     if rep is not None:
         return rep
     base = {name: out / "baselines" / name for name in ("fomaml", "ann_cnn")
@@ -145,19 +188,23 @@ def _stage_evaluate(out: Path, data_file: Path, quick: bool) -> dict:
                         out_dir=run / "eval", quick=quick, baselines=base)
 
 
-def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
+def _stage_export(out: Path, data: Path, quick: bool, seed: int, force: bool = False,
+                  data_sha: str | None = None) -> dict:
     """``neuromaml export RUN --out BUNDLE`` then ``neuromaml calibrate BUNDLE --data DATA``
     (the same library calls; a run meta-trained through the rule keeps its trained form)."""
-    from neuromaml.deploy.bundle import load_bundle, rule_status
+    from neuromaml.deploy.bundle import load_bundle, rule_status, sha256
     from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.runs import export_run
     from neuromaml.emulator.calibrate import calibrate
 
     bundle = out / "bundle"
-    if (bundle / "manifest.json").exists():
+    if (bundle / "manifest.json").exists() and not force:
         try:
             man = Manifest.from_dict(load_bundle(bundle)[0])
-            if rule_status(man) != "uncalibrated":
+            cal = man.adapt.calibration if isinstance(man.adapt.calibration, dict) else {}
+            calibrated_as_asked = rule_status(man) == "trained" or not _stale(bundle / "manifest.json", _differs(
+                cal, {"split": "val", "data": str(Path(data).resolve()), "data_sha256": data_sha or sha256(data)}))
+            if rule_status(man) != "uncalibrated" and calibrated_as_asked:
                 return {"bundle": str(bundle), "reused": True, "rule_status": rule_status(man),
                         "calibration": man.adapt.calibration}
         except NeuromamlError:
@@ -175,19 +222,33 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int) -> dict:
     return r
 
 
-def _stage_verify(out: Path, quick: bool) -> dict:
-    from neuromaml.deploy.runs import reference_model
-    from neuromaml.deploy.bundle import load_bundle
+def verify_differs(rep, samples: int, steps: int, manifest_sha256: str | None) -> list[str]:
+    """Why a verify.json does not stand for the demo's check of the bundle as it is now: not a pass,
+    Lava (or slayer, where it ran) not compared bit-exact, other sizes, another state of the bundle."""
+    if not isinstance(rep, dict):
+        return ["not a verify report"]
+    lava, sl = rep.get("lava_vs_fixed"), rep.get("slayer_vs_fixed")
+    recorded = {**rep, "lava_vs_fixed": isinstance(lava, dict) and lava.get("equal") is True,
+                "slayer_vs_fixed": sl is None or (isinstance(sl, dict) and sl.get("equal") is True)}
+    return _differs(recorded, {"ok": True, "lava_vs_fixed": True, "slayer_vs_fixed": True, "samples": samples,
+                               "steps": steps, "bundle_manifest_sha256": manifest_sha256})
+
+
+def _stage_verify(out: Path, quick: bool, force: bool = False) -> dict:
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, load_bundle
     from neuromaml.deploy.manifest import Manifest
+    from neuromaml.deploy.runs import reference_model
     from neuromaml.deploy.verify import verify_netx
 
     res = out / "bundle" / "verify.json"
-    rep = _reused_json(res, "verify")
-    if rep is not None and rep.get("ok") is True:        # a failed verify is run again, never carried on
-        return rep
     man, net = load_bundle(out / "bundle")
-    rep = verify_netx(net, samples=2 if quick else 4, steps=Manifest.from_dict(man).time_steps,
-                      model=reference_model(man))
+    samples, steps = 2 if quick else 4, Manifest.from_dict(man).time_steps
+    rep = _reused_json(res, "verify") if not force else None
+    # a failed verify, or one of other sizes, without Lava, or of another state of the bundle, runs again
+    if rep is not None and not _stale(res, verify_differs(rep, samples, steps, man.get(MANIFEST_DIGEST))):
+        return rep
+    rep = verify_netx(net, samples=samples, steps=steps, model=reference_model(man))
+    rep["bundle_manifest_sha256"] = man.get(MANIFEST_DIGEST)
     write_json(res, rep)
     if not rep.get("ok"):
         raise fail(res, "the exported network does not match slayer/Lava bit for bit",
@@ -195,12 +256,14 @@ def _stage_verify(out: Path, quick: bool) -> dict:
     return rep
 
 
-def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int) -> dict:
-    from neuromaml.deploy.bundle import MANIFEST_DIGEST
+def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int,
+                   force: bool = False, data_sha: str | None = None) -> dict:
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, sha256
     from neuromaml.emulator.emulate import emulate
 
     res = out / "emulate" / "emulate.json"
-    if res.exists():
+    queries = 2 if quick else 5
+    if res.exists() and not force:
         try:
             s = EmulateSummary.from_dict(read_json(res))
         except (NeuromamlError, TypeError, AttributeError, ValueError):
@@ -209,12 +272,18 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
             current = read_json(out / "bundle" / "manifest.json").get(MANIFEST_DIGEST)
         except (NeuromamlError, AttributeError):
             current = None
-        if (s is not None and s.usable() and s.tasks == tasks and s.lava_agrees
-                and s.lava.agreement["episodes"] == min(tasks, lava_tasks)
-                and current is not None and s.bundle_manifest_sha256 == current):
-            return {**s.to_dict(), "reused": True}
+        if s is not None and s.usable() and current is not None:
+            # what the demo reports as its meta-test numbers: this data, split, tasks, seed and bundle
+            recorded = {**s.to_dict(), "data": str(Path(s.data).resolve()), "lava_agrees": s.lava_agrees,
+                        "lava_episodes": s.lava.agreement["episodes"] if s.lava_agrees is not None else None}
+            asked = {"split": "test", "data": str(Path(data_file).resolve()),
+                     "data_sha256": data_sha or sha256(data_file), "tasks": tasks, "k_shot": 1,
+                     "n_query": queries, "seed": seed, "bundle_manifest_sha256": current, "lava_agrees": True,
+                     "lava_episodes": min(tasks, lava_tasks)}
+            if not _stale(res, _differs(recorded, asked)):
+                return {**s.to_dict(), "reused": True}
     s = emulate(out / "bundle", data_file, split="test", tasks=tasks, shots=1,
-                queries=2 if quick else 5, engine="both", lava_tasks=lava_tasks,
+                queries=queries, engine="both", lava_tasks=lava_tasks,
                 slayer_tasks=min(tasks, 4 if quick else 100), seed=seed, out=out / "emulate", progress=True)
     if s.lava_agrees is False:
         raise fail(res, "Lava and the fast engine disagree", "file an issue with emulate.json")
@@ -299,32 +368,37 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
         write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
+    data_sha = data_setting.get("sha256")
+    ran: set[str] = set()              # the stages that ran (not reused) in this run
     for name in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
+        force = any(dep in ran for dep in DEPENDS.get(name, ()))
         if name == "data":
             from neuromaml.meta.data_cli import summary_lines
 
             r = _stage_data(out, quick, seed, data)
+            data_sha = data_sha or sha256(data_file)
             bar.write("meta-dataset " + ("(reused)" if r["reused"] else "(built)") + ": "
                       + "\n".join(summary_lines(r)))
         elif name == "train":
-            r = _stage_train(out, data_file, cfg, seed)
+            r = _stage_train(out, data_file, cfg, seed, data_sha=data_sha)
+            r["config_sha256"] = sha256(config) if config and Path(config).is_file() else None
         elif name == "baselines":
-            r = _stage_baselines(out, data_file, cfg, seed)
+            r = _stage_baselines(out, data_file, cfg, seed, data_sha=data_sha)
         elif name == "evaluate":
-            r = _stage_evaluate(out, data_file, quick)
+            r = _stage_evaluate(out, data_file, quick, force=force)
         elif name == "export":
-            r = _stage_export(out, data_file, quick, seed)
+            r = _stage_export(out, data_file, quick, seed, force=force, data_sha=data_sha)
         elif name == "verify":
-            r = _stage_verify(out, quick)
+            r = _stage_verify(out, quick, force=force)
         elif name == "emulate":
-            r = _stage_emulate(out, data_file, tasks, lava_tasks, quick, seed)
+            r = _stage_emulate(out, data_file, tasks, lava_tasks, quick, seed, force=force, data_sha=data_sha)
         else:
             summary["seconds"]["total"] = time.perf_counter() - t_all
             try:
                 r = write_report(out, summary)
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
                 reused = [k for k, v in summary["stages"].items() if isinstance(v, dict) and v.get("reused")]
                 if not reused:
                     raise
@@ -332,6 +406,8 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
                 raise fail(out, f"the report cannot be written from the stages reused from an earlier run "
                            f"({', '.join(reused)}): one of their files was edited or damaged "
                            f"({type(exc).__name__}: {exc})", "add --fresh to rebuild this folder") from None
+        if not all(v.get("reused") for v in (r.values() if name == "baselines" else [r])):
+            ran.add(name)
         summary["stages"][name] = r
         summary["seconds"][name] = time.perf_counter() - t0
         write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
@@ -438,9 +514,11 @@ def write_report(out: Path, summary: dict) -> dict:
                   f"**{agree['final_weights_identical']}** ({agree['lava_seconds_per_episode']:.1f} s vs "
                   f"{1000 * agree['fast_seconds_per_episode']:.0f} ms per episode).", ""]
     if ver:
+        compared = [words for key, words in (("lava_vs_fixed", "Lava vs fixed engine"),
+                                             ("slayer_vs_fixed", "slayer vs fixed engine")) if ver.get(key)]
         lines += [f"Export verified bit for bit: **{ver.get('ok')}** "
-                  f"({ver.get('samples')} samples x {ver.get('steps')} steps; Lava vs fixed engine"
-                  + (", slayer vs fixed engine" if ver.get("slayer_vs_fixed") else "") + ").", ""]
+                  f"({ver.get('samples')} samples x {ver.get('steps')} steps; "
+                  + (", ".join(compared) or "nothing compared") + ").", ""]
     ref = em.references
     if ref:
         lines += [f"References on the same tasks, from the bundle alone: fixed-point network + float SGD of the "

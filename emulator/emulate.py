@@ -159,7 +159,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
             engine: str = "fast", lava_tasks: int | None = None, slayer_tasks: int | None = None,
             seed: int = 0, out: Path | None = None, rule=None, progress: bool = False) -> EmulateSummary:
     """Run the episodes; write ``emulate.json`` and ``emulate.md`` in ``out``; return the summary."""
-    from neuromaml.deploy.bundle import MANIFEST_DIGEST, rule_status
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, rule_status, sha256 as file_sha256
     from neuromaml.meta.metadataset import MetaDataset
     from neuromaml.meta.tasks import TaskSampler
 
@@ -190,7 +190,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     t_feats = time.perf_counter() - t0
     summary = EmulateSummary(
         bundle=str(bundle), bundle_manifest_sha256=dep.manifest.extra.get(MANIFEST_DIGEST), data=str(data),
-        no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
+        data_sha256=file_sha256(data), no_input_spikes=silent, split=split, tasks=tasks, n_way=dep.n_out,
         k_shot=shots, n_query=queries, seed=seed, rule=dep.rule.to_dict(), plastic_weight_exp=dep.weight_exp,
         rule_status="given by the caller" if rule is not None else rule_status(dep.manifest),
         time_steps=dep.time_steps, burn_in=dep.burn_in, classes_seen_in_training=seen,

@@ -77,6 +77,7 @@ class EmulateSummary(_Written, _Section):
     bundle: str = ""
     bundle_manifest_sha256: str | None = None          # the manifest emulated (a later calibrate changes it)
     data: str = ""
+    data_sha256: str | None = None                     # the file emulated (a demo reuses it only for the same data)
     no_input_spikes: bool = False
     split: str = "test"
     tasks: int = 0
@@ -128,6 +129,19 @@ class EmulateSummary(_Written, _Section):
             if self.onchip is None or not all(c is None or _column_ok(c) for c in cols):
                 return False
             if not all(_whole(v) for v in (self.tasks, self.n_way, self.k_shot, self.n_query)):
+                return False
+            # the report divides by n_way and names the shots: a one-shot task has 2+ classes
+            if self.n_way < 2 or self.k_shot < 1 or self.n_query < 1 or self.tasks < 1:
+                return False
+            if not isinstance(self.split, str) or not isinstance(self.data, str):
+                return False
+            from neuromaml.onchip.rule import RuleError, RuleSpec
+
+            try:
+                if not isinstance(self.rule, dict):
+                    return False
+                RuleSpec.from_dict(self.rule)
+            except RuleError:
                 return False
             a = self.lava.agreement if self.lava is not None else None
             return a is None or (isinstance(a, dict) and _whole(a.get("episodes"))

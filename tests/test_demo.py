@@ -142,3 +142,116 @@ def test_quick_demo_on_the_users_data(tmp_path):
     cal = man_of(out)["adapt"]["calibration"]
     assert cal["data"] == str(data.resolve()) and cal["split"] == "val"
     assert f"Meta-dataset `{data.resolve()}`" in (out / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- what a reused stage file was made with
+def _emulate_json(data, digest, **over) -> dict:
+    """An emulate.json the demo would reuse as it is: the demo's --quick settings on ``data``."""
+    from neuromaml.deploy.bundle import sha256
+    from neuromaml.onchip.rule import RuleSpec
+
+    col = {"mean": 0.5, "std": 0.1, "tasks": 6}
+    agree = {"episodes": 1, "output_spikes_identical": True, "final_weights_identical": True,
+             "lava_seconds_per_episode": 1.0, "fast_seconds_per_episode": 0.01, "speedup": 100.0}
+    return {"bundle": "b", "bundle_manifest_sha256": digest, "data": str(data), "data_sha256": sha256(data),
+            "split": "test", "tasks": 6, "n_way": 5, "k_shot": 1, "n_query": 2, "seed": 0,
+            "rule": RuleSpec().to_dict(), "onchip": col, "lava": {**col, "tasks": 1, "agreement": agree},
+            **over}
+
+
+@pytest.mark.parametrize("edit, reused", [
+    ({}, True),
+    ({"split": "val"}, False),               # a user's emulate of the val split is not the meta-test number
+    ({"seed": 7}, False),
+    ({"n_query": 5}, False),
+    ({"data_sha256": "0" * 64}, False),      # another file at the same path
+    ({"data": "/elsewhere/data.h5"}, False),
+    ({"n_way": 0}, False),                   # the report divides by it
+    ({"n_way": 1}, False),
+    ({"k_shot": -3}, False),
+    ({"rule": None}, False),                 # the report reads its fields
+    ({"rule": {"eta_exp": "fast"}}, False),
+])
+def test_demo_reuses_emulate_json_only_as_it_would_run_it(tmp_path, tiny_metadataset, monkeypatch, capsys,
+                                                         edit, reused):
+    from neuromaml.emulator import demo as demo_mod
+    from neuromaml.emulator import emulate as emulate_mod
+    from neuromaml.emulator.results import EmulateSummary
+
+    out = tmp_path / "demo"
+    (out / "bundle").mkdir(parents=True)
+    (out / "emulate").mkdir()
+    (out / "bundle" / "manifest.json").write_text(json.dumps({"manifest_sha256": "d" * 64}))
+    fresh = _emulate_json(tiny_metadataset, "d" * 64)
+    (out / "emulate" / "emulate.json").write_text(json.dumps({**fresh, **edit}))
+    ran = []
+    monkeypatch.setattr(emulate_mod, "emulate", lambda *a, **k: ran.append(k) or EmulateSummary.from_dict(fresh))
+    r = demo_mod._stage_emulate(out, tiny_metadataset, tasks=6, lava_tasks=1, quick=True, seed=0)
+    assert bool(r.get("reused")) is reused and bool(ran) is not reused
+    if ran:
+        assert ran[0]["split"] == "test" and ran[0]["queries"] == 2 and ran[0]["seed"] == 0
+        if "n_way" not in edit and "k_shot" not in edit and "rule" not in edit:
+            assert "runs again" in capsys.readouterr().err
+
+
+def test_emulate_summary_usable_refuses_what_the_report_cannot_show():
+    from neuromaml.emulator.results import EmulateSummary
+
+    good = _emulate_json(__file__, "d" * 64)
+    assert EmulateSummary.from_dict(good).usable()
+    for bad in ({"n_way": 1}, {"k_shot": 0}, {"n_query": 0}, {"tasks": 0}, {"rule": []}, {"rule": None},
+                {"rule": {"no_such_field": 1}}, {"split": 3}):
+        assert not EmulateSummary.from_dict({**good, **bad}).usable(), bad
+
+
+@pytest.mark.parametrize("edit, why", [
+    ({}, None),
+    ({"lava_vs_fixed": None, "compared": ["slayer_vs_fixed"]}, "lava_vs_fixed"),   # verify --no-lava
+    ({"ok": False}, "ok"),
+    ({"samples": 1}, "samples"),
+    ({"bundle_manifest_sha256": "0" * 64}, "bundle_manifest_sha256"),           # the bundle changed since
+    ({"slayer_vs_fixed": {"equal": False}}, "slayer_vs_fixed"),
+])
+def test_demo_reuses_verify_json_only_for_a_lava_check_of_the_bundle_now(edit, why):
+    from neuromaml.emulator.demo import verify_differs
+
+    rep = {"ok": True, "samples": 2, "steps": 100, "lava_vs_fixed": {"equal": True},
+           "slayer_vs_fixed": {"equal": True}, "bundle_manifest_sha256": "d" * 64, **edit}
+    diff = verify_differs(rep, 2, 100, "d" * 64)
+    assert (diff == []) if why is None else any(d.startswith(why + "=") for d in diff), diff
+
+
+def test_demo_report_names_only_the_comparisons_verify_made(tmp_path):
+    from neuromaml.emulator.demo import write_report
+
+    summary = {"stages": {"verify": {"ok": True, "samples": 1, "steps": 20, "lava_vs_fixed": None,
+                                     "slayer_vs_fixed": {"equal": True}}},
+               "data": {}, "config": None, "seed": 0, "quick": True, "seconds": {}}
+    write_report(tmp_path, summary)
+    text = (tmp_path / "report.md").read_text()
+    assert "slayer vs fixed engine" in text and "Lava vs fixed" not in text
+
+
+def test_demo_retrains_a_run_of_an_edited_config(tmp_path, tiny_metadataset, monkeypatch, capsys):
+    """A --config file edited in place between two demo runs: the run folder records the config it
+    was trained with (config.yaml) and the data (run.json); when they differ, the run is trained anew."""
+    import yaml
+
+    from neuromaml.deploy.bundle import sha256
+    from neuromaml.emulator import demo as demo_mod
+    from neuromaml.meta import train as train_mod
+
+    cfg = demo_mod.demo_config(None, quick=True)
+    run = tmp_path / "demo" / "run"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "seed": 0}, sort_keys=False))
+    (run / "run.json").write_text(json.dumps({"seed": 0, "data_sha256": sha256(tiny_metadataset)}))
+    (run / "summary.json").write_text(json.dumps({"steps": cfg.outer.steps, "best_val_acc": 0.5}))
+    ran = []
+    monkeypatch.setattr(train_mod, "meta_train", lambda *a, **k: ran.append(a) or {"steps": cfg.outer.steps})
+    assert demo_mod._stage_train(tmp_path / "demo", tiny_metadataset, cfg, seed=0)["reused"] is True
+    assert not ran
+    cfg.model.hidden = [16, 16]                                  # the --config file as edited
+    r = demo_mod._stage_train(tmp_path / "demo", tiny_metadataset, cfg, seed=0)
+    assert r["reused"] is False and ran and not (run / "summary.json").exists()
+    assert "config model.hidden" in capsys.readouterr().err

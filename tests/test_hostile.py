@@ -1271,3 +1271,5 @@ def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     assert cli.main(["verify", str(tmp_path / "b"), "--no-lava", "--samples", "1", "--steps", "20"]) == 1
     out = capsys.readouterr().out
     assert "NOT VERIFIED" in out and "\nOK" not in out
+    rep = json.loads((tmp_path / "b" / "verify.json").read_text())     # what a reader of the file sees
+    assert rep["ok"] is False and rep["compared"] == []
