@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from neuromaml.io import NeuromamlError, check_output, fail, json_default, package_versions, read_json, write_json
+from neuromaml.io import (TEMP_STEM, NeuromamlError, check_output, fail, folder_lock, interrupts_deferred, json_default,
+                          live_writer, package_versions, read_json, remove_stale_temps, write_json)
 
 FORMAT = "neuromaml-bundle"
 FORMAT_VERSION = 1
@@ -51,10 +52,54 @@ def default_rule() -> dict[str, Any] | None:
     return RuleSpec().to_dict()
 
 
+CALIBRATE_LOCK = ".neuromaml-calibrate.lock"      # held in a bundle by `neuromaml calibrate`
+
+
+def check_not_calibrating(out: str | os.PathLike) -> None:
+    """A bundle that a calibrate is choosing the rule of must not be replaced under it: that
+    calibrate would write its rule into the new network's manifest."""
+    pid = live_writer(out, CALIBRATE_LOCK) if Path(out).is_dir() else None
+    if pid:
+        raise fail(out, f"a calibrate (pid {pid}) is choosing this bundle's rule; replacing the bundle now "
+                   "would give the new network that calibration", f"wait for process {pid} to finish (or stop "
+                   "it), then run this command again")
+
+
+def replace_dir(new: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished folder ``new`` over ``out`` (kept until then; removed after). Holds
+    ``out``'s calibrate lock for the swap, so no calibrate starts on the bundle being replaced."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        # another command wrote the same bundle while this one ran: keep it, report this one
+        raise fail(out, "appeared while this command was writing it (another command wrote the same "
+                   "output)", "pass --overwrite to replace it, or choose another --out")
+    check_not_calibrating(out)
+    guard = (folder_lock(out, "a calibrate (pid {pid}) is choosing this bundle's rule", CALIBRATE_LOCK)
+             if out.is_dir() else contextlib.nullcontext())
+    old = None
+    with guard, interrupts_deferred():
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.rmdir(old)
+            os.rename(out, old)
+        os.rename(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """A private folder beside ``out`` to build a replacement of it in (``.NAME.PID.XXXX.tmp``: a
+    killed writer's is removed by the next write of ``out``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name[:TEMP_STEM]}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
     """Yield a temp dir beside ``out``; on success it replaces ``out`` (rename), else it is removed."""
     out = check_output(out, kind="dir", overwrite=overwrite)
+    check_not_calibrating(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     umask = os.umask(0)
@@ -64,18 +109,7 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False):
         yield tmp
         for f in tmp.iterdir():
             os.chmod(f, 0o666 & ~umask)
-        old = None
-        if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-            # another command wrote the same bundle while this one ran: keep it, report this one
-            raise fail(out, "appeared while this command was writing it (another command wrote the same "
-                       "output)", "pass --overwrite to replace it, or choose another --out")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.rmdir(old)
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out, overwrite)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         from neuromaml.io import reraise_disk_full

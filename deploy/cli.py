@@ -70,9 +70,6 @@ def register(sub) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from neuromaml.deploy.bundle import export_bundle
-    from neuromaml.meta.models import ModelConfig, build_model
-
     if (args.run_dir is None) == (args.model is None):
         raise fail(None, "give exactly one of RUN_DIR or --model NAME", "e.g. neuromaml export runs/x --out bundle")
     inputs = (*input_files(args.run_dir, RUN_FILES), args.calibrate_on)
@@ -86,75 +83,98 @@ def _export(args: argparse.Namespace) -> int:
         raise fail(None, f"--n-way {args.n_way}: a one-shot task needs at least 2 outputs", "pass --n-way 2 or more")
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
         raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
-    if args.run_dir is not None:
-        man = export_run(args.run_dir, args.out, steps=args.steps, allow_clip=args.allow_clip,
-                         overwrite=args.overwrite, input_shape=args.input_shape)
-        _after_export(args, man)
+    if args.calibrate_on is None:
+        _after_export(args, _build(args, args.out, args.overwrite), args.out)
         return 0
-    else:
-        from neuromaml.meta.models import model_defaults
+    return _export_calibrated(args)
 
-        kw: dict[str, Any] = {**model_defaults(args.model), "name": args.model}
-        if args.input_shape:
-            from neuromaml.meta.config import MAX_INPUTS
 
-            if math.prod(args.input_shape) > MAX_INPUTS:
-                raise fail(None, f"--input-shape {tuple(args.input_shape)}: {math.prod(args.input_shape):,} input "
-                           f"neurons, more than {MAX_INPUTS:,}", "give the frames' real C H W (pooled)")
-            kw["input_shape"] = tuple(args.input_shape)
-        if args.n_way:
-            kw["n_way"] = args.n_way
-        # a fresh network for deployment checks: random final layer (a zero head, the meta-training
-        # default, would leave the output silent and the check vacuous)
-        mcfg = ModelConfig(**kw, zero_head=False)
-        try:
-            model = build_model(mcfg, seed=args.seed)
-        except ValueError as exc:
-            raise fail(None, f"--model: {exc}", "use small, paper_cnn or lava_mlp") from None
-        classes, source = None, None
-    if args.input_shape and tuple(args.input_shape) != tuple(mcfg.input_shape):
-        raise fail(args.run_dir, f"--input-shape {tuple(args.input_shape)} disagrees with the model's "
-                   f"{tuple(mcfg.input_shape)}", "leave --input-shape out")
-    steps = args.steps or mcfg.time_steps
-    man = export_bundle(model, args.out, input_shape=tuple(mcfg.input_shape), time_steps=steps,
-                        burn_in=_burn_in(mcfg, steps, None), classes=classes, source_run=source,
-                        allow_clip=args.allow_clip, overwrite=args.overwrite,
-                        extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": args.seed})
-    _after_export(args, man)
+def _export_calibrated(args: argparse.Namespace) -> int:
+    """``export --calibrate-on``: the bundle is exported and calibrated in a staging folder beside
+    --out and renamed over it only once calibrated; a bundle already there is kept until then
+    (a failed or interrupted calibration leaves it as it was)."""
+    import shutil
+
+    from neuromaml.deploy.bundle import check_not_calibrating, replace_dir, staging_dir
+
+    out = Path(args.out)
+    check_not_calibrating(out)
+    existed = out.exists()
+    stage = staging_dir(out)
+    try:
+        built = stage / out.name
+        _after_export(args, _build(args, built, False), built)
+        replace_dir(built, out, args.overwrite)
+    except BaseException as exc:
+        what = "was interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        print(f"note: {out} was not " + ("changed" if existed else "written") + f": the export {what} before "
+              "its bundle was calibrated" + (" (the bundle there is the one from before)" if existed else ""),
+              file=sys.stderr)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return 0
 
 
-def _after_export(args: argparse.Namespace, manifest: dict) -> None:
+def _build(args: argparse.Namespace, where: Path, overwrite: bool) -> dict:
+    """Write the bundle of RUN_DIR or of a fresh --model network into ``where``; its manifest."""
+    from neuromaml.deploy.bundle import export_bundle
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    if args.run_dir is not None:
+        return export_run(args.run_dir, where, steps=args.steps, allow_clip=args.allow_clip,
+                          overwrite=overwrite, input_shape=args.input_shape)
+    from neuromaml.meta.models import model_defaults
+
+    kw: dict[str, Any] = {**model_defaults(args.model), "name": args.model}
+    if args.input_shape:
+        from neuromaml.meta.config import MAX_INPUTS
+
+        if math.prod(args.input_shape) > MAX_INPUTS:
+            raise fail(None, f"--input-shape {tuple(args.input_shape)}: {math.prod(args.input_shape):,} input "
+                       f"neurons, more than {MAX_INPUTS:,}", "give the frames' real C H W (pooled)")
+        kw["input_shape"] = tuple(args.input_shape)
+    if args.n_way:
+        kw["n_way"] = args.n_way
+    # a fresh network for deployment checks: random final layer (a zero head, the meta-training
+    # default, would leave the output silent and the check vacuous)
+    mcfg = ModelConfig(**kw, zero_head=False)
+    try:
+        model = build_model(mcfg, seed=args.seed)
+    except ValueError as exc:
+        raise fail(None, f"--model: {exc}", "use small, paper_cnn or lava_mlp") from None
+    steps = args.steps or mcfg.time_steps
+    return export_bundle(model, where, input_shape=tuple(mcfg.input_shape), time_steps=steps,
+                         burn_in=_burn_in(mcfg, steps, None), classes=None, source_run=None,
+                         allow_clip=args.allow_clip, overwrite=overwrite,
+                         extra={"model_config": _model_config_dict(mcfg), "fresh_init_seed": args.seed})
+
+
+def _after_export(args: argparse.Namespace, manifest: dict, built: Path) -> None:
+    """Report the bundle written in ``built`` (--out, or its staging folder with --calibrate-on),
+    calibrate it there with --calibrate-on, write --json."""
     from neuromaml.deploy.manifest import Manifest
 
     man = Manifest.from_dict(manifest)
-    print(f"wrote {args.out}: layers {[r['type'] for r in man.layers]}, lowered "
-          f"{[r['to'] for r in man.lowered if r['from'] == 'pool']}")
+    print(f"{'wrote' if Path(built) == Path(args.out) else 'exported'} {args.out}: layers "
+          f"{[r['type'] for r in man.layers]}, lowered {[r['to'] for r in man.lowered if r['from'] == 'pool']}")
     dead = [r["index"] for r in man.layers if r["type"] in ("dense", "conv") and r["index"] != man.adapt.layer
             and r.get("weight_range") == [0.0, 0.0]]
     if dead:
         print(f"warning: {args.out}: layer(s) {dead} hold only zero weights after quantization: the network "
               "cannot spike past them (check the run's weights and weight_scale)", file=sys.stderr)
     if args.calibrate_on is not None:
-        # the command line composes the stages: export, then the emulator's calibration
+        # the command line composes the stages: export, then the emulator's calibration (of the
+        # bundle in its staging folder: _export_calibrated renames it over --out once calibrated)
         from neuromaml.emulator.calibrate import calibrate, format_markdown
 
         if man.adapt.rule_source == "trained":
             print("the run was meta-trained through the rule: its form is deployed as trained "
                   "(--calibrate-on ignored)")
         else:
-            try:
-                cal = calibrate(args.out, args.calibrate_on, progress=True)
-            except BaseException:
-                # export + calibrate is one command: a bundle whose calibration failed is not kept,
-                # so that the same command can run again once the data is right
-                import shutil
-
-                shutil.rmtree(args.out, ignore_errors=True)
-                print(f"note: {args.out} was not kept (its calibration failed)", file=sys.stderr)
-                raise
+            cal = calibrate(built, args.calibrate_on, progress=True, publish_as=Path(args.out))
             print(format_markdown(cal))
-            manifest = json.loads((Path(args.out) / "manifest.json").read_text())
+            manifest = json.loads((Path(built) / "manifest.json").read_text())
     elif man.adapt.rule_source == "trained":
         print("note: the bundle's on-chip rule is the form the run was meta-trained through (deployed as "
               "trained; `neuromaml calibrate` would replace it)", file=sys.stderr)

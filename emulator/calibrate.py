@@ -45,9 +45,11 @@ accurate. A float-SGD reference of the same final layer (``rulecheck.sgd_referen
 lr chosen on the same val tasks) is recorded beside it, and ``emulate`` reuses its lr.
 
 Outputs (``out``, default ``BUNDLE/calibration``): ``calibration.json``,
-``calibration.md``, ``calibration.png``; then ``manifest.json`` is rewritten
-atomically with ``adapt.rule``, ``adapt.weight_exp``, ``adapt.label_window`` and ``adapt.calibration`` (what
-data, which split and tasks, the choice). Nothing is written when the search fails.
+``calibration.md``, ``calibration.png`` (with ``bundle_manifest_sha256``, the digest of the manifest
+written with them); ``manifest.json`` is rewritten atomically with ``adapt.rule``, ``adapt.weight_exp``,
+``adapt.label_window`` and ``adapt.calibration`` (what data, which split and tasks, the choice) first,
+then the report files are renamed into place, interrupts held (``_publish_report``). Nothing is
+written when the search fails, or when the bundle's files changed during it.
 """
 from __future__ import annotations
 
@@ -56,7 +58,9 @@ import datetime
 import itertools
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +68,8 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
 from neuromaml.emulator.results import CalibrationSummary
-from neuromaml.io import NeuromamlError, atomic_write_text, fail, folder_lock, package_versions, write_json
+from neuromaml.deploy.bundle import CALIBRATE_LOCK
+from neuromaml.io import NeuromamlError, _umask, atomic_write_text, fail, folder_lock, package_versions, write_json
 from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
 
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
@@ -169,16 +174,43 @@ def select(settings: list[dict], tolerance: float, floor: float | None = None) -
     return min(near, key=lambda s: (s["fraction_synapses_updated"], -s["val_accuracy"]))
 
 
+REPORT_FILES = ("calibration.json", "calibration.md", "calibration.png")
+
+
+def _check_report_writable(out: Path) -> None:
+    """Before the sweep: the report folder can be written and each report file in it replaced
+    (another user's file in a shared folder, an immutable one), so minutes of search do not end
+    in an error, or in a report of which one file is new and the others old."""
+    anc = out
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.is_dir() and not os.access(anc, os.W_OK | os.X_OK):
+        raise fail(out, f"the report folder cannot be written ({anc} is not writable)",
+                   "give --out a folder you can write, or fix its permissions")
+    for name in REPORT_FILES:
+        p = out / name
+        if p.is_file():
+            try:
+                with open(p, "r+b"):
+                    pass
+            except OSError as exc:
+                raise fail(p, f"cannot be replaced ({exc.strerror or exc})",
+                           "fix its permissions, or give --out another folder") from None
+
+
 def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0, tolerance: float = 0.01,
               out: Path | None = None, progress: bool = False, write_manifest: bool = True,
-              strict: bool = True) -> CalibrationSummary:
+              strict: bool = True, publish_as: Path | None = None) -> CalibrationSummary:
     """Search, choose, write the outputs and the manifest; return the summary.
 
     ``strict``: a search whose best setting is not above chance (by two standard errors)
     is an error and writes nothing; with ``strict=False`` the best setting is written
     with ``warning`` in the summary and the manifest's record (smoke tests on tiny data).
+    ``publish_as``: the path the bundle will have (``export --calibrate-on`` calibrates it in a
+    staging folder); the report names that path.
     """
     bundle = Path(bundle)
+    _check_report_writable(Path(out) if out is not None else bundle / "calibration")
     if write_manifest:
         # checked before the sweep, not at its end: the rule goes into BUNDLE/manifest.json
         if bundle.is_dir() and not os.access(bundle, os.W_OK | os.X_OK):
@@ -186,18 +218,19 @@ def calibrate(bundle, data, *, tasks: int = 50, queries: int = 5, seed: int = 0,
                        "copy the bundle somewhere writable (cp -r) or fix its permissions")
         if bundle.is_dir():
             with folder_lock(bundle, "another calibrate (pid {pid}) is choosing this bundle's rule",
-                             ".neuromaml-calibrate.lock"):
+                             CALIBRATE_LOCK):
                 return _calibrate(bundle, data, tasks=tasks, queries=queries, seed=seed, tolerance=tolerance,
-                                  out=out, progress=progress, write_manifest=write_manifest, strict=strict)
+                                  out=out, progress=progress, write_manifest=write_manifest, strict=strict,
+                                  publish_as=publish_as)
     return _calibrate(bundle, data, tasks=tasks, queries=queries, seed=seed, tolerance=tolerance, out=out,
-                      progress=progress, write_manifest=write_manifest, strict=strict)
+                      progress=progress, write_manifest=write_manifest, strict=strict, publish_as=publish_as)
 
 
 def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, write_manifest,
-               strict) -> CalibrationSummary:
+               strict, publish_as=None) -> CalibrationSummary:
     from tqdm import tqdm
 
-    from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, as_dict, load_bundle, manifest_digest
     from neuromaml.deploy.bundle import write_manifest as save_manifest
     from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.bundle import sha256 as file_sha256
@@ -331,24 +364,59 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
               "warning": warning}
     for s in settings:
         s.pop("_spec")
-    summary = CalibrationSummary(bundle=str(bundle), **record, rule=spec.to_dict(), space=space, settings=settings,
+    shown = Path(publish_as) if publish_as is not None else bundle
+    summary = CalibrationSummary(bundle=str(shown), **record, rule=spec.to_dict(), space=space, settings=settings,
                                  update_magnitude={"rule": magnitude_stats(final.weights - final.initial),
                                                    "sgd": sgd["update_magnitude"]},
                                  seconds=time.perf_counter() - t_start, package_versions=package_versions())
     summary.written_in_full()
+    shown_out = Path(out) if out is not None else shown / "calibration"
     out = Path(out) if out is not None else bundle / "calibration"
-    out.mkdir(parents=True, exist_ok=True)
-    summary.outputs = {"json": str(out / "calibration.json"), "markdown": str(out / "calibration.md"),
-                       "plot": _plot(summary, out / "calibration.png")}
-    write_json(out / "calibration.json", summary.to_dict())
-    atomic_write_text(out / "calibration.md", format_markdown(summary))
+    summary.outputs = {"json": str(shown_out / "calibration.json"), "markdown": str(shown_out / "calibration.md"),
+                       "plot": str(shown_out / "calibration.png")}
+    new_manifest = None
     if write_manifest:
-        man = Manifest.from_dict(load_bundle(bundle, check_rule=False)[0])   # re-read; its rule is replaced
+        now = load_bundle(bundle, check_rule=False)[0]     # re-read: unchanged files; its rule is replaced
+        if now.get("files") != as_dict(dep.manifest).get("files"):
+            raise fail(bundle, "changed while calibrating (exported or imported again?): its network is not the "
+                       "one calibrated; nothing was written", f"run neuromaml calibrate {shown} again")
+        man = Manifest.from_dict(now)
         man.adapt.set(rule=spec.to_dict(), weight_exp=int(chosen["weight_exp"]), rule_source="calibrated",
                       label_window=summary.label_window, calibration=summary.record())
         man.extra.pop("calibration", None)                  # an older demo's record
-        save_manifest(bundle, man.to_dict())
+        new_manifest = man.to_dict()
+        summary.bundle_manifest_sha256 = manifest_digest({k: v for k, v in new_manifest.items()
+                                                          if k != MANIFEST_DIGEST})
+    _publish_report(out, summary, bundle if write_manifest else None, new_manifest, save_manifest)
     return summary
+
+
+def _publish_report(out: Path, summary: CalibrationSummary, bundle, new_manifest, save_manifest) -> None:
+    """The report files are written into a staging folder inside ``out``; then the manifest is
+    written (the rule the report describes goes in first) and the files renamed into place, with
+    interrupts held, so an interrupted calibrate leaves the old manifest and report or the new ones."""
+    from neuromaml.io import interrupts_deferred, remove_stale_temps
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out / REPORT_FILES[0])
+    stage = Path(tempfile.mkdtemp(prefix=f".{REPORT_FILES[0]}.{os.getpid()}.", suffix=".tmp", dir=out))
+    try:
+        write_json(stage / "calibration.json", summary.to_dict())
+        atomic_write_text(stage / "calibration.md", format_markdown(summary))
+        _plot(summary, stage / "calibration.png")
+        with interrupts_deferred():
+            if new_manifest is not None:
+                save_manifest(bundle, new_manifest)
+            for name in REPORT_FILES:
+                os.chmod(stage / name, 0o666 & ~_umask())
+                try:
+                    os.replace(stage / name, out / name)
+                except OSError as exc:
+                    raise fail(out / name, f"could not be replaced ({exc.strerror or exc})"
+                               + ("; the bundle's manifest holds the new rule" if new_manifest is not None else ""),
+                               "fix its permissions and run calibrate again, or give --out another folder") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _pct(x: float) -> str:

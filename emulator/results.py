@@ -169,6 +169,7 @@ class CalibrationSummary(_Written, _Section):
     (``record()``)."""
 
     bundle: str = ""
+    bundle_manifest_sha256: str | None = None          # the manifest written with this calibration
     data: str = ""
     data_sha256: str = ""
     split: str = "val"

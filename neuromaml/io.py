@@ -115,6 +115,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, overwrite: b
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         reraise_disk_full(exc, path)          # say which output could not be written
+        if isinstance(exc, OSError) and str(tmp_path) in (exc.filename, exc.filename2):
+            # the temporary file is gone: name the output that could not be written or replaced
+            raise fail(path, f"could not be written ({exc.strerror or exc})",
+                       "fix its or its folder's permissions, or choose another path") from None
         raise
 
 
@@ -302,6 +306,30 @@ def folder_lock(folder: str | os.PathLike, busy: str, name: str = ".neuromaml.lo
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT), SIGTERM and SIGHUP for the few renames that publish several files
+    as one result: an interrupt that arrives meanwhile is raised (KeyboardInterrupt) once they are
+    done, so it cannot leave one file of the set new and another old. SIGKILL cannot be held."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None)]
+    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt
 
 
 def live_writer(folder: str | os.PathLike, name: str) -> int | None:

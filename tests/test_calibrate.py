@@ -249,3 +249,139 @@ def test_cli_calibrate_and_the_uncalibrated_warning(tmp_path, tiny_metadataset, 
     bad = tmp_path / "nope.h5"
     assert cli.main(["calibrate", str(b), "--data", str(bad), "--tasks", "2"]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a bundle and its report kept whole
+def _tree(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (NeuromamlError("x.h5: no setting learns"), 2)])
+def test_export_calibrate_on_keeps_the_old_bundle_until_the_new_one_is_calibrated(tmp_path, tiny_metadataset,
+                                                                                  monkeypatch, capsys, stop, code):
+    from neuromaml.emulator import calibrate as cal_mod
+
+    b = tmp_path / "b"
+    assert cli.main(["export", "--model", "small", "--out", str(b)]) == 0
+    before = _tree(b)
+
+    def fails(*a, **k):
+        raise stop
+
+    monkeypatch.setattr(cal_mod, "calibrate", fails)
+    capsys.readouterr()
+    assert cli.main(["export", "--model", "small", "--seed", "5", "--out", str(b), "--overwrite",
+                     "--calibrate-on", str(tiny_metadataset)]) == code
+    err = capsys.readouterr().err
+    assert _tree(b) == before, "the old bundle was replaced or deleted"
+    assert f"{b} was not changed" in err and ("interrupted" in err) == (code == 130)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "a staging folder was left behind"
+
+
+def test_export_calibrate_on_publishes_the_calibrated_bundle_under_its_name(tmp_path, tiny_metadataset, monkeypatch):
+    from neuromaml.emulator import calibrate as cal_mod
+
+    real = cal_mod.calibrate
+    monkeypatch.setattr(cal_mod, "calibrate", lambda b, d, **k: real(b, d, tasks=1, queries=1, strict=False,
+                                                                      publish_as=k["publish_as"]))
+    b = tmp_path / "b"
+    assert cli.main(["export", "--model", "small", "--out", str(b)]) == 0
+    assert cli.main(["export", "--model", "small", "--seed", "5", "--out", str(b), "--overwrite",
+                     "--calibrate-on", str(tiny_metadataset)]) == 0
+    man = json.loads((b / "manifest.json").read_text())
+    rep = json.loads((b / "calibration" / "calibration.json").read_text())
+    assert man["fresh_init_seed"] == 5 and rule_status(man) == "calibrated"
+    assert rep["bundle"] == str(b) and rep["outputs"]["json"] == str(b / "calibration" / "calibration.json")
+    assert rep["bundle_manifest_sha256"] == man["manifest_sha256"] and rep["rule"] == man["adapt"]["rule"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_a_bundle_being_calibrated_is_not_replaced(tmp_path, capsys):
+    """export/import --overwrite while a calibrate holds the bundle's lock: refused, nothing changed
+    (calibrate would otherwise write its rule into the new network's manifest)."""
+    import subprocess
+
+    b = tmp_path / "b"
+    assert cli.main(["export", "--model", "small", "--out", str(b)]) == 0
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (b / ".neuromaml-calibrate.lock").write_text(str(holder.pid))
+        before = _tree(b)
+        capsys.readouterr()
+        assert cli.main(["export", "--model", "small", "--seed", "5", "--out", str(b), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"a calibrate (pid {holder.pid}) is choosing this bundle's rule" in err and "wait for" in err
+        assert _tree(b) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_calibrate_refuses_a_bundle_exported_again_during_the_sweep(tmp_path, tiny_metadataset, monkeypatch):
+    from neuromaml.emulator import calibrate as cal_mod
+
+    b = _export(tmp_path / "b")
+    real = cal_mod.select
+
+    def reexport(*a, **k):              # another command replaces the bundle meanwhile
+        _export(tmp_path / "other", hidden=(12,))
+        for name in ("network.net", "network.nir", "manifest.json"):
+            (b / name).write_bytes((tmp_path / "other" / name).read_bytes())
+        return real(*a, **k)
+
+    monkeypatch.setattr(cal_mod, "select", reexport)
+    with pytest.raises(NeuromamlError, match=r"changed while calibrating.*nothing was written"):
+        calibrate(b, tiny_metadataset, tasks=1, queries=1, strict=False)
+    assert _tree(b) == _tree(tmp_path / "other") and not (b / "calibration").exists()   # the new bundle, as written
+
+
+def test_an_interrupt_while_publishing_leaves_the_manifest_and_the_report_agreeing(tmp_path, tiny_metadataset,
+                                                                                  monkeypatch):
+    """Ctrl-C as the manifest is written: the manifest and calibration.json/.md/.png are published
+    together (the interrupt is raised once they are), never a report of a rule the manifest lacks."""
+    import os
+    import signal
+
+    b = _export(tmp_path / "b")
+    calibrate(b, tiny_metadataset, tasks=1, queries=1, strict=False)
+    real = os.replace
+
+    def interrupted(src, dst, *a, **k):
+        if str(dst).endswith("manifest.json"):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(b, tiny_metadataset, tasks=2, queries=1, seed=3, strict=False)
+    monkeypatch.setattr(os, "replace", real)
+    man = json.loads((b / "manifest.json").read_text())
+    rep = json.loads((b / "calibration" / "calibration.json").read_text())
+    assert rep["rule"] == man["adapt"]["rule"] and rep["tasks"] == man["adapt"]["calibration"]["tasks"] == 2
+    assert rep["bundle_manifest_sha256"] == man["manifest_sha256"]
+    assert "2 tasks" in (b / "calibration" / "calibration.md").read_text()
+    assert [p.name for p in (b / "calibration").iterdir() if p.name.startswith(".")] == []
+
+
+def test_calibrate_checks_its_report_files_before_the_sweep(tmp_path, tiny_metadataset, monkeypatch):
+    """A calibration.json that cannot be replaced (another user's, immutable) is found before the
+    sweep, named, and nothing is written (`open` stands in for chattr +i: root ignores modes)."""
+    import builtins
+
+    from neuromaml.emulator import calibrate as cal_mod
+
+    b = _export(tmp_path / "b")
+    (b / "calibration").mkdir()
+    (b / "calibration" / "calibration.json").write_text("{}")
+
+    def no_write(path, mode="r", *a, **k):
+        if str(path).endswith("calibration.json") and mode != "r":
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return builtins.open(path, mode, *a, **k)
+
+    monkeypatch.setattr(cal_mod, "open", no_write, raising=False)
+    ran = []
+    monkeypatch.setattr(cal_mod, "_calibrate", lambda *a, **k: ran.append(1))
+    with pytest.raises(NeuromamlError, match=r"calibration\.json: cannot be replaced \(Operation not permitted\).*fix"):
+        calibrate(b, tiny_metadataset, tasks=1, queries=1)
+    assert not ran

@@ -133,3 +133,30 @@ def test_folder_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
     with folder_lock(tmp_path, "busy {pid}", ".l"):
         assert lock.read_text() == str(os.getpid())
     assert not lock.exists()
+
+
+def test_an_output_that_cannot_be_replaced_is_named_not_its_temporary_file(tmp_path, monkeypatch):
+    """os.replace refused (an immutable file, another user's in a sticky folder): the error names
+    the output, not the temporary file that is already gone."""
+    out = tmp_path / "report.json"
+    out.write_text("{}")
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setattr(io.os, "replace", refused)
+    with pytest.raises(io.NeuromamlError) as e:
+        io.write_json(out, {"a": 1})
+    assert str(e.value).startswith(f"{out}: could not be written (Operation not permitted)") and ".tmp" not in str(e.value)
+    assert out.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_interrupts_deferred_raises_once_the_block_is_done():
+    import signal
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with io.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append(1)
+    assert done == [1]
