@@ -147,12 +147,41 @@ def load_checkpoint(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise fail(path, f"checkpoint is corrupt or unreadable ({exc.__class__.__name__})",
-                   "delete it and resume from best.pt, or start the run again") from None
+        raise fail(path, f"checkpoint is corrupt or unreadable ({exc.__class__.__name__})", _corrupt_fix(path)) from None
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise fail(path, "not a neuromaml meta-training checkpoint (format field missing)",
                    "point at a ckpt.pt/best.pt written by `neuromaml meta-train`")
     return state
+
+
+def _corrupt_fix(path: Path) -> str:
+    """What to do about a damaged checkpoint: use the run's other one where it has it (--resume and
+    export fall back to it), else train again."""
+    other = path.with_name({"ckpt.pt": "best.pt", "best.pt": "ckpt.pt"}.get(path.name, "ckpt.pt"))
+    if other != path and other.is_file():
+        return (f"delete it: --resume then continues from {other.name}" + (" (the best validated step)"
+                if other.name == "best.pt" else "") + f" and export uses {other.name}")
+    return (f"the run cannot be continued: train it again (meta-train without --resume, in a new --out or "
+            f"after deleting {path.parent})")
+
+
+def _config_yaml_diff(path: Path, stored: dict) -> list[str]:
+    """Fields in which a run's config.yaml differs from the config stored in its checkpoint, both
+    read with the defaults of today's fields (an older run lacks a field added since). outer.steps is
+    left out: --resume --steps extends a run without rewriting config.yaml."""
+    import yaml
+
+    from .config import from_dict
+
+    try:
+        folder = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise fail(path, f"cannot be parsed ({exc.__class__.__name__}): it was edited since the run started; the "
+                   "run's config is the one stored in its checkpoint", "undo the edit (fix the syntax)") from None
+    held, mine = from_dict(folder, path).to_dict(), from_dict(stored, path).to_dict()
+    for d in (held, mine):
+        d.get("outer", {}).pop("steps", None)
+    return _config_diff(held, mine)
 
 
 def _check_data(cfg: RunConfig, shape, path, adopt: bool) -> None:
@@ -238,10 +267,32 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
     out = Path(out_dir)
     rank, _ = _world()
     ckpt = out / "ckpt.pt"
+    resume_from = ckpt
     if resume:
+        if not ckpt.exists() and (out / "best.pt").exists():
+            resume_from = out / "best.pt"           # ckpt.pt deleted (damaged): continue from the best step
+        if not resume_from.exists():
+            raise fail(ckpt, "checkpoint not found: there is no run to resume here",
+                       "start without --resume (in a new --out, or after deleting this folder's files)")
+        state = load_checkpoint(resume_from)
+        if resume_from != ckpt and rank == 0:
+            print(f"note: {ckpt} is missing: resuming from {resume_from.name} (meta-step {state['step']}); the "
+                  "steps after it are trained again", file=sys.stderr)
         if not (out / "config.yaml").exists():
-            raise fail(out / "config.yaml", "no run to resume here", "start without --resume")
-        state = load_checkpoint(ckpt)
+            if rank == 0:
+                print(f"note: {out / 'config.yaml'} is missing: written again from the config stored in "
+                      f"{resume_from.name}", file=sys.stderr)
+                with atomic_path(out / "config.yaml") as tmp:
+                    tmp.write_text(yaml.safe_dump(state["config"], sort_keys=False))
+        else:
+            edited = _config_yaml_diff(out / "config.yaml", state["config"])
+            if edited:
+                raise fail(out / "config.yaml", f"differs from the config stored in {resume_from.name} in "
+                           f"{', '.join(edited[:6])}" + (" ..." if len(edited) > 6 else "") + ": it was edited "
+                           f"since the run started (--resume continues the checkpoint's config, not the file's), or "
+                           f"{resume_from.name} comes from another run", "undo the edit to resume, or train the "
+                           f"edited config as a new run: neuromaml meta-train --config {out / 'config.yaml'} "
+                           "--out NEW_DIR")
         given, cfg = cfg, from_dict(state["config"], out / "config.yaml")
         if given is not None:
             given.outer.steps = cfg.outer.steps   # --steps is how a resumed run is extended
@@ -275,7 +326,7 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
     dev = resolve_device(device)
     tr = Trainer(cfg, data, seed, dev)
     if resume:
-        tr.load(ckpt)
+        tr.load(resume_from)
         if rank == 0:
             _truncate_history(out / "history.jsonl", tr.step)
             _resume_notes(out, data, tr.step, cfg.outer.steps, ds)
@@ -484,9 +535,10 @@ def load_run(run_dir, which: str = "best"):
             folder_model = {**{k: v for k, v in older.items() if mine.get(k) == v}, **folder["model"]}
             diff = _config_diff(folder_model, mine, "model.")
             if diff:
-                raise fail(path, f"its stored config differs from {run / 'config.yaml'} in {', '.join(diff[:4])}: "
-                           "the checkpoint is from another run", "put the run's own best.pt/ckpt.pt back, or "
-                           "export the run the checkpoint came from")
+                raise fail(run / "config.yaml", f"differs from the config stored in {path.name} in "
+                           f"{', '.join(diff[:4])}: config.yaml was edited, or {path.name} comes from another run",
+                           f"undo the edit of config.yaml (the checkpoint's config is the one trained), or put the "
+                           f"run's own {path.name} back")
     model = build_model(cfg.model)
     lrs = InnerLR(adapted_names(model, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr, learned_rule_init(cfg.inner))
     _load_states(path, (model, state["model"]), (lrs, state["lrs"]))

@@ -606,6 +606,19 @@ CASES = {
                                               "--out", str(_copy(f["run"], t / "run"))], r"--seed 9 differs"),
     "train-resume-nothing": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume",
                                            "--out", str(t / "empty")], r"no run to resume"),
+    # a config.yaml edited in place is not ignored by --resume (nor blamed on the checkpoint by export)
+    "train-resume-config-edited": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
+                                                 str(_edited_config(t, f, "burn_in: 90", "burn_in: 80"))],
+                                                r"run/config\.yaml: differs from the config stored in ckpt\.pt in "
+                                                r"model\.burn_in: it was edited since the run started.*undo the edit"),
+    "train-resume-config-unparsable": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
+                                                     str(_edited_config(t, f, "burn_in: 90", "burn_in: [90"))],
+                                                    r"config\.yaml: cannot be parsed.*edited.*fix the syntax"),
+    # a damaged ckpt.pt's advice is one that works: with best.pt there, delete it and resume
+    "train-resume-ckpt-corrupt": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
+                                                str(_cut_ckpt(t, f))],
+                                               r"ckpt\.pt: checkpoint is corrupt.*delete it: --resume then continues "
+                                               r"from best\.pt"),
     "train-data-missing": lambda t, f: (["meta-train", "--data", str(t / "none.h5"), "--out", str(t / "r")],
                                         r"none\.h5: meta-dataset not found"),
     "train-steps-negative": lambda t, f: (["meta-train", "--data", str(f["data"]), "--out", str(t / "r"),
@@ -802,11 +815,13 @@ CASES = {
     "export-run-model-text": lambda t, f: (["export", str(_foreign_run(t, "model: small\n")), "--out",
                                             str(t / "b")], r"not a model config"),
     "export-ckpt-config-mismatch": lambda t, f: (["export", str(_mismatched_run(t, f)), "--out", str(t / "b")],
-                                                 r"\.pt: its stored config differs from .*config\.yaml in model\.hidden"),
+                                                 r"config\.yaml: differs from the config stored in best\.pt in model\.hidden: "
+                                                 r"config\.yaml was edited, or best\.pt comes from another run.*undo the edit"),
     "evaluate-ckpt-config-mismatch": lambda t, f: (["evaluate", str(_mismatched_run(t, f)), "--tasks", "1",
                                                     "--trials", "1", "--quick"], r"differs from .*config\.yaml"),
     "resume-ckpt-config-mismatch": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
-                                                  str(_mismatched_run(t, f))], r"do not fit the config"),
+                                                  str(_mismatched_run(t, f))], r"config\.yaml: differs from the config stored in "
+                                                  r"ckpt\.pt in model\.hidden: it was edited.*undo the edit"),
     "resume-stillborn-run": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--out",
                                            str(_stillborn(t, f))], r"stopped before its first checkpoint.*without --resume"),
     # ---------------------------------------------------------------- configs of the wrong types
@@ -987,6 +1002,20 @@ def _cut_ckpts(t: Path, fx) -> Path:
     r = _copy(fx["run"], t / "run")
     for ck in r.glob("*.pt"):
         _truncate(ck, ck, 0.3)
+    return r
+
+
+def _edited_config(t: Path, fx, old: str, new: str) -> Path:
+    r = _copy(fx["run"], t / "run")
+    text = (r / "config.yaml").read_text()
+    assert old in text
+    (r / "config.yaml").write_text(text.replace(old, new))
+    return r
+
+
+def _cut_ckpt(t: Path, fx) -> Path:
+    r = _copy(fx["run"], t / "run")
+    _truncate(r / "ckpt.pt", r / "ckpt.pt", 0.3)
     return r
 
 
@@ -1273,3 +1302,21 @@ def test_verify_with_nothing_to_compare_is_not_a_pass(tmp_path, capsys):
     assert "NOT VERIFIED" in out and "\nOK" not in out
     rep = json.loads((tmp_path / "b" / "verify.json").read_text())     # what a reader of the file sees
     assert rep["ok"] is False and rep["compared"] == []
+
+
+@pytest.mark.parametrize("lost", ["config.yaml", "ckpt.pt"])
+def test_resume_recovers_a_run_missing_its_config_or_last_checkpoint(fx, tmp_path, capsys, lost):
+    """config.yaml gone: it is written again from the checkpoint; ckpt.pt gone (the advice for a
+    damaged one is to delete it): the run continues from best.pt. Neither points back at --resume."""
+    import yaml
+
+    run = _copy(fx["run"], tmp_path / "run")
+    want = yaml.safe_load((run / "config.yaml").read_text())
+    (run / lost).unlink()
+    capsys.readouterr()
+    assert cli.main(["meta-train", "--data", str(fx["data"]), "--resume", "--steps", "2", "--out", str(run),
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run / lost} is missing" in err
+    assert yaml.safe_load((run / "config.yaml").read_text()) == want
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2 and (run / "ckpt.pt").exists()
