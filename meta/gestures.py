@@ -268,16 +268,45 @@ def class_name(class_idx: int, classes: int) -> str:
     return f"g{class_idx:0{max(3, len(str(classes - 1)))}d}"
 
 
+MAX_CLASSES = 10_000                 # generate --classes
+MAX_PER_CLASS = 100_000              # generate --per-class (as data build's --per-class)
+BYTES_PER_RECORDING = 12_000         # a default recording's .npy: ~840 events x 13 bytes + header (measured)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
 def check_generate_args(out_dir, classes: int, per_class: int, seed: int) -> None:
-    """Refuse counts that cannot make a data set: ``classes >= 2``, ``per_class >= 1``, ``seed >= 0``."""
+    """Refuse counts that cannot make a data set: ``2 <= classes <= MAX_CLASSES``, ``1 <= per_class
+    <= MAX_PER_CLASS``, ``seed >= 0``, and a folder whose estimated size does not fit the free
+    space where it goes (named with the estimate, before any work)."""
     out = Path(out_dir)
     if not Path(os.path.abspath(out)).name:
         raise fail(out, "--out names no folder", "pass a folder path such as data/gestures")
-    for flag, v, lo, why in (("--classes", classes, 2, "a task needs at least 2 classes"),
-                             ("--per-class", per_class, 1, "every class needs a recording"),
-                             ("--seed", seed, 0, "seeds are non-negative")):
+    for flag, v, lo, hi, why in (("--classes", classes, 2, MAX_CLASSES, "a task needs at least 2 classes"),
+                                 ("--per-class", per_class, 1, MAX_PER_CLASS, "every class needs a recording"),
+                                 ("--seed", seed, 0, None, "seeds are non-negative")):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
             raise fail(out, f"{flag} is {v!r} ({why})", f"use an integer >= {lo}")
+        if hi is not None and v > hi:
+            raise fail(out, f"{flag} {v:,} is more than this generator writes ({hi:,})", f"use {flag} {hi:,} or fewer")
+    need = int(classes) * int(per_class) * BYTES_PER_RECORDING
+    anc = Path(os.path.abspath(out))
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    try:
+        free = shutil.disk_usage(anc).free
+    except OSError:
+        return
+    if need > free:
+        raise fail(out, f"--classes {classes:,} x --per-class {per_class:,} = {classes * per_class:,} recordings, about "
+                   f"{_size(need)}; {_size(free)} is free on {anc}", "ask for fewer classes or recordings per class, "
+                   "or write --out on a larger disk")
 
 
 def write_gesture_folder(out_dir, classes: int = 100, per_class: int = 40, seed: int = 0,

@@ -348,6 +348,15 @@ CASES = {
     "emulate-json-is-own-md": lambda t, f: (["emulate", str(f["bundle"]), "--data", str(f["data"]), "--tasks", "1",
                                              "--out", str(t / "e"), "--json", str(t / "e" / "emulate.md")],
                                             r"--json is inside .*e, the folder"),
+    # sizes that would run for hours and fill the disk: refused at once, with the estimate
+    "generate-classes-huge": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--classes",
+                                            "100000000", "--per-class", "100000000", "--quiet"],
+                                           r"--classes 100,000,000 is more than this generator writes \(10,000\).*"
+                                           r"--classes 10,000 or fewer"),
+    "generate-too-big-for-the-disk": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--classes",
+                                                    "10000", "--per-class", "100000", "--quiet"],
+                                                   r"g: --classes 10,000 x --per-class 100,000 = 1,000,000,000 "
+                                                   r"recordings, about 12\.0 TB; .* is free on .*fewer classes"),
     "generate-json-inside-out": lambda t, f: (["data", "generate", "gestures", "--out", str(t / "g"), "--json",
                                                str(t / "g" / "meta.json")], r"--json is inside .*g, the folder"),
     "emulate-forged-sgd-reference": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].__setitem__(
