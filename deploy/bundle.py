@@ -244,6 +244,21 @@ def write_bundle(layers: list, out: str | os.PathLike, *, input_shape: tuple[int
     return manifest
 
 
+def rebuild_fix(manifest: Any, bundle: Any) -> str:
+    """How to write a bundle again: an imported one has no run to export, its manifest's
+    ``imported_from`` names the file to import again (with the shape, steps and classes it has)."""
+    m = manifest if isinstance(manifest, dict) else {}
+    src = m.get("imported_from")
+    if not src:
+        return "re-export the bundle (neuromaml export RUN --out BUNDLE --overwrite)"
+    inp, out = (m.get("input") if isinstance(m.get("input"), dict) else {},
+                m.get("output") if isinstance(m.get("output"), dict) else {})
+    shape = ",".join(str(v) for v in inp.get("shape_chw") or []) or "C,H,W"
+    return (f"re-run the import: neuromaml import {src} --input-shape {shape} --time-steps "
+            f"{inp.get('time_steps') or 'T'} --classes {out.get('neurons') or 'N'} --out {bundle} --overwrite "
+            "(then calibrate it again)")
+
+
 def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[str, Any], Path]:
     """Check a bundle (format, files, sha256, fields; its rule with ``bundle_rule`` unless
     ``check_rule`` is False: for a caller that replaces the rule) -> (manifest, path of network.net)."""
@@ -261,29 +276,29 @@ def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[
     manifest = read_json(man_path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise fail(man_path, f"field 'format' is {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
-                   f"not {FORMAT!r}", "re-export the bundle")
+                   f"not {FORMAT!r}", rebuild_fix(manifest, path))
     if not _is_int(manifest.get("format_version", -1)):
         raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')!r}, not a whole number",
-                   "re-export the bundle")
+                   rebuild_fix(manifest, path))
     if int(manifest.get("format_version", -1)) > FORMAT_VERSION:
         raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, this neuromaml "
                    f"reads <= {FORMAT_VERSION}", "upgrade neuromaml")
     if int(manifest.get("format_version", -1)) < 1:
         raise fail(man_path, f"field 'format_version' is {manifest.get('format_version')}, not a bundle version "
-                   f"(1..{FORMAT_VERSION})", "re-export the bundle")
+                   f"(1..{FORMAT_VERSION})", rebuild_fix(manifest, path))
     files = manifest.get("files")
     if not isinstance(files, dict) or NET not in files:
-        raise fail(man_path, "field 'files' lacks network.net", "re-export the bundle")
+        raise fail(man_path, "field 'files' lacks network.net", rebuild_fix(manifest, path))
     for name, digest in files.items():
         f = path / str(name)
         if not f.exists():
-            raise fail(f, "listed in manifest.json 'files' but missing", "re-export the bundle")
+            raise fail(f, "listed in manifest.json 'files' but missing", rebuild_fix(manifest, path))
         if not f.is_file():
-            raise fail(f, "is not a regular file (a folder, device or pipe)", "re-export the bundle")
+            raise fail(f, "is not a regular file (a folder, device or pipe)", rebuild_fix(manifest, path))
         got = sha256(f)
         if got != digest:
             raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
-                       "(the file changed after export)", "re-export the bundle")
+                       "(the file changed after the bundle was written)", rebuild_fix(manifest, path))
     if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
         raise fail(man_path, f"field '{MANIFEST_DIGEST}' does not match its contents: manifest.json was "
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
@@ -320,21 +335,23 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
     inp, out, adapt = (manifest.get(k) for k in ("input", "output", "adapt"))
     for name, sec in (("input", inp), ("output", out), ("adapt", adapt)):
         if not isinstance(sec, dict):
-            raise fail(man_path, f"field '{name}' is {type(sec).__name__}, not a mapping", "re-export the bundle")
+            raise fail(man_path, f"field '{name}' is {type(sec).__name__}, not a mapping",
+                       rebuild_fix(manifest, man_path.parent))
     T = inp.get("time_steps")
     if not (_is_int(T) and 1 <= T <= MAX_TIME_STEPS):
         raise fail(man_path, f"field 'input.time_steps' is {T!r}, not a whole number in [1, {MAX_TIME_STEPS}]",
-                   "re-export the bundle")
+                   rebuild_fix(manifest, man_path.parent))
     burn = out.get("burn_in", 0)
     if not (_is_int(burn) and 0 <= burn < T):
         raise fail(man_path, f"field 'output.burn_in' is {burn!r}, not a whole number in [0, time_steps={T})",
                    "re-export or re-import the bundle with a valid --burn-in")
     if out.get("neurons") is not None and not (_is_int(out["neurons"]) and out["neurons"] > 0):
         raise fail(man_path, f"field 'output.neurons' is {out['neurons']!r}, not a positive whole number",
-                   "re-export the bundle")
+                   rebuild_fix(manifest, man_path.parent))
     for key in ("layer", "engine_layer"):
         if adapt.get(key) is not None and not _is_int(adapt[key]):
-            raise fail(man_path, f"field 'adapt.{key}' is {adapt[key]!r}, not a layer index", "re-export the bundle")
+            raise fail(man_path, f"field 'adapt.{key}' is {adapt[key]!r}, not a layer index",
+                       rebuild_fix(manifest, man_path.parent))
     win = adapt.get("label_window")
     if win is not None and not (isinstance(win, list) and len(win) == 2 and all(_is_int(v) for v in win)
                     and 0 <= win[0] < win[1] <= T):
@@ -388,7 +405,7 @@ def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:
         raise
     except Exception as exc:   # h5py: truncated or foreign file
         raise fail(net, f"cannot be read as a netx HDF5 file ({type(exc).__name__}: {exc})",
-                   "re-export the bundle") from None
+                   rebuild_fix(manifest, man_path.parent)) from None
     for L in layers:
         for key in ("weight", "bias"):
             arr = L.get(key)

@@ -272,6 +272,11 @@ class FixedPointNet:
                 prev = layers[-1].shape if layers else input_shape
                 if L.weight is None:
                     raise fail(path, f"layer/{L.index}/weight missing", "re-export the network")
+                delays = L.get("delay")
+                if delays is not None and np.any(np.asarray(delays) != 0):
+                    raise fail(path, f"layer/{L.index}/delay: synaptic delays (up to {int(np.max(delays))} steps), "
+                               "which neither the fixed-point engine nor the plastic layer models (its emulation "
+                               "would differ from Lava's)", "train or export the network without synaptic delays")
                 p = _neuron(L, path)
                 if L.type == "dense":
                     shape = (int(np.prod(L.shape)),)

@@ -245,6 +245,9 @@ def describe(layers: list[NetxLayer]) -> list[dict[str, Any]]:
             problems.append("netx cannot load it and nothing lowers it")
         if nrn and str(nrn.get("type")) not in NEURON_TYPES:
             problems.append(f"neuron type {nrn.get('type')!r} is not CUBA/LOIHI (not supported by deploy.fixed)")
+        delay = layer.get("delay")
+        if delay is not None and np.any(np.asarray(delay) != 0):
+            problems.append("synaptic delays (delay): not modelled by the fixed-point engine or the plastic layer")
         if layer.type == "conv" and int(np.asarray(layer.get("groups", 1))) > 127:
             problems.append("groups > 127 overflow Lava's int8 conv 'groups' variable (all zeros/crash)")
         if layer.type == "conv":

@@ -35,12 +35,40 @@ from typing import Any
 
 import numpy as np
 
-from neuromaml.deploy.bundle import bundle_rule, load_bundle
+from neuromaml.deploy.bundle import bundle_rule, load_bundle, rebuild_fix
 from neuromaml.deploy.fixed import FixedPointNet, cuba_run, delay
 from neuromaml.deploy.manifest import Manifest
 from neuromaml.io import fail
 from neuromaml.onchip.neuron import CubaParams
 from neuromaml.onchip.rule import RuleSpec
+
+
+PLASTIC_FIX = {      # what the final layer needs to adapt on chip, as the fix for each problem
+    "weights": "the plastic layer holds 8-bit weights: quantize the final layer to -256..255",
+    "bias": "the plastic neuron process takes one bias: give the final layer one bias (or none)",
+    "registers": "give the final layer a CUBA neuron with chip registers",
+}
+
+
+def plastic_layer_problem(netpath, layer) -> tuple[str, str] | None:
+    """What keeps the final dense layer ``layer`` (a ``deploy.fixed.FixedLayer``) from being the
+    plastic layer: (message, key of PLASTIC_FIX), or None. One check for import and for loading."""
+    w0 = _raw_weight(netpath, layer.index)
+    where = f"layer/{layer.index}"
+    if w0.size and (w0.min() < -256 or w0.max() > 255):
+        return (f"{where}/weight spans {w0.min()}..{w0.max()}, outside the plastic weight range -256..255",
+                "weights")
+    p = layer.neuron
+    bias = np.unique(np.asarray(p.bias))
+    if bias.size > 1:
+        return f"{where}/bias differs per neuron ({bias.size} values)", "bias"
+    # the plastic neuron is a Lava LIF with learning: its registers must be the chip's
+    # (13-bit bias mantissa, 12-bit voltage decay, 17-bit threshold mantissa)
+    for name, val, lo, hi in (("bias", int(bias[0]) if bias.size else 0, -4096, 4095),
+                              ("vDecay", p.dv, 0, 4095), ("vThMant", p.vth, 0, 131071)):
+        if not lo <= val <= hi:
+            return f"{where}/neuron {name} = {val}: the plastic layer's neuron needs {lo}..{hi}", "registers"
+    return None
 
 
 @dataclass
@@ -83,11 +111,11 @@ class DeployedNet:
         layer = net.layers[L]
         # The plastic layer starts from the weights as stored (netx's optimize_weight_bits would
         # choose its own shift; the same synaptic sums), then takes the calibrated exponent below.
+        problem = plastic_layer_problem(netpath, layer)
+        if problem:
+            raise fail(netpath, problem[0], PLASTIC_FIX[problem[1]] + "; " + rebuild_fix(raw, bundle))
         w0 = _raw_weight(netpath, layer.index)
         nbits = 8
-        if w0.min() < -256 or w0.max() > 255:
-            raise fail(netpath, f"layer/{layer.index}/weight spans {w0.min()}..{w0.max()}, outside the "
-                       "plastic weight range -256..255", "re-export with neuromaml export (8-bit weights)")
         # The plastic layer's weight exponent -k (adapt.weight_exp, set by `neuromaml calibrate`):
         # the chip holds w0 << k and shifts the synaptic sum right by k, which gives exactly the
         # same sums for theta0*, while the rule's 1-LSB steps become 2^-k of a stored weight LSB.
@@ -102,16 +130,6 @@ class DeployedNet:
         w0 = w0 << -wexp
         p = layer.neuron
         bias = np.unique(np.asarray(p.bias))
-        if bias.size > 1:
-            raise fail(netpath, f"layer/{layer.index}/bias differs per neuron",
-                       "the plastic neuron process takes one bias; export without per-neuron bias")
-        # the plastic neuron is a Lava LIF with learning: its registers must be the chip's
-        # (13-bit bias mantissa, 12-bit voltage decay, 17-bit threshold mantissa)
-        for name, val, lo, hi in (("bias", int(bias[0]) if bias.size else 0, -4096, 4095),
-                                  ("vDecay", p.dv, 0, 4095), ("vThMant", p.vth, 0, 131071)):
-            if not lo <= val <= hi:
-                raise fail(netpath, f"layer/{layer.index}/neuron {name} = {val}: the plastic layer's neuron "
-                           f"needs {lo}..{hi}", "export the final layer with a CUBA neuron of chip registers")
         neuron = replace(p, bias=int(bias[0]) if bias.size else 0)
         spec = rule or bundle_rule(raw, man_path)
         T, burn_in = manifest.time_steps, manifest.burn_in
@@ -195,10 +213,20 @@ class DeployedNet:
     # ------------------------------------------------------------------ frozen features
     def check_frames(self, frames: Any, source: Any = None) -> None:
         shape = tuple(np.shape(frames)[1:4])
+        src = self.manifest.extra.get("imported_from")
         if self.input_chw and shape != tuple(self.input_chw):
+            if src:     # --input-shape was given at import: that may be what is wrong, not the data
+                raise fail(self.path, f"imported with --input-shape {','.join(map(str, self.input_chw))} (C,H,W), "
+                           f"but the frames of {source} are {shape}", f"if the network was trained on such frames, "
+                           f"import it again with --input-shape {','.join(map(str, shape))}; else build the data "
+                           "for the network's input")
             raise fail(source, f"frames are (C,H,W) = {shape} but the bundle expects {tuple(self.input_chw)}",
                        "build the data for this network's input shape or export for the data's shape")
         if np.shape(frames)[-1] != self.time_steps:
+            if src:
+                raise fail(self.path, f"imported with --time-steps {self.time_steps}, but the frames of {source} have "
+                           f"{np.shape(frames)[-1]}", f"import it again with --time-steps {np.shape(frames)[-1]}, or "
+                           "build the data with the bundle's time steps")
             raise fail(source, f"frames have {np.shape(frames)[-1]} time steps, the bundle {self.time_steps}",
                        "build the data with the bundle's time steps")
 

@@ -50,10 +50,22 @@ def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 10
     if int(last.shape[0]) != int(classes):
         raise fail(netfile, f"the last layer has {last.shape[0]} neurons, --classes is {classes}",
                    f"pass --classes {last.shape[0]}")
+    from neuromaml.emulator.deployed import PLASTIC_FIX, plastic_layer_problem
+
+    problem = plastic_layer_problem(netfile, last)     # what DeployedNet.load would refuse later
+    if problem:
+        raise fail(netfile, f"{problem[0]}: the final layer cannot adapt on chip as it is",
+                   PLASTIC_FIX[problem[1]] + " in the network file, then import it again")
     n_in = int(np.prod(net.input_shape))
     if n_in != C * H * W or (len(net.input_shape) == 3 and tuple(net.input_shape) != (W, H, C)):
         raise fail(netfile, f"the first layer takes {tuple(net.input_shape)} (x, y, f) inputs, --input-shape "
                    f"{C},{H},{W} (C,H,W) gives {(W, H, C)}", "pass the C,H,W the network was trained on")
+    if len(net.input_shape) != 3:
+        import sys
+
+        print(f"note: {netfile}: its first layer is dense over {n_in} flat inputs, so only the product of "
+              f"--input-shape {C},{H},{W} could be checked, not C, H and W themselves: if emulate's accuracy is "
+              "at chance, check the order the network was trained on", file=sys.stderr)
     depth = len(net.layers)
     if burn_in is None:
         burn_in = depth

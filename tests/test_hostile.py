@@ -884,6 +884,26 @@ CASES = {
     "import-net-no-neuron": lambda t, f: (["import", _net_edit(t, f, lambda h: h.__delitem__("layer/3/neuron")),
                                            "--input-shape", "2,16,32", "--classes", "5", "--out", str(t / "b")],
                                           r"layer/3 \(dense\) has no neuron registers"),
+    # third-party netx files: what the engines do not model is refused at import, with a fix for a file
+    "import-net-delay": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
+        f"layer/{_last(h)}/delay", data=np.full(5, 3.0))), "--input-shape", "2,16,32", "--classes", "5", "--out",
+        str(t / "b")], r"n\.net: layer/\d+/delay: synaptic delays \(up to 3 steps\).*without synaptic delays"),
+    "import-net-bias-per-neuron": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
+        f"layer/{_last(h)}/bias", data=np.arange(5.0))), "--input-shape", "2,16,32", "--classes", "5", "--out",
+        str(t / "b")], r"layer/\d+/bias differs per neuron.*cannot adapt on chip.*one bias.*import it again"),
+    "import-net-weight-300": lambda t, f: (["import", _net_edit(t, f, lambda h: _set_weight(h, 300)), "--input-shape",
+                                            "2,16,32", "--classes", "5", "--out", str(t / "b")],
+                                           r"weight spans -?\d+\.\.300, outside the plastic weight range.*"
+                                           r"quantize the final layer.*import it again"),
+    # an imported bundle has no run to export: the advice is the import that wrote it
+    "emulate-imported-net-changed": lambda t, f: (["emulate", str(_imported(t, f, damage="network.net")), "--data",
+                                                   str(f["data"]), "--tasks", "1"],
+                                                  r"network\.net: sha256 .*fix: re-run the import: neuromaml import "
+                                                  r".*n\.net --input-shape 2,16,32 --time-steps 100 --classes 5"),
+    "emulate-imported-wrong-steps": lambda t, f: (["emulate", str(_imported(t, f, steps=300)), "--data",
+                                                   str(f["data"]), "--tasks", "1"],
+                                                  r"b: imported with --time-steps 300, but the frames of .*tiny\.h5 "
+                                                  r"have 100.*import it again with --time-steps 100"),
     "inspect-net-weight-text": lambda t, f: (["inspect", _net_edit(t, f, lambda h: _replace(
         h, "layer/3/weight", np.full((5, 16), b"ab")))], r"layer/3/weight has dtype \|S2"),
     "import-net-register-text": lambda t, f: (["import", _net_edit(t, f, lambda h: _replace(
@@ -936,6 +956,28 @@ def _net_edit(t: Path, fx, edit) -> str:
     with h5py.File(p, "r+") as h:
         edit(h)
     return str(p)
+
+
+def _last(h) -> int:
+    return max(int(k) for k in h["layer"])
+
+
+def _set_weight(h, value) -> None:
+    name = f"layer/{_last(h)}/weight"
+    w = h[name][()]
+    w.flat[0] = value
+    _replace(h, name, w)
+
+
+def _imported(t: Path, fx, damage: str | None = None, steps: int = 100) -> Path:
+    from neuromaml.emulator.importer import import_netx
+
+    net = _copy(fx["bundle"] / "network.net", t / "n.net")
+    import_netx(net, t / "b", input_shape=(2, 16, 32), classes=5, time_steps=steps)
+    if damage:
+        with open(t / "b" / damage, "ab") as fh:
+            fh.write(b"x")
+    return t / "b"
 
 
 def _replace(h, name: str, value) -> None:
@@ -1329,3 +1371,19 @@ def test_resume_recovers_a_run_missing_its_config_or_last_checkpoint(fx, tmp_pat
     assert f"{run / lost} is missing" in err
     assert yaml.safe_load((run / "config.yaml").read_text()) == want
     assert json.loads((run / "summary.json").read_text())["steps"] == 2 and (run / "ckpt.pt").exists()
+
+
+def test_inspect_marks_synaptic_delays_not_deployable(fx, tmp_path, capsys):
+    import h5py
+
+    net = _copy(fx["bundle"] / "network.net", tmp_path / "n.net")
+    with h5py.File(net, "r+") as h:
+        h.create_dataset(f"layer/{_last(h)}/delay", data=np.full(5, 3.0))
+    assert cli.main(["inspect", str(net)]) == 1
+    assert "synaptic delays (delay): not modelled" in capsys.readouterr().out
+
+
+def test_import_of_a_flat_dense_first_network_notes_what_it_cannot_check(tmp_path, capsys):
+    assert cli.main(["import", str(FIXTURE_NET), "--input-shape", "1,32,32", "--classes", "5", "--out",
+                     str(tmp_path / "b")]) == 0
+    assert "only the product of --input-shape 1,32,32 could be checked" in capsys.readouterr().err
