@@ -118,11 +118,13 @@ def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
     import yaml
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     state = load_checkpoint(run / "ckpt.pt")
-    state["config"]["model"]["time_steps"] = 120
+    state["config"]["model"]["time_steps"] = 120      # a run (config.yaml and checkpoint) for 120 steps
     torch.save(state, run / "ckpt.pt")
+    assert cfg["model"]["time_steps"] == 100
+    cfg["model"]["time_steps"] = 120
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(NeuromamlError, match="frames are"):
         meta_train(tiny_metadataset, _cfg(steps=2), run, resume=True, progress=False)
-    assert cfg["model"]["time_steps"] == 100
 
 
 @pytest.mark.parametrize("patch,match", [
