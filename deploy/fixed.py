@@ -315,7 +315,10 @@ class FixedPointNet:
                     input_shape = fl.in_shape
             else:
                 raise fail(path, f"layer/{L.index}/type = {L.type!r}: netx cannot load this layer",
-                           "export with neuromaml export (it lowers pool layers)")
+                           "a slayer network with sum pools: export it with neuromaml export, which lowers pool "
+                           "layers to grouped convs" if L.type == "pool" else
+                           "netx 0.6 loads input, dense and conv layers only: rebuild the network without "
+                           f"{L.type!r} layers (neuromaml export lowers slayer's sum pools, nothing else)")
         if not layers:
             raise fail(path, "no computing layers", "export a network with at least one layer")
         return cls(layers, tuple(input_shape), path)

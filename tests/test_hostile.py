@@ -895,6 +895,10 @@ CASES = {
                                             "2,16,32", "--classes", "5", "--out", str(t / "b")],
                                            r"weight spans -?\d+\.\.300, outside the plastic weight range.*"
                                            r"quantize the final layer.*import it again"),
+    # a layer type netx cannot load: the advice depends on the type (only slayer's sum pools lower)
+    "import-net-average-layer": lambda t, f: (["import", _net_edit(t, f, lambda h: _replace(
+        h, f"layer/{_last(h)}/type", np.bytes_(b"average"))), "--input-shape", "2,16,32", "--classes", "5", "--out",
+        str(t / "b")], r"type = '?b?'?average'?: netx cannot load.*rebuild the network without"),
     # an imported bundle has no run to export: the advice is the import that wrote it
     "emulate-imported-net-changed": lambda t, f: (["emulate", str(_imported(t, f, damage="network.net")), "--data",
                                                    str(f["data"]), "--tasks", "1"],
