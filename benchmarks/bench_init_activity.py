@@ -1,14 +1,14 @@
 """A network's activity at initialisation, and what ``model.init_rate`` (meta/init.py) does to it.
 
     .venv/bin/python benchmarks/bench_init_activity.py DATA.h5 [--config paper_cnn] [--rates 0,0.1]
-        [--tasks 3] [--no-grad]
+        [--tasks 3] [--no-grad] [--surrogate-scale S]
 
 For each init rate (0 = slayer's initialisation): per spiking block, the mean spike rate per
 neuron and step, the fraction of silent neurons and of neurons spiking on more than half of the
 steps, on 16 meta-train samples NOT used by the init (classes 16..23 of the train split); then
 one MAML meta-gradient (the config's inner loop, ``--tasks`` 5-way 1-shot train tasks, 2 queries
-per class): the query loss and, per block, |grad| / |w| (surrogate-gradient flow; None where no
-gradient reaches the block).
+per class): the query loss and, per block, |grad| and |w| (surrogate-gradient flow; ``none``
+where no gradient reaches the block). ``--surrogate-scale`` overrides the config's.
 """
 import argparse
 import dataclasses
@@ -33,9 +33,12 @@ ap.add_argument("--config", default="paper_cnn")
 ap.add_argument("--rates", default="0,0.1")
 ap.add_argument("--tasks", type=int, default=3)
 ap.add_argument("--no-grad", action="store_true")
+ap.add_argument("--surrogate-scale", type=float, default=None, help="override model.surrogate_scale")
 a = ap.parse_args()
 ds = MetaDataset(a.data)
 cfg = load_config(a.config)
+if a.surrogate_scale is not None:
+    cfg.model.surrogate_scale = a.surrogate_scale
 cls = list(ds.splits["train"])[16:24]
 held = ds.frames([int(j) for c in cls for j in ds.indices_of(c)[:2]], binary=True)
 tasks = [TaskSampler(ds, "train", 5, 1, 2, seed=0).sample(i) for i in range(a.tasks)]
@@ -61,7 +64,8 @@ for rate in (float(r) for r in a.rates.split(",")):
     params = m.meta_params()
     lrs = InnerLR(adapted_names(m, cfg.inner), cfg.inner.lr, cfg.inner.learn_lr, learned_rule_init(cfg.inner))
     loss, acc = meta_gradient(m, params, tasks, cfg.inner, lrs)
-    ratio = {n.split(".")[1]: (float(q.grad.norm()) / max(float(q.norm()), 1e-12) if q.grad is not None else None)
+    grads = {n.split(".")[1]: (float(q.grad.norm()) if q.grad is not None else None, float(q.norm()))
              for n, q in params.items()}
-    print(f"  meta-gradient ({a.tasks} tasks): query loss {loss:.3f}, |grad|/|w| per block "
-          + ", ".join(f"{k}: {v:.2e}" if v is not None else f"{k}: none" for k, v in ratio.items()))
+    print(f"  meta-gradient ({a.tasks} tasks, surrogate scale {cfg.model.surrogate_scale:g}): query loss "
+          f"{loss:.3f}, |grad| (|w|) per block "
+          + ", ".join(f"{k}: {g:.2e} ({w:.3g})" if g is not None else f"{k}: none" for k, (g, w) in grads.items()))
