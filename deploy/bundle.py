@@ -30,7 +30,8 @@ from neuromaml.io import (TEMP_STEM, NeuromamlError, check_output, fail, folder_
                           live_writer, package_versions, read_json, remove_stale_temps, write_json)
 
 FORMAT = "neuromaml-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                      # 2: manifest_sha256 required; the rule may use the normaliser's
+#                                         rate form (adapt.rule.input_norm_steps), which version-1 readers refuse
 MANIFEST_DIGEST = "manifest_sha256"   # sha256 of the manifest's canonical JSON without this field
 NET, NIR, MANIFEST = "network.net", "network.nir", "manifest.json"
 
@@ -172,7 +173,11 @@ def source_run_changed(manifest, model) -> bool:
 
 
 def write_manifest(bundle: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Write ``BUNDLE/manifest.json`` atomically with its digest; the one way to change a manifest."""
+    """Write ``BUNDLE/manifest.json`` atomically with its digest; the one way to change a manifest.
+    A version-1 manifest rewritten here becomes this version's (it now carries the digest)."""
+    if manifest.get("format") == FORMAT and _is_int(manifest.get("format_version")) \
+            and 1 <= int(manifest["format_version"]) < FORMAT_VERSION:
+        manifest["format_version"] = FORMAT_VERSION
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     return write_json(Path(bundle) / MANIFEST, manifest)
 
@@ -299,6 +304,10 @@ def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[
         if got != digest:
             raise fail(f, f"sha256 {got[:12]}... does not match manifest.json 'files.{name}' {str(digest)[:12]}... "
                        "(the file changed after the bundle was written)", rebuild_fix(manifest, path))
+    if MANIFEST_DIGEST not in manifest and int(manifest["format_version"]) >= 2:
+        raise fail(man_path, f"field '{MANIFEST_DIGEST}' is missing: a format-version {manifest['format_version']} "
+                   "manifest carries the digest of its contents, so manifest.json was edited after it was written",
+                   "undo the edit, or re-export (neuromaml export) or re-import (neuromaml import) the bundle")
     if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
         raise fail(man_path, f"field '{MANIFEST_DIGEST}' does not match its contents: manifest.json was "
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "

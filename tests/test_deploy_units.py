@@ -354,3 +354,31 @@ def test_manifest_typed_roundtrip(tmp_path):
     assert out["adapt"]["weight_exp"] == -3 and out["adapt"]["calibration"]["val_accuracy"] == 0.5
     odd = {**d, "from_the_future": [1, 2], "adapt": {**d["adapt"], "new_field": True}}
     assert Manifest.from_dict(odd).to_dict() == odd
+
+
+
+def test_a_version_1_manifest_without_digest_still_loads_and_is_upgraded_when_rewritten(tmp_path):
+    """Format version 2 requires manifest_sha256 (deleting it with an edit no longer turns the
+    check off); a version-1 bundle, which could lack it, still loads, and write_manifest
+    (calibrate's rewrite) makes it a version-2 manifest with the digest."""
+    import json
+
+    from neuromaml.deploy import bundle
+    from neuromaml.deploy.bundle import FORMAT_VERSION, MANIFEST_DIGEST, load_bundle, write_manifest
+    from neuromaml.io import NeuromamlError
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    b = tmp_path / "b"
+    bundle.export_bundle(build_model(ModelConfig(name="small", hidden=[8]), seed=0), b, input_shape=(2, 16, 32),
+                         time_steps=100)
+    man = json.loads((b / "manifest.json").read_text())
+    assert FORMAT_VERSION == 2 and man["format_version"] == 2 and MANIFEST_DIGEST in man
+    old = {k: v for k, v in man.items() if k != MANIFEST_DIGEST}
+    (b / "manifest.json").write_text(json.dumps({**old, "format_version": 2}))
+    with pytest.raises(NeuromamlError, match="manifest_sha256' is missing"):
+        load_bundle(b)
+    (b / "manifest.json").write_text(json.dumps({**old, "format_version": 1}))
+    assert load_bundle(b)[0]["format_version"] == 1                      # an older bundle: accepted
+    write_manifest(b, {**old, "format_version": 1})
+    again = json.loads((b / "manifest.json").read_text())
+    assert again["format_version"] == 2 and MANIFEST_DIGEST in again and load_bundle(b)[0] == again

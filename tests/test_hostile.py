@@ -664,6 +664,10 @@ CASES = {
     "inspect-missing": lambda t, f: (["inspect", str(t / "nope.net")], r"nope\.net"),
     "verify-manifest-edited": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].__setitem__(
         "shape_chw", [2, 8, 64]), sign=False), "--no-lava"], r"manifest_sha256' does not match.*edited"),
+    # deleting the digest with the edit does not turn the check off (format version 2)
+    "verify-manifest-digest-deleted": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: (m["input"].__setitem__(
+        "shape_chw", [2, 8, 64]), m.pop("manifest_sha256")), sign=False), "--no-lava"],
+        r"manifest_sha256' is missing.*edited after it was written"),
     "verify-manifest-forged-shape": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].update(
         shape_chw=[2, 8, 8], shape_xyf=[8, 8, 2]), sign=True), "--no-lava"], r"gives 128 inputs.*takes 1024"),
     "verify-manifest-forged-outputs": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["output"].update(
