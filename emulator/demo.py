@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from neuromaml.emulator.results import Column, EmulateSummary
+from neuromaml.emulator.results import Column, DemoSummary, EmulateSummary
 from neuromaml.io import NeuromamlError, atomic_write_text, fail, package_versions, read_json, write_json
 
 STAGES = ("data", "train", "baselines", "evaluate", "export", "verify", "emulate", "report")
@@ -333,7 +333,7 @@ def _check_same_settings(out: Path, **settings) -> None:
 
 
 def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks: int = 2,
-         fresh: bool = False, quick: bool = False, seed: int = 0, data: Path | None = None) -> dict:
+         fresh: bool = False, quick: bool = False, seed: int = 0, data: Path | None = None) -> DemoSummary:
     """The path on the embedded default data, or on the user's meta-dataset ``data``."""
     from tqdm import tqdm
 
@@ -363,9 +363,9 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
     if quick:
         tasks, lava_tasks = min(tasks, 6), min(lava_tasks, 1)
     data_file = data if data is not None else out / "data.h5"
-    summary: dict = {"out": str(out), **settings, "stages": {}, "seconds": {}}
+    summary = DemoSummary(out=str(out), **settings, package_versions=package_versions())
     if not (out / "demo.json").exists():   # marks the folder as a demo's from the first stage on
-        write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
+        write_json(out / "demo.json", summary.to_dict())
     bar = tqdm(STAGES, desc="demo", unit="stage")
     t_all = time.perf_counter()
     data_sha = data_setting.get("sha256")
@@ -395,11 +395,11 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
         elif name == "emulate":
             r = _stage_emulate(out, data_file, tasks, lava_tasks, quick, seed, force=force, data_sha=data_sha)
         else:
-            summary["seconds"]["total"] = time.perf_counter() - t_all
+            summary.seconds["total"] = time.perf_counter() - t_all
             try:
                 r = write_report(out, summary)
             except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as exc:
-                reused = [k for k, v in summary["stages"].items() if isinstance(v, dict) and v.get("reused")]
+                reused = summary.reused()
                 if not reused:
                     raise
                 # a stage file of an earlier run was edited or damaged (text where a number belongs)
@@ -408,12 +408,12 @@ def demo(out: Path, *, config: Path | None = None, tasks: int = 200, lava_tasks:
                            f"({type(exc).__name__}: {exc})", "add --fresh to rebuild this folder") from None
         if not all(v.get("reused") for v in (r.values() if name == "baselines" else [r])):
             ran.add(name)
-        summary["stages"][name] = r
-        summary["seconds"][name] = time.perf_counter() - t0
-        write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
+        summary.stages[name] = r
+        summary.seconds[name] = time.perf_counter() - t0
+        write_json(out / "demo.json", summary.to_dict())
     bar.close()
-    summary["seconds"]["total"] = time.perf_counter() - t_all
-    write_json(out / "demo.json", {**summary, "package_versions": package_versions()})
+    summary.seconds["total"] = time.perf_counter() - t_all
+    write_json(out / "demo.json", summary.to_dict())
     return summary
 
 
@@ -488,17 +488,19 @@ def _evaluate_lines(ev: dict) -> list[str]:
     return lines
 
 
-def write_report(out: Path, summary: dict) -> dict:
-    st = summary["stages"]
+def write_report(out: Path, summary: DemoSummary | dict) -> dict:
+    if not isinstance(summary, DemoSummary):
+        summary = DemoSummary.from_dict(summary)
+    st = summary.stages
     em = EmulateSummary.from_dict(st.get("emulate") or {})
     tr, ver, ex = st.get("train", {}), st.get("verify", {}), st.get("export", {})
     ev = st.get("evaluate", {})
     sl = em.slayer
     gap_png = _plot_gap(out, em)
     lines = ["# neuromaml demo report", "",
-             (f"Meta-dataset `{summary['data']['file']}`" if summary["data"].get("file")
-              else "Synthetic Double-digits meta-dataset") + f", network config {summary['config'] or 'small (default)'}, seed {summary['seed']}"
-             + (" (--quick: tiny settings, accuracy not meaningful)" if summary["quick"] else "") + ".", "",
+             (f"Meta-dataset `{summary.data['file']}`" if summary.data.get("file")
+              else "Synthetic Double-digits meta-dataset") + f", network config {summary.config or 'small (default)'}, seed {summary.seed}"
+             + (" (--quick: tiny settings, accuracy not meaningful)" if summary.quick else "") + ".", "",
              f"## One-shot accuracy on meta-test classes ({em.n_way}-way {em.k_shot}-shot, "
              f"{em.tasks} tasks)", "",
              "| stage of the deployment path | accuracy (mean ± std over tasks) |", "|---|---|",
@@ -552,7 +554,7 @@ def write_report(out: Path, summary: dict) -> dict:
         lines += _evaluate_lines(ev)
     for png in sorted((out / "run" / "eval").glob("*.png")):
         lines += [f"![{png.stem}]({png.relative_to(out)})", ""]
-    secs = summary["seconds"]
+    secs = summary.seconds
     if st.get("data", {}).get("shape"):
         from neuromaml.meta.data_cli import summary_lines
 
@@ -571,5 +573,5 @@ def demo_cli(args) -> int:
              fresh=args.fresh, quick=args.quick, seed=args.seed, data=args.data)
     print((Path(args.out) / "report.md").read_text())
     print(f"wrote {Path(args.out) / 'report.md'} and {Path(args.out) / 'demo.json'} "
-          f"in {s['seconds']['total']:.0f} s")
+          f"in {s.seconds['total']:.0f} s")
     return 0

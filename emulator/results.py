@@ -241,3 +241,30 @@ class RuleCheckSummary(_Written, _Section):
         """The settings of one sweep ('precision', 'error_threshold', 'factor_threshold',
         'no_threshold', 'bundle'); a point shared by several sweeps is the same dict."""
         return [s for s in self.settings if sweep in s["sweeps"]]
+
+
+@dataclass
+class DemoSummary(_Section):
+    """``demo.json``: the settings a demo folder was made with (``quick``, ``seed``, ``config``,
+    ``data``: the user's file and sha256, or the embedded data's recordings per class and split),
+    one record per stage in ``stages`` (the stage's own summary: ``run/summary.json``, the
+    bundle's export record, ``emulate.json``, ...; ``reused`` where an earlier run's was kept)
+    and the seconds each stage took."""
+
+    out: str = ""
+    quick: bool = False
+    seed: int = 0
+    config: str | None = None
+    data: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    package_versions: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.present = frozenset(f.name for f in dataclasses.fields(self)) - {"extra", "present"}
+
+    def reused(self) -> list[str]:
+        """The stages kept from an earlier run of the folder."""
+        return [k for k, v in self.stages.items() if isinstance(v, dict) and v.get("reused")]

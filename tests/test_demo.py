@@ -230,6 +230,13 @@ def test_demo_report_names_only_the_comparisons_verify_made(tmp_path):
     write_report(tmp_path, summary)
     text = (tmp_path / "report.md").read_text()
     assert "slayer vs fixed engine" in text and "Lava vs fixed" not in text
+    # the typed summary (what demo() returns and writes) gives the same report
+    from neuromaml.emulator.results import DemoSummary
+
+    typed = DemoSummary.from_dict(summary)
+    assert typed.to_dict() == summary and typed.reused() == []
+    write_report(tmp_path, typed)
+    assert (tmp_path / "report.md").read_text() == text
 
 
 def test_demo_retrains_a_run_of_an_edited_config(tmp_path, tiny_metadataset, monkeypatch, capsys):
