@@ -264,9 +264,16 @@ def rebuild_fix(manifest: Any, bundle: Any) -> str:
             "(then calibrate it again)")
 
 
-def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[str, Any], Path]:
+CALIBRATED_FIELDS = ("rule", "weight_exp", "label_window", "calibration")   # what calibrate rewrites in adapt
+
+
+def load_bundle(path: str | os.PathLike, check_rule: bool = True,
+                replaced: tuple = ()) -> tuple[dict[str, Any], Path]:
     """Check a bundle (format, files, sha256, fields; its rule with ``bundle_rule`` unless
-    ``check_rule`` is False: for a caller that replaces the rule) -> (manifest, path of network.net)."""
+    ``check_rule`` is False: for a caller that replaces the rule) -> (manifest, path of network.net).
+    ``replaced``: ``adapt`` fields the caller rewrites (calibrate: ``CALIBRATED_FIELDS``); they are
+    left out of the checks and of the manifest returned, so a damaged one does not stop the one
+    command that replaces it (the digest still covers them)."""
     path = Path(path)
     if not path.is_dir():
         raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
@@ -312,8 +319,10 @@ def load_bundle(path: str | os.PathLike, check_rule: bool = True) -> tuple[dict[
         raise fail(man_path, f"field '{MANIFEST_DIGEST}' does not match its contents: manifest.json was "
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
                    "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
+    if replaced and isinstance(manifest.get("adapt"), dict):
+        manifest = {**manifest, "adapt": {k: v for k, v in manifest["adapt"].items() if k not in replaced}}
     cross_check(manifest, path / NET, man_path)
-    if check_rule:
+    if check_rule and "rule" not in replaced:
         bundle_rule(manifest, man_path)
     return manifest, path / NET
 

@@ -68,7 +68,7 @@ import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
 from neuromaml.emulator.results import CalibrationSummary
-from neuromaml.deploy.bundle import CALIBRATE_LOCK
+from neuromaml.deploy.bundle import CALIBRATE_LOCK, CALIBRATED_FIELDS
 from neuromaml.io import NeuromamlError, _umask, atomic_write_text, fail, folder_lock, package_versions, write_json
 from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
 
@@ -245,14 +245,17 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and 0 <= tolerance < 1):
         raise fail(None, f"--tolerance {tolerance}: must be a fraction in [0, 1)", "e.g. --tolerance 0.01")
     t_start = time.perf_counter()
+    replaced: tuple = ()
     try:
         dep = DeployedNet.load(bundle)
     except NeuromamlError as exc:
-        if "field 'adapt.rule'" not in str(exc):
+        if not any(f"field 'adapt.{k}" in str(exc) for k in CALIBRATED_FIELDS):
             raise
-        # the rule this command replaces is invalid: search from the default rule instead
-        print(f"note: {exc}; calibrating from the default rule", file=sys.stderr)
-        dep = DeployedNet.load(bundle, rule=RuleSpec())
+        # a field this command replaces is damaged: search from the default rule, exponent and
+        # label window instead (the search space does not depend on them)
+        print(f"note: {exc}; calibrating from the default rule, weight exponent and label window", file=sys.stderr)
+        replaced = CALIBRATED_FIELDS
+        dep = DeployedNet.load(bundle, rule=RuleSpec(), replaced=replaced)
     ds = MetaDataset(data)
     C, H, W, T = ds.shape
     dep.check_frames(np.zeros((1, C, H, W, T)), data)
@@ -376,7 +379,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                        "plot": str(shown_out / "calibration.png")}
     new_manifest = None
     if write_manifest:
-        now = load_bundle(bundle, check_rule=False)[0]     # re-read: unchanged files; its rule is replaced
+        now = load_bundle(bundle, check_rule=False, replaced=replaced)[0]   # re-read: unchanged files
         if now.get("files") != as_dict(dep.manifest).get("files"):
             raise fail(bundle, "changed while calibrating (exported or imported again?): its network is not the "
                        "one calibrated; nothing was written", f"run neuromaml calibrate {shown} again")

@@ -91,8 +91,10 @@ class DeployedNet:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, bundle: str | Path, rule: RuleSpec | None = None) -> "DeployedNet":
-        raw, netpath = load_bundle(bundle, check_rule=rule is None)
+    def load(cls, bundle: str | Path, rule: RuleSpec | None = None, replaced: tuple = ()) -> "DeployedNet":
+        """``rule``: run this rule instead of the bundle's (which is then not checked); ``replaced``:
+        ``adapt`` fields read as absent (``deploy.bundle.load_bundle``; calibrate, which rewrites them)."""
+        raw, netpath = load_bundle(bundle, check_rule=rule is None, replaced=replaced)
         manifest = Manifest.from_dict(raw)
         man_path = Path(bundle) / "manifest.json"
         net = FixedPointNet.from_netx(netpath)

@@ -1395,3 +1395,24 @@ def test_import_of_a_flat_dense_first_network_notes_what_it_cannot_check(tmp_pat
     assert cli.main(["import", str(FIXTURE_NET), "--input-shape", "1,32,32", "--classes", "5", "--out",
                      str(tmp_path / "b")]) == 0
     assert "only the product of --input-shape 1,32,32 could be checked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("calibration", {**_REC, "settings_tried": "x"}),
+                                          ("label_window", [5, 2]), ("weight_exp", "-6")])
+def test_calibrate_replaces_a_damaged_field_it_writes(fx, tmp_path, capsys, field, value):
+    """A damaged calibration record, label window or weight exponent stops emulate with the fix
+    'run neuromaml calibrate again'; calibrate, which rewrites exactly those fields, must then not
+    refuse the bundle for them (it did: the advice looped). It notes the damage and calibrates."""
+    b = Path(_bundle_edit(tmp_path, fx, lambda m: m["adapt"].__setitem__(field, value), sign=True))
+    assert cli.main(["emulate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "e")]) == 2
+    assert f"adapt.{field}" in capsys.readouterr().err
+    from neuromaml.emulator.calibrate import calibrate
+
+    # (strict=False: the tiny fixture's rule need not beat chance on one task; the point is that
+    # the damaged field does not stop the command that replaces it)
+    calibrate(b, fx["data"], tasks=1, queries=1, out=tmp_path / "c", strict=False)
+    err = capsys.readouterr().err
+    assert f"adapt.{field}" in err and "calibrating from the default rule" in err
+    man = json.loads((b / "manifest.json").read_text())
+    assert man["adapt"]["rule_source"] == "calibrated" and man["adapt"][field] != value
+    assert cli.main(["emulate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "e2")]) == 0
