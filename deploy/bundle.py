@@ -335,10 +335,17 @@ def bundle_rule(manifest, man_path: Path):
 
     adapt = as_dict(manifest).get("adapt") or {}
     try:
-        return RuleSpec.from_dict(adapt.get("rule") or {})
+        spec = RuleSpec.from_dict(adapt.get("rule") or {})
     except RuleError as exc:
         raise fail(man_path, f"field 'adapt.rule': {str(exc).replace('RuleSpec.', 'adapt.rule.')}",
-                   "run neuromaml calibrate on the bundle (it writes a valid rule), or re-export it") from None
+                   "run neuromaml calibrate on the bundle (it writes a valid rule), or "
+                   + rebuild_fix(manifest, man_path.parent)) from None
+    version = as_dict(manifest).get("format_version")
+    if spec.input_norm_steps and _is_int(version) and version < 2:
+        raise fail(man_path, "field 'adapt.rule.input_norm_steps' (the normaliser's rate form) in a format-version "
+                   f"{version} manifest: no writer of that version wrote it, so the manifest "
+                   "was edited", "run neuromaml calibrate on the bundle, or " + rebuild_fix(manifest, man_path.parent))
+    return spec
 
 
 MAX_TIME_STEPS = 100_000       # 100 s of 1 ms steps: a manifest asking for more is damaged

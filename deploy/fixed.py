@@ -273,6 +273,13 @@ class FixedPointNet:
                 if L.weight is None:
                     raise fail(path, f"layer/{L.index}/weight missing", "re-export the network")
                 delays = L.get("delay")
+                if delays is not None:
+                    arr = np.asarray(delays)
+                    if arr.dtype.kind not in "iuf" or not np.isfinite(arr.astype(np.float64)).all() \
+                            or (arr < 0).any() or (arr != np.round(arr)).any():
+                        raise fail(path, f"layer/{L.index}/delay holds {arr.ravel()[:4].tolist()}...: not whole, "
+                                   "non-negative numbers of steps", "write whole delays >= 0, or none: export the "
+                                   "network without synaptic delays")
                 if delays is not None and np.any(np.asarray(delays) != 0):
                     raise fail(path, f"layer/{L.index}/delay: synaptic delays (up to {int(np.max(delays))} steps), "
                                "which neither the fixed-point engine nor the plastic layer models (its emulation "

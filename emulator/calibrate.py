@@ -343,8 +343,13 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         warning = (f"no setting above chance on meta-val: best {100 * best_acc:.1f}% (chance "
                    f"{100 * chance:.1f}%)")
     if warning and strict:
+        tau = dep.rule.x1_tau
         raise fail(bundle, f"no rule setting learns on meta-validation tasks of {data}: the best reads "
                    f"{100 * best_acc:.1f}% (chance {100 * chance:.1f}%) over {len(settings)} settings",
+                   (f"the rule's trace time constant x1_tau = {tau} is not below half the {dep.time_steps}-step "
+                    "sample, so each support sample's trace runs into the next one's label: deploy a rule with "
+                    f"x1_tau below {max(dep.time_steps // 4, 1)} (inner.rule_spec.x1_tau of the run, then export "
+                    "it again) and calibrate that; nothing was written") if space.get("label_start_note") else
                    "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
                    "nearest-class-mean reference); nothing was written")
     chosen = select(settings, float(tolerance), floor=chance + margin)

@@ -141,6 +141,8 @@ def validate(cfg: RunConfig, path=None, n_classes: dict | None = None, data=None
     need(isinstance(m.init_rate, (int, float)) and not isinstance(m.init_rate, bool) and 0 <= m.init_rate < 1,
          "model.init_rate", f"is {m.init_rate!r}", "use a spike rate per neuron and step in (0, 1), e.g. 0.1, or 0 "
          "for slayer's initialisation")
+    need(not m.init_rate or m.name != "ann_cnn", "model.init_rate",
+         f"is {m.init_rate} but model.name 'ann_cnn' has no spiking layer to set to a rate", "use 0 with ann_cnn")
     need(all(_whole(h) and 0 < h <= MAX_WIDTH for h in m.hidden), "model.hidden", f"is {m.hidden}",
          f"use whole layer widths in [1, {MAX_WIDTH}]")
     need(isinstance(m.conv, (list, tuple)) and len(m.conv) > 0 and all(

@@ -333,10 +333,22 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
     elif init is not None:
         _init_from(tr, Path(init))
     pre_hist = act_init = None
+    rate = cfg.model.init_rate
     if not resume and init is None:
         from .init import activity_init
 
         act_init = activity_init(tr.model, tr.ds, tr.device)     # model.init_rate; None when 0
+        if rate and rank == 0:
+            missed = [f"{r['kind']} {r['block']} ({r['rate_after']:.3f})" for r in act_init or [] if not r["reached"]]
+            if act_init == []:
+                print(f"note: model.init_rate {rate}: the network has no block but the last to scale; "
+                      "nothing was changed", file=sys.stderr)
+            elif missed:
+                print(f"note: model.init_rate {rate} not reached by {', '.join(missed)} within the scale range "
+                      "(run.json 'activity_init' has every block's rate)", file=sys.stderr)
+    elif rate and init is not None and rank == 0:
+        print(f"note: model.init_rate {rate} is not applied: the run starts from --init {init}'s weights",
+              file=sys.stderr)
     if not resume and init is None and cfg.outer.pretrain_epochs > 0:
         pre_hist = _pretrain(tr, progress and rank == 0)
     if not resume and rank == 0:

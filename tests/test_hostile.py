@@ -664,6 +664,12 @@ CASES = {
     "inspect-missing": lambda t, f: (["inspect", str(t / "nope.net")], r"nope\.net"),
     "verify-manifest-edited": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: m["input"].__setitem__(
         "shape_chw", [2, 8, 64]), sign=False), "--no-lava"], r"manifest_sha256' does not match.*edited"),
+    # a version-1 manifest (no digest required) cannot hold the rate form: no version-1 writer wrote it
+    "emulate-v1-manifest-rate-form": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: (
+        m.__setitem__("format_version", 1), m.pop("manifest_sha256"), m["adapt"].__setitem__("rule", {
+            **(m["adapt"].get("rule") or {}), "input_norm_offset": 8, "input_norm_shift": 1, "input_norm_steps": 4})),
+        sign=False), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"input_norm_steps' \(the normaliser's rate form\) in a format-version 1 manifest.*edited"),
     # deleting the digest with the edit does not turn the check off (format version 2)
     "verify-manifest-digest-deleted": lambda t, f: (["verify", _bundle_edit(t, f, lambda m: (m["input"].__setitem__(
         "shape_chw", [2, 8, 64]), m.pop("manifest_sha256")), sign=False), "--no-lava"],
@@ -892,6 +898,15 @@ CASES = {
     "import-net-delay": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
         f"layer/{_last(h)}/delay", data=np.full(5, 3.0))), "--input-shape", "2,16,32", "--classes", "5", "--out",
         str(t / "b")], r"n\.net: layer/\d+/delay: synaptic delays \(up to 3 steps\).*without synaptic delays"),
+    "import-net-delay-nan": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
+        f"layer/{_last(h)}/delay", data=np.full(5, np.nan))), "--input-shape", "2,16,32", "--classes", "5", "--out",
+        str(t / "b")], r"layer/\d+/delay holds \[nan.*not whole, non-negative.*without synaptic delays"),
+    "import-net-delay-text": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
+        f"layer/{_last(h)}/delay", data=np.array([b"x"] * 5))), "--input-shape", "2,16,32", "--classes", "5",
+        "--out", str(t / "b")], r"layer/\d+/delay holds .*not whole, non-negative"),
+    "import-net-delay-negative": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
+        f"layer/{_last(h)}/delay", data=np.full(5, -1.0))), "--input-shape", "2,16,32", "--classes", "5", "--out",
+        str(t / "b")], r"layer/\d+/delay holds \[-1\.0.*not whole, non-negative"),
     "import-net-bias-per-neuron": lambda t, f: (["import", _net_edit(t, f, lambda h: h.create_dataset(
         f"layer/{_last(h)}/bias", data=np.arange(5.0))), "--input-shape", "2,16,32", "--classes", "5", "--out",
         str(t / "b")], r"layer/\d+/bias differs per neuron.*cannot adapt on chip.*one bias.*import it again"),
@@ -904,6 +919,9 @@ CASES = {
         h, f"layer/{_last(h)}/type", np.bytes_(b"average"))), "--input-shape", "2,16,32", "--classes", "5", "--out",
         str(t / "b")], r"type = '?b?'?average'?: netx cannot load.*rebuild the network without"),
     # an imported bundle has no run to export: the advice is the import that wrote it
+    "emulate-imported-bad-rule": lambda t, f: (["emulate", _resign(_imported(t, f), lambda m: m["adapt"].__setitem__(
+        "rule", {"input_norm_offset": 8, "input_norm_steps": -1})), "--data", str(f["data"]), "--tasks", "1", "--out",
+        str(t / "e")], r"adapt\.rule\.input_norm_steps.*re-run the import: neuromaml import"),
     "emulate-imported-net-changed": lambda t, f: (["emulate", str(_imported(t, f, damage="network.net")), "--data",
                                                    str(f["data"]), "--tasks", "1"],
                                                   r"network\.net: sha256 .*fix: re-run the import: neuromaml import "
@@ -975,6 +993,13 @@ def _set_weight(h, value) -> None:
     w = h[name][()]
     w.flat[0] = value
     _replace(h, name, w)
+
+
+def _resign(b: Path, edit) -> str:
+    man = json.loads((b / "manifest.json").read_text())
+    edit(man)
+    write_manifest(b, man)
+    return str(b)
 
 
 def _imported(t: Path, fx, damage: str | None = None, steps: int = 100) -> Path:

@@ -139,6 +139,7 @@ def test_wrong_data_shape_on_resume(tiny_metadataset, tmp_path):
     ({"outer": {"clip_grad": -1.0}}, "'outer.clip_grad'"),
     ({"model": {"init_rate": 1.5}}, "'model.init_rate'"),
     ({"model": {"init_rate": True}}, "'model.init_rate'"),
+    ({"model": {"name": "ann_cnn", "init_rate": 0.1}, "inner": {"rule": "sgd"}}, "'model.init_rate'.*ann_cnn"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, patch, match):
     import yaml
