@@ -91,9 +91,14 @@ def _stage_data(out: Path, quick: bool, seed: int, data: Path | None = None) -> 
     path = out / "data.h5"
     if path.exists():
         try:
-            return {"path": str(path), "reused": True, **MetaDataset(path).summary()}
+            ds = MetaDataset(path)
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in dict(ds.attrs).items()}
+            if not _stale(path, _differs(attrs, {"source": "synthetic", "per_class": demo_per_class(quick),
+                                                 "seed": seed})):
+                return {"path": str(path), "reused": True, **ds.summary()}
         except NeuromamlError:
-            path.unlink()           # a damaged file from an earlier run: rebuild it
+            pass                    # a damaged file from an earlier run: rebuild it
+        path.unlink()
     s = build_metadataset("synthetic", path, per_class=demo_per_class(quick), seed=seed, progress=True)
     return {"path": str(path), "reused": False, **s, **MetaDataset(path).summary()}
 

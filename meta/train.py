@@ -330,6 +330,18 @@ def _meta_train(data, cfg: RunConfig | None, out_dir, resume: bool = False, step
         if rank == 0:
             _truncate_history(out / "history.jsonl", tr.step)
             _resume_notes(out, data, tr.step, cfg.outer.steps, ds)
+        if rank == 0 and (out / "config.yaml").exists():
+            # config.yaml is the run's record: keep its outer.steps the run's target (--steps extends a
+            # resumed run; an edit of the file's value is not how, and is said so)
+            folder = yaml.safe_load((out / "config.yaml").read_text())
+            held = (folder.get("outer") or {}).get("steps") if isinstance(folder, dict) else None
+            if isinstance(folder, dict) and isinstance(folder.get("outer") or {}, dict) and held != cfg.outer.steps:
+                if steps is None:
+                    print(f"note: {out / 'config.yaml'} says outer.steps {held!r}; --resume runs the checkpoint's "
+                          f"{cfg.outer.steps} (pass --steps N to extend the run); the file now says so", file=sys.stderr)
+                folder.setdefault("outer", {})["steps"] = cfg.outer.steps
+                with atomic_path(out / "config.yaml") as tmp:
+                    tmp.write_text(yaml.safe_dump(folder, sort_keys=False))
     elif init is not None:
         _init_from(tr, Path(init))
     pre_hist = act_init = None

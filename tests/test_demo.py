@@ -262,3 +262,23 @@ def test_demo_retrains_a_run_of_an_edited_config(tmp_path, tiny_metadataset, mon
     r = demo_mod._stage_train(tmp_path / "demo", tiny_metadataset, cfg, seed=0)
     assert r["reused"] is False and ran and not (run / "summary.json").exists()
     assert "config model.hidden" in capsys.readouterr().err
+
+
+def test_demo_rebuilds_a_data_file_made_with_other_settings(tmp_path, tiny_metadataset, capsys):
+    """The embedded data in a demo folder is reused only when it was made as this run asks
+    (source, recordings per class, seed): a data.h5 of another size is rebuilt, with a note (it was
+    reused silently while demo.json claimed the asked size)."""
+    import shutil
+
+    from neuromaml.emulator import demo as demo_mod
+    from neuromaml.meta.metadataset import MetaDataset
+
+    out = tmp_path / "d"
+    out.mkdir()
+    shutil.copy(tiny_metadataset, out / "data.h5")
+    have = int(MetaDataset(out / "data.h5").attrs["per_class"])
+    assert have != demo_mod.demo_per_class(True)
+    r = demo_mod._stage_data(out, True, 0)
+    assert not r["reused"] and "per_class=" in capsys.readouterr().err
+    assert int(MetaDataset(out / "data.h5").attrs["per_class"]) == demo_mod.demo_per_class(True)
+    assert demo_mod._stage_data(out, True, 0)["reused"]                  # now it is the asked one

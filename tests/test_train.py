@@ -538,3 +538,22 @@ def test_a_run_older_than_a_model_field_still_loads(tiny_metadataset, tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(NeuromamlError, match="differs .* in model.init_rate"):
         load_run(run, which="ckpt")
+
+
+def test_resume_keeps_config_yaml_the_runs_record_of_its_steps(tiny_metadataset, tmp_path, capsys):
+    """--steps extends a resumed run; config.yaml then says so. An edit of its outer.steps is not
+    how a run is extended: resume says the checkpoint's count runs, and writes it back (the file
+    said 4 while the resume reported 'asked for 3' and trained nothing)."""
+    import yaml
+
+    run = tmp_path / "r"
+    meta_train(tiny_metadataset, _cfg(steps=2), run, progress=False)
+    meta_train(tiny_metadataset, None, run, resume=True, steps=3, progress=False)
+    assert yaml.safe_load((run / "config.yaml").read_text())["outer"]["steps"] == 3
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["outer"]["steps"] = 4
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    meta_train(tiny_metadataset, None, run, resume=True, progress=False)
+    assert "says outer.steps 4; --resume runs the checkpoint's 3" in capsys.readouterr().err
+    assert yaml.safe_load((run / "config.yaml").read_text())["outer"]["steps"] == 3
