@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neuromaml.deploy.manifest import _Section
+from neuromaml.deploy.manifest import _Section, _Written
 from neuromaml.io import fail
 
 from neuromaml.deploy.chips import (CHIPS, FP32_MAC_PJ, L1_E_NEURON_ACTIVE_PJ, L1_E_NEURON_INACTIVE_PJ,
@@ -423,7 +423,7 @@ def _loihi1(static: dict, measured: dict, scope: str, cores: dict) -> dict[str, 
 
 
 @dataclasses.dataclass
-class CostSummary(_Section):
+class CostSummary(_Written, _Section):
     """``cost.json``: ``static`` (``static_cost``: layers, core mapping, totals, assumptions),
     ``measured`` (``emulator.cost_measure.measure``: spikes and SynOps per inference and per
     learning episode; None without data), ``estimates`` (``estimate``: energy and time ranges from
@@ -442,5 +442,4 @@ class CostSummary(_Section):
     present: frozenset = dataclasses.field(default_factory=frozenset, repr=False, compare=False)
 
     def __post_init__(self):
-        # every declared field is written, None included (readers test measured / estimates)
-        self.present = frozenset(f.name for f in dataclasses.fields(self)) - {"extra", "present"}
+        self.written_in_full(but=())   # None included: readers test measured / estimates

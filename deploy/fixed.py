@@ -280,10 +280,10 @@ class FixedPointNet:
                         raise fail(path, f"layer/{L.index}/delay holds {arr.ravel()[:4].tolist()}...: not whole, "
                                    "non-negative numbers of steps", "write whole delays >= 0, or none: export the "
                                    "network without synaptic delays")
-                if delays is not None and np.any(np.asarray(delays) != 0):
-                    raise fail(path, f"layer/{L.index}/delay: synaptic delays (up to {int(np.max(delays))} steps), "
-                               "which neither the fixed-point engine nor the plastic layer models (its emulation "
-                               "would differ from Lava's)", "train or export the network without synaptic delays")
+                    if np.any(arr != 0):
+                        raise fail(path, f"layer/{L.index}/delay: synaptic delays (up to {int(np.max(arr))} steps), "
+                                   "which neither the fixed-point engine nor the plastic layer models (its emulation "
+                                   "would differ from Lava's)", "train or export the network without synaptic delays")
                 p = _neuron(L, path)
                 if L.type == "dense":
                     shape = (int(np.prod(L.shape)),)

@@ -56,6 +56,15 @@ class _Section:
         return {**out, **self.extra}
 
 
+class _Written:
+    """For a result summary (a ``_Section``) whose keys do not depend on its values."""
+
+    def written_in_full(self, but=("outputs", "lava")) -> None:
+        """Write every declared field, except those in ``but`` where unset."""
+        names = {f.name for f in _declared(self)}
+        self.present = frozenset(n for n in names if n not in but or getattr(self, n) is not None)
+
+
 @dataclass
 class InputSpec(_Section):
     """What the network takes: frames (C, H, W) = ``shape_chw`` over ``time_steps`` steps of

@@ -82,6 +82,15 @@ def _log2_floor(x: float) -> int:
     return int(math.floor(math.log2(x))) if x > 0 else 0
 
 
+def _impulse_bound(rate_max: float, tau: int, cap: int) -> int:
+    """The largest power of two <= ``cap`` at which the busiest input's trace (rate x impulse x
+    tau) stays below the trace's 7-bit bound."""
+    imp = 1
+    while imp < cap and rate_max * (2 * imp) * (tau + 0.5) <= TRACE_MAX:
+        imp *= 2
+    return imp
+
+
 def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     """The candidate values of every searched field, with the quantities they come from."""
     D1 = dep.depth - 1
@@ -101,10 +110,7 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     g_hi = -int(math.ceil(math.log2(max(window, 1))))
     gains = sorted({int(np.clip(g, -12, 6)) for g in (g_hi - 4, g_hi - 2, g_hi)})
     tau = dep.rule.x1_tau
-    big = 1
-    while big < 16 and rate_max * (2 * big) * (tau + 0.5) <= TRACE_MAX:
-        big *= 2
-    impulses = sorted({1, big})
+    impulses = sorted({1, _impulse_bound(rate_max, tau, 16)})
     e_max = dep.rule.e_max
     factor = sorted({0, e_max // 16, e_max // 8, e_max // 4, e_max // 2})
     # the error normaliser (onchip.rule.normalise_error): offsets d of 4 and 16 steps' worth of
@@ -132,9 +138,7 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     # floor). Measured (BENCHMARKS.md, "The error normaliser"): the best impulse differs by
     # network (the authors' MLP 32, the gestures 1), the best magnitude by 2^6 across networks.
     lg = _log2_floor(max(n_active, 1.0))
-    top = 1
-    while top < 64 and rate_max * (2 * top) * (tau + 0.5) <= TRACE_MAX:
-        top *= 2
+    top = _impulse_bound(rate_max, tau, 64)
     rate_settings = []
     for imp in sorted({1, max(1, top // 2), top}):
         for mag in range(-12, -3):

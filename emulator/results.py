@@ -7,11 +7,10 @@ benchmark's) are kept in ``extra`` and written back, so ``to_dict(from_dict(d)) 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from neuromaml.deploy.manifest import _Section
+from neuromaml.deploy.manifest import _Section, _Written
 
 
 @dataclass
@@ -35,14 +34,6 @@ class Column(_Section):
     def cell(self) -> str:
         """'94.4 ± 6.4% (200 tasks)'."""
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}% ({self.tasks} tasks)"
-
-
-class _Written:
-    def written_in_full(self, but=("outputs", "lava")) -> None:
-        """Write every declared field (a summary's keys do not depend on its values), except ``but``
-        where unset."""
-        names = {f.name for f in dataclasses.fields(self)} - {"extra", "present"}
-        self.present = frozenset(n for n in names if n not in but or getattr(self, n) is not None)
 
 
 def _whole(v) -> bool:
@@ -244,7 +235,7 @@ class RuleCheckSummary(_Written, _Section):
 
 
 @dataclass
-class DemoSummary(_Section):
+class DemoSummary(_Written, _Section):
     """``demo.json``: the settings a demo folder was made with (``quick``, ``seed``, ``config``,
     ``data``: the user's file and sha256, or the embedded data's recordings per class and split),
     one record per stage in ``stages`` (the stage's own summary: ``run/summary.json``, the
@@ -263,7 +254,7 @@ class DemoSummary(_Section):
     present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
 
     def __post_init__(self):
-        self.present = frozenset(f.name for f in dataclasses.fields(self)) - {"extra", "present"}
+        self.written_in_full(but=())
 
     def reused(self) -> list[str]:
         """The stages kept from an earlier run of the folder."""
