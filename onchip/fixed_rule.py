@@ -79,6 +79,10 @@ class Presentation:
     beta: object = None
     eta_exp: object = None
     update: Optional[Callable] = None     # replaces weight_update (same signature), Face 3 only
+    # steps at which no episode of the batch has a label skip the error and the update (Face 3 with
+    # Lava's 8-bit update only): e = 0 there, so y2 = 0, the product is 0 and the stochastic
+    # rounding of w << 7 (fraction 0, never above floor(128 r)) gives w back: the same weights
+    skip_unlabelled: bool = False
 
 
 def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i, p: Presentation,
@@ -102,7 +106,9 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
         spikes.append(s_out)
         # dense accumulates with the weights before this step's learning
         a_prev = p.dense(w, s_k)
-        if learn:
+        if learn and p.skip_unlabelled and not onehot[:, k].any():
+            x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
+        elif learn:
             e_q = error_q(counts, onehot[:, k], spec, ops, threshold=p.error_threshold)
             if norm:
                 e_q = normalise_error(e_q, n_in, spec, ops, m=m)
@@ -201,7 +207,8 @@ def run_support(spec: RuleSpec, weights: np.ndarray, pre_spikes: np.ndarray,
                         dense=lambda wk, s_k: dense_shift(np.einsum("boi,bi->bo", wk, s_k.astype(np.int64)),
                                                           weight_exp),
                         ops=INT_RULE_OPS, r_x=r_x, r_y=r_y, r_w=r_w, theta=neuron.theta,
-                        x_decay=spec.x1_decay, y_decay=Y_DECAY, update=update)
+                        x_decay=spec.x1_decay, y_decay=Y_DECAY, update=update,
+                        skip_unlabelled=update is None)
     w, spk, n_upd = present(spec, w, pre, onehot, CubaState(O_zero, O_zero), O_zero,
                             np.zeros((B, I), np.int64), pres, reset_interval, learn, count_updates=True)
     spikes = np.stack(spk, axis=1).astype(np.int8) if spk else np.zeros((B, 0, O), np.int8)

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict
 
 import numpy as np
+from numpy.core.umath import clip as _clip
 
 W_MIN, W_MAX = -256, 255        # Lava MIXED-sign learning weight range (8 bit + sign)
 TRACE_MAX = 127                 # 7-bit traces
@@ -239,7 +240,7 @@ class IntRuleOps:
 
     @staticmethod
     def clip(x, lo, hi):
-        return np.clip(x, lo, hi)
+        return _clip(x, lo, hi)     # np.clip's ufunc without its Python wrapper (same values, dtype)
 
     @staticmethod
     def div_round(num, den):
