@@ -1,6 +1,6 @@
 """Runs in, bundles out: the deploy stage's library (the CLI in ``deploy.cli`` only parses and prints).
 
-* ``load_run(RUN_DIR)``: a meta-train run (``best.pt``/``ckpt.pt`` through ``meta.train.load_run``)
+* ``load_run(RUN_DIR)``: a meta-train run (``best.pt``/``ckpt.pt`` through ``meta.runs.load_run``)
   or another tool's run folder (a model config and a checkpoint) -> (model, ModelConfig, classes).
 * ``trained_rule(RUN_DIR)``: the rule a run was meta-trained through (None for SGD runs).
 * ``trained_label_window(RUN_DIR, steps)``: the label window it was meta-trained with (None: the default).
@@ -54,7 +54,7 @@ def load_run(run_dir: Path):
     """A meta-train RUN_DIR -> (model with trained weights, model config, classes or None).
 
     ``neuromaml meta-train`` runs (``best.pt`` / ``ckpt.pt``) load through
-    ``neuromaml.meta.train.load_run``; other directories need a config (``config.json``
+    ``neuromaml.meta.runs.load_run``; other directories need a config (``config.json``
     with a ``model`` section) and a checkpoint (``theta.pt``, ``model.pt``, ... holding a
     state dict, or a dict with ``theta`` / ``state_dict`` / ``model``).
     """
@@ -68,7 +68,7 @@ def load_run(run_dir: Path):
     if (run_dir / "best.pt").exists() or (run_dir / "ckpt.pt").exists():
         from neuromaml.io import live_writer
         from neuromaml.meta.train import LOCK_NAME
-        from neuromaml.meta.train import load_run as meta_load_run
+        from neuromaml.meta.runs import load_run as meta_load_run
 
         pid = live_writer(run_dir, LOCK_NAME)
         if pid:

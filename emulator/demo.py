@@ -112,7 +112,7 @@ def _run_differs(run: Path, cfg, seed: int, data_sha: str) -> list[str]:
     import yaml
 
     from neuromaml.meta.config import from_dict
-    from neuromaml.meta.train import _config_diff
+    from neuromaml.meta.runs import _config_diff
 
     try:
         held = from_dict(yaml.safe_load((run / "config.yaml").read_text()), run / "config.yaml").to_dict()

@@ -77,7 +77,7 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
     """Columns 1 (float, inner loop as trained) and 2 (fixed-point weights, final-layer SGD)."""
     from neuromaml.meta.maml import evaluate_task
     from neuromaml.meta.models import build_model
-    from neuromaml.meta.train import load_run
+    from neuromaml.meta.runs import load_run
 
     run = dep.manifest.source_run
     if run and not Path(run).is_dir():
@@ -172,7 +172,7 @@ def emulate(bundle, data, *, split: str = "test", tasks: int = 100, shots: int =
     sampler = TaskSampler(ds, split, dep.n_out, shots, queries, seed=seed, disjoint_parts=True)
     seen = None
     if dep.manifest.source_run and Path(dep.manifest.source_run).is_dir():
-        from neuromaml.meta.train import seen_class_note
+        from neuromaml.meta.runs import seen_class_note
 
         seen = seen_class_note(dep.manifest.source_run, ds, split)
         if seen and split == "test":

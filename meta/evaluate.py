@@ -126,7 +126,8 @@ def _describe(cfg) -> str:
 def evaluate_baselines(baselines: dict, ds, task, trials: int, tasks_per_trial: int, seed: int) -> dict:
     """Table 2 rows of other runs (``{label: run_dir}``) on the same tasks as the main run."""
     from .tasks import TaskSampler
-    from .train import _check_data, load_run
+    from .runs import load_run
+    from .train import _check_data
 
     rows = {}
     for label, run_dir in baselines.items():
@@ -178,7 +179,8 @@ def evaluate_run(run_dir, data, trials: int = 10, tasks_per_trial: int = 20, out
     """
     from .metadataset import MetaDataset
     from .tasks import TaskSampler
-    from .train import _check_data, load_run
+    from .runs import load_run
+    from .train import _check_data
 
     t0 = time.perf_counter()
     model, params, lrs, cfg = load_run(run_dir)

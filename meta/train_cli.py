@@ -115,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _note_seen_classes(run: Path, data) -> None:
     from neuromaml.meta.metadataset import MetaDataset
-    from neuromaml.meta.train import seen_class_note
+    from neuromaml.meta.runs import seen_class_note
 
     ds = MetaDataset(data)
     note = seen_class_note(run, ds, "test")
