@@ -166,7 +166,8 @@ def _after_export(args: argparse.Namespace, manifest: dict, built: Path) -> None
     if args.calibrate_on is not None:
         # the command line composes the stages: export, then the emulator's calibration (of the
         # bundle in its staging folder: _export_calibrated renames it over --out once calibrated)
-        from neuromaml.emulator.calibrate import calibrate, format_markdown
+        from neuromaml.emulator.calibrate import calibrate
+        from neuromaml.emulator.calibrate_report import format_markdown
 
         if man.adapt.rule_source == "trained":
             print("the run was meta-trained through the rule: its form is deployed as trained "

@@ -6,38 +6,9 @@ runs the rule's fixed-point face (``episodes.run_fast``, bit-exact to Lava) on
 1000)``, never the test split) and writes the chosen rule into the bundle's
 manifest.
 
-The search space is derived from the bundle and the data (``derive_space``), not
-from constants tuned on one network:
-
-* ``weight_exp`` (-k): the plastic layer's weight exponent. The chip holds theta0* << k
-  and shifts the synaptic sum right by k, so inference is unchanged while one learned
-  LSB is 2^-k of a stored LSB: the scale the rule lacks when the output neuron fires
-  on weights of a few LSB. ``w_sat`` is the per-synapse weight at which the mean
-  input drive (feature rate x fan-in) alone keeps the output neuron's current at its
-  threshold (``vth * (1 - current retention) / active inputs``); k_hi is the largest k
-  at which 8 w_sat and twice theta0*'s largest weight still fit the 9-bit range.
-  Candidates: k_hi and k_hi - 3.
-* ``softmax_gain_exp`` g: the error's softmax runs over 2^g x spike counts; counts in
-  the readout window go up to ``W = T - burn_in``, so g_hi = -ceil(log2 W) keeps
-  2^g x count <= 1. Candidates g_hi - 4, g_hi - 2, g_hi.
-* ``x1_impulse``: 1, and the largest power of two at which the trace of the busiest
-  input stays below its 7-bit bound (rate x impulse x tau <= 127), at most 16.
-* ``eta_exp``: the engine's seven smallest exponents, -10..-4.
-* the error normaliser (``RuleSpec.input_norm_offset`` d, ``input_norm_shift`` s; the error
-  divided by d + the sample's input spikes so far, ``onchip.rule.normalise_error``): d = 4 and
-  16 steps' worth of the mean input count, labels from step max(burn_in, 2 tau) or
-  max(burn_in, 4 tau) of each support sample (``adapt.label_window``; from burn_in, with a note
-  in ``space.label_start_note``, where both are >= T), 2^s the largest power of
-  two <= d + the input expected before the label comes on, eta -10..-7, at the best step
-  setting's gain and impulse; and its rate form (``input_norm_steps`` c = 4: the error divided
-  by the running input rate over the labelled steps, prior d = 4 steps of the mean input) at
-  the best step setting's weight exponent: trace impulses 1, top / 2 and top (top <= 64, the
-  busiest input's trace within its bound), nine update magnitudes impulse x 2^(s + eta) from
-  2^-12 to 2^-4 of the mean input per step, each at the largest s (the error's finest grain)
-  not above twice the mean input per step.
-* ``factor_threshold`` (the Eq. 6 form Lava runs, gating |y2| per post neuron):
-  0, e_max/16, e_max/8, e_max/4, e_max/2 (e_max = the error's full scale), tried at the
-  best three settings of the first stage, with the surrogate post factor on and off.
+The search space is derived from the bundle and the data, not from constants tuned on one
+network: ``emulator.calibrate_space`` (``derive_space``) says what is tried and why. The
+report files are written by ``emulator.calibrate_report``.
 
 Selection: by default the sparsest setting (fewest synapses updated per episode) whose
 meta-val accuracy is within ``tolerance`` (1 point) of the best; ties go to the more
@@ -48,7 +19,7 @@ Outputs (``out``, default ``BUNDLE/calibration``): ``calibration.json``,
 ``calibration.md``, ``calibration.png`` (with ``bundle_manifest_sha256``, the digest of the manifest
 written with them); ``manifest.json`` is rewritten atomically with ``adapt.rule``, ``adapt.weight_exp``,
 ``adapt.label_window`` and ``adapt.calibration`` (what data, which split and tasks, the choice) first,
-then the report files are renamed into place, interrupts held (``_publish_report``). Nothing is
+then the report files are renamed into place, interrupts held (``calibrate_report._publish_report``). Nothing is
 written when the search fails, or when the bundle's files changed during it.
 """
 from __future__ import annotations
@@ -58,106 +29,24 @@ import datetime
 import itertools
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
+from neuromaml.emulator.calibrate_report import REPORT_FILES, _publish_report, format_markdown
+from neuromaml.emulator.calibrate_report import normaliser_words  # noqa: F401 (re-exported)
+from neuromaml.emulator.calibrate_space import ETA_EXPS, derive_space
+from neuromaml.emulator.calibrate_space import RATE_PRIOR_STEPS  # noqa: F401 (re-exported)
+from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.results import CalibrationSummary
 from neuromaml.deploy.bundle import CALIBRATE_LOCK, CALIBRATED_FIELDS
-from neuromaml.io import NeuromamlError, _umask, atomic_write_text, fail, folder_lock, package_versions, write_json
-from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX, RuleError, RuleSpec
+from neuromaml.io import NeuromamlError, fail, folder_lock, package_versions, write_json
+from neuromaml.onchip.rule import NORM_SHIFT_MAX, RuleError, RuleSpec
 
-ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
 SGD_LRS = tuple(4.0 ** e for e in range(-4, 8))   # stored-weight LSB^2 per unit loss gradient
 VAL_SEED_OFFSET = 1000                    # val tasks: TaskSampler(seed + 1000)
-RATE_PRIOR_STEPS = 4                      # the rate normaliser's prior, in steps of mean input
-
-
-def _log2_floor(x: float) -> int:
-    return int(math.floor(math.log2(x))) if x > 0 else 0
-
-
-def _impulse_bound(rate_max: float, tau: int, cap: int) -> int:
-    """The largest power of two <= ``cap`` at which the busiest input's trace (rate x impulse x
-    tau) stays below the trace's 7-bit bound."""
-    imp = 1
-    while imp < cap and rate_max * (2 * imp) * (tau + 0.5) <= TRACE_MAX:
-        imp *= 2
-    return imp
-
-
-def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
-    """The candidate values of every searched field, with the quantities they come from."""
-    D1 = dep.depth - 1
-    win = feats[:, D1:D1 + dep.time_steps].astype(np.float64)         # (n, T, I)
-    rate_mean = float(win.mean())                                       # spikes / input / step
-    rate_max = float(win.mean(axis=(0, 1)).max()) if win.size else 0.0
-    n_active = rate_mean * dep.n_pre
-    retain_u = (4096 - dep.neuron.du - 1) / 4096
-    w_sat = dep.neuron.vth * (1 - retain_u) / max(n_active, 1e-9)       # stored-weight LSB
-    head = int(np.abs(dep.stored_w0).max()) if dep.w0.size else 0
-    bound = max(2 * head, 8 * w_sat, 1e-9)
-    k_hi = int(np.clip(_log2_floor(255 / bound), 0, 8))
-    while k_hi > 0 and not weight_range_ok(dep.stored_w0, k_hi):
-        k_hi -= 1
-    ks = sorted({k_hi, max(0, k_hi - 3)}, reverse=True)
-    window = dep.time_steps - dep.burn_in
-    g_hi = -int(math.ceil(math.log2(max(window, 1))))
-    gains = sorted({int(np.clip(g, -12, 6)) for g in (g_hi - 4, g_hi - 2, g_hi)})
-    tau = dep.rule.x1_tau
-    impulses = sorted({1, _impulse_bound(rate_max, tau, 16)})
-    e_max = dep.rule.e_max
-    factor = sorted({0, e_max // 16, e_max // 8, e_max // 4, e_max // 2})
-    # the error normaliser (onchip.rule.normalise_error): offsets d of 4 and 16 steps' worth of
-    # input; the label comes on once the previous sample's trace has decayed (2 and 4 trace time
-    # constants, not before the readout window), else that trace is imprinted at the normaliser's
-    # largest step; the numerator 2^s is the largest power of two below the divisor expected when
-    # the label comes on (d + input per step x start), so the divided error starts near the
-    # undivided one (measured: BENCHMARKS.md, "The error normaliser")
-    offsets = sorted({int(np.clip(round(m * n_active), 1, NORM_OFFSET_MAX)) for m in (4, 16)})
-    delayed = (max(dep.burn_in, 2 * tau), max(dep.burn_in, 4 * tau))
-    starts = sorted({s for s in delayed if s < dep.time_steps})
-    note = None
-    if not starts:     # a trace that outlasts the sample (a rule-trained run may carry any tau)
-        starts = [dep.burn_in]
-        note = (f"the error normaliser with a delayed label was not searched: its label starts max(burn_in, "
-                f"2 tau) = {delayed[0]} and max(burn_in, 4 tau) = {delayed[1]} (x1_tau {tau}) are not inside the "
-                f"{dep.time_steps} steps of a sample; the normaliser was tried with labels from burn_in = "
-                f"{dep.burn_in} (the readout window) instead")
-    # its rate form (input_norm_steps c >= 1): the error divided by a running estimate of the input
-    # rate, the prior c = 4 steps of the mean input (d = c x input per step), so the divided error
-    # is about e_q 2^(s - L) (L = floor(log2(input per step))) and a step's update about
-    # impulse x 2^(s + eta - L): nine magnitudes 2^-12..2^-4 at each trace impulse 1, top / 2 and
-    # top (top: the largest power of two <= 64 at which the busiest input's trace stays below its
-    # bound), each at the largest s <= L + 1 (the error's finest grain; eta >= -10 is the engine's
-    # floor). Measured (BENCHMARKS.md, "The error normaliser"): the best impulse differs by
-    # network (the authors' MLP 32, the gestures 1), the best magnitude by 2^6 across networks.
-    lg = _log2_floor(max(n_active, 1.0))
-    top = _impulse_bound(rate_max, tau, 64)
-    rate_settings = []
-    for imp in sorted({1, max(1, top // 2), top}):
-        for mag in range(-12, -3):
-            sh = min(lg + 1, mag - _log2_floor(imp) + lg + 10, NORM_SHIFT_MAX)
-            eta = mag - _log2_floor(imp) + lg - sh
-            if sh >= 0 and ETA_EXPS[0] <= eta <= 5:
-                rate_settings.append([imp, sh, eta])
-    rate_offset = int(np.clip(round(RATE_PRIOR_STEPS * n_active), 1, NORM_OFFSET_MAX))
-    return {"weight_exp": [-k for k in ks], "softmax_gain_exp": gains, "x1_impulse": impulses,
-            "eta_exp": list(ETA_EXPS), "factor_threshold": factor,
-            "input_norm_offset": offsets, "label_start": starts, "label_start_note": note,
-            "rate_norm": {"input_norm_steps": RATE_PRIOR_STEPS, "input_norm_offset": rate_offset,
-                          "impulse_shift_eta": rate_settings},
-            "derived_from": {"feature_rate_mean": rate_mean, "feature_rate_max": rate_max,
-                             "fan_in": dep.n_pre, "active_inputs_per_step": n_active,
-                             "threshold_vth": dep.neuron.vth, "current_retention": retain_u,
-                             "w_sat_stored_lsb": w_sat, "theta0_max_abs_stored_lsb": head,
-                             "k_hi": k_hi, "readout_window_steps": window, "x1_tau": tau,
-                             "e_max": e_max}}
 
 
 def _spec(base: RuleSpec, **kw) -> RuleSpec | None:
@@ -176,9 +65,6 @@ def select(settings: list[dict], tolerance: float, floor: float | None = None) -
     best = max(s["val_accuracy"] for s in settings)
     near = [s for s in settings if s["val_accuracy"] >= best - tolerance - 1e-12]
     return min(near, key=lambda s: (s["fraction_synapses_updated"], -s["val_accuracy"]))
-
-
-REPORT_FILES = ("calibration.json", "calibration.md", "calibration.png")
 
 
 def _check_report_writable(out: Path) -> None:
@@ -403,116 +289,6 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     return summary
 
 
-def _publish_report(out: Path, summary: CalibrationSummary, bundle, new_manifest, save_manifest) -> None:
-    """The report files are written into a staging folder inside ``out``; then the manifest is
-    written (the rule the report describes goes in first) and the files renamed into place, with
-    interrupts held, so an interrupted calibrate leaves the old manifest and report or the new ones."""
-    from neuromaml.io import interrupts_deferred, remove_stale_temps
-
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out / REPORT_FILES[0])
-    stage = Path(tempfile.mkdtemp(prefix=f".{REPORT_FILES[0]}.{os.getpid()}.", suffix=".tmp", dir=out))
-    try:
-        write_json(stage / "calibration.json", summary.to_dict())
-        atomic_write_text(stage / "calibration.md", format_markdown(summary))
-        _plot(summary, stage / "calibration.png")
-        with interrupts_deferred():
-            if new_manifest is not None:
-                save_manifest(bundle, new_manifest)
-            for name in REPORT_FILES:
-                os.chmod(stage / name, 0o666 & ~_umask())
-                try:
-                    os.replace(stage / name, out / name)
-                except OSError as exc:
-                    raise fail(out / name, f"could not be replaced ({exc.strerror or exc})"
-                               + ("; the bundle's manifest holds the new rule" if new_manifest is not None else ""),
-                               "fix its permissions and run calibrate again, or give --out another folder") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def normaliser_words(r: dict) -> str:
-    """The rule dict's error normaliser in words (calibration.md, the demo's report)."""
-    if not r.get("input_norm_offset"):
-        return "off"
-    if r.get("input_norm_steps"):
-        return (f"on, rate form (the error times 2^{r['input_norm_shift']} divided by the running input rate, "
-                f"prior {r['input_norm_offset']} input spikes over {r['input_norm_steps']} steps)")
-    return f"on (offset {r['input_norm_offset']} input spikes, numerator 2^{r['input_norm_shift']})"
-
-
-def format_markdown(s: CalibrationSummary) -> str:
-    r, sp, sgd = s.rule, s.space, s.sgd_reference
-    lines = [f"# Rule calibration of `{s.bundle}`", "",
-             f"{s.n_way}-way 1-shot tasks from the **meta-validation** split of `{s.data}` "
-             f"({s.tasks} tasks, {s.n_query} queries per class, seed {s.seed}); "
-             f"{s.settings_tried} settings, {s.seconds:.0f} s.", "",
-             "| | meta-val accuracy | synapses updated per episode |", "|---|---|---|",
-             f"| chosen rule ({s.selection}) | {_pct(s.val_accuracy)} | "
-             f"{_pct(s.fraction_synapses_updated)} |",
-             f"| best rule setting | {_pct(s.best_val_accuracy)} | |",
-             f"| float SGD of the final layer (lr {sgd['lr']:g}, chosen on the same tasks) | "
-             f"{_pct(sgd['val_accuracy'])} | {_pct(sgd['fraction_synapses_updated'])} |", "",
-             f"Chosen: plastic weight exponent {s.weight_exp} (the chip holds theta0* << {-s.weight_exp}), "
-             f"eta = 2^{r['eta_exp']}, trace impulse {r['x1_impulse']} (tau {r['x1_tau']}), softmax gain "
-             f"2^{r['softmax_gain_exp']}, factor threshold {r['factor_threshold']}, post factor {r['surrogate']}, "
-             f"error normaliser " + normaliser_words(r)
-             + f"; labels during steps [{s.label_window[0]}, {s.label_window[1]}) of each support sample.",
-             "", f"Lava form: `{r['lava_form']['dw']}`, x1_impulse {r['x1_impulse']}, x1_tau {r['x1_tau']}, "
-             f"Dense weight_exp {s.weight_exp}.", "",
-             "Search space (derived from the bundle and the data):", ""]
-    lines += [f"- {k}: {sp[k]}" for k in ("weight_exp", "softmax_gain_exp", "x1_impulse", "eta_exp",
-                                          "factor_threshold", "input_norm_offset", "label_start", "rate_norm")]
-    if sp.get("label_start_note"):
-        lines += [f"- **note:** {sp['label_start_note']}"]
-    d = sp["derived_from"]
-    lines += [f"- from: feature rate {d['feature_rate_mean']:.3f} (max {d['feature_rate_max']:.3f}) per input "
-              f"and step, fan-in {d['fan_in']}, vth {d['threshold_vth']}, w_sat {d['w_sat_stored_lsb']:.3g} "
-              f"stored LSB, |theta0*| <= {d['theta0_max_abs_stored_lsb']}, readout window "
-              f"{d['readout_window_steps']} steps, e_max {d['e_max']}", "", "![sweep](calibration.png)", ""]
-    return "\n".join(lines)
-
-
-def _plot(s: CalibrationSummary, path: Path) -> str:
-    # a Figure without pyplot: no backend switch (a notebook's inline plots keep working)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.8))
-    axes = fig.subplots(1, 2)
-    ax = axes[0]
-    for stage, mk in (("step", "o"), ("threshold", "s"), ("normalise", "^")):
-        pts = [x for x in s.settings if x["stage"] == stage]
-        ax.scatter([100 * x["fraction_synapses_updated"] for x in pts], [100 * x["val_accuracy"] for x in pts],
-                   s=14, marker=mk, alpha=0.6, label=f"{stage} stage")
-    ax.scatter([100 * s.fraction_synapses_updated], [100 * s.val_accuracy], s=120, facecolors="none",
-               edgecolors="k", label="chosen")
-    ax.axhline(100 * s.sgd_reference["val_accuracy"], ls="--", c="g", lw=1, label="float SGD")
-    ax.axhline(100 / s.n_way, ls=":", c="gray", lw=1, label="chance")
-    ax.set_xlabel("synapses updated per episode (%)")
-    ax.set_ylabel("meta-val accuracy (%)")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    um = s.update_magnitude
-    edges = np.asarray(um["rule"]["hist"]["edges"])
-    mid = np.sqrt(edges[:-1] * edges[1:])
-    for name, c in (("rule", "C3"), ("sgd", "C2")):
-        cnt = np.asarray(um[name]["hist"]["counts"], float)
-        tot = max(um[name]["synapses"], 1)
-        ax.step(mid, cnt / tot, where="mid", c=c, label=f"{name} (zero: {100 * um[name]['zero_fraction']:.0f}%)")
-    ax.set_xscale("log")
-    ax.set_xlabel("|w_end - w_start| per synapse (chip weight LSB)")
-    ax.set_ylabel("fraction of synapses")
-    ax.set_title("update magnitudes (Fig. 5 form)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return str(path)
-
-
 def calibrate_cli(args) -> int:
     s = calibrate(args.bundle, args.data, tasks=args.tasks, queries=args.queries, seed=args.seed,
                   tolerance=args.tolerance, out=args.out, progress=True)
@@ -521,4 +297,3 @@ def calibrate_cli(args) -> int:
         write_json(args.json, s.to_dict())
     print(f"wrote {s.outputs['json']} and the chosen rule into {Path(args.bundle) / 'manifest.json'}")
     return 0
-

@@ -136,7 +136,7 @@ def write_report(out: Path, summary: DemoSummary | dict) -> dict:
                   f"final layer {_pct(ref.get('bundle_sgd'))}; no learning, nearest class mean of the plastic "
                   f"layer's input spike counts {_pct(ref.get('ncm'))}.", ""]
     if ex.get("calibration"):
-        from neuromaml.emulator.calibrate import normaliser_words
+        from neuromaml.emulator.calibrate_report import normaliser_words
 
         c = ex["calibration"]
         r = em.rule
