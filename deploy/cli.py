@@ -119,12 +119,13 @@ def _export_calibrated(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace, where: Path, overwrite: bool) -> dict:
     """Write the bundle of RUN_DIR or of a fresh --model network into ``where``; its manifest."""
     from neuromaml.deploy.bundle import export_bundle
-    from neuromaml.meta.models import ModelConfig, build_model
+    from neuromaml.meta.architectures import ModelConfig
+    from neuromaml.meta.models import build_model
 
     if args.run_dir is not None:
         return export_run(args.run_dir, where, steps=args.steps, allow_clip=args.allow_clip,
                           overwrite=overwrite, input_shape=args.input_shape)
-    from neuromaml.meta.models import model_defaults
+    from neuromaml.meta.architectures import model_defaults
 
     kw: dict[str, Any] = {**model_defaults(args.model), "name": args.model}
     if args.input_shape:

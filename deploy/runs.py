@@ -43,7 +43,7 @@ def _state_dict(obj: Any) -> dict | None:
 
 
 def _check_spiking(path, name: str) -> None:
-    from neuromaml.meta.models import SPIKING
+    from neuromaml.meta.architectures import SPIKING
 
     if name not in SPIKING:
         raise fail(path, f"model.name is {name!r}, a non-spiking baseline: it has no Loihi neuron to export",
@@ -60,7 +60,8 @@ def load_run(run_dir: Path):
     """
     import torch
 
-    from neuromaml.meta.models import build_model, config_from_dict
+    from neuromaml.meta.architectures import config_from_dict
+    from neuromaml.meta.models import build_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -257,7 +258,8 @@ def reference_model(man: dict | None):
             return None
         return model
     if man.get("fresh_init_seed") is not None and man.get("model_config"):
-        from neuromaml.meta.models import build_model, config_from_dict
+        from neuromaml.meta.architectures import config_from_dict
+        from neuromaml.meta.models import build_model
 
         return build_model(config_from_dict(man["model_config"]), seed=int(man["fresh_init_seed"]))
     return None

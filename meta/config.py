@@ -16,7 +16,7 @@ from pathlib import Path
 from neuromaml.io import NeuromamlError, fail
 
 from .maml import RULES, InnerConfig
-from .models import MODEL_NAMES, ModelConfig
+from .architectures import MODEL_NAMES, ModelConfig
 from .surrogate import KINDS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -236,7 +236,7 @@ def from_dict(data: dict, path=None) -> RunConfig:
         model.setdefault("n_way", data["task"]["n_way"])
         data["model"] = model
     if isinstance(data.get("model"), dict):       # the model's own defaults, where not given
-        from .models import model_defaults
+        from .architectures import model_defaults
 
         data["model"] = {**model_defaults(data["model"].get("name")), **data["model"]}
     _merge(cfg, data, path, "")

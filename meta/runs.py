@@ -24,9 +24,10 @@ import torch
 
 from neuromaml.io import NeuromamlError, atomic_path, fail, write_json
 
+from .architectures import ModelConfig
 from .config import RunConfig, from_dict
 from .maml import InnerLR, adapted_names, learned_rule_init
-from .models import ModelConfig, build_model
+from .models import build_model
 
 if TYPE_CHECKING:
     from .train import Trainer
