@@ -10,10 +10,19 @@ The search space is derived from the bundle and the data, not from constants tun
 network: ``emulator.calibrate_space`` (``derive_space``) says what is tried and why. The
 report files are written by ``emulator.calibrate_report``.
 
-Selection: by default the sparsest setting (fewest synapses updated per episode) whose
-meta-val accuracy is within ``tolerance`` (1 point) of the best; ties go to the more
-accurate. A float-SGD reference of the same final layer (``rulecheck.sgd_reference``,
-lr chosen on the same val tasks) is recorded beside it, and ``emulate`` reuses its lr.
+After the grid, the softmax gain one step (2^2) beyond the grid's end is tried for each of the
+three best settings that sits on that end (stage ``edge``).
+
+Selection, in two steps. Screening: every setting on ``tasks`` val tasks. Confirmation: the
+screening's ``CONFIRM_TOP`` most accurate settings, and the one the screening alone would
+choose, again on ``CONFIRM_FACTOR x tasks`` fresh val tasks (``TaskSampler(seed + 1001)``):
+the best of some 150 noisy readings reads above its own mean (the winner's curse; measured on
+the authors' MLP: 72.4% screening, 68.3% on 200 fresh val tasks), so the choice and the
+accuracy reported come from the fresh tasks. The choice: by default the sparsest candidate
+(fewest synapses updated per episode) whose confirmed accuracy is within ``tolerance`` (1
+point) of the best confirmed; ties go to the more accurate. A float-SGD reference of the same
+final layer (``rulecheck.sgd_reference``, lr chosen on the confirmation's tasks) is recorded
+beside it, and ``emulate`` reuses its lr.
 
 Outputs (``out``, default ``BUNDLE/calibration``): ``calibration.json``,
 ``calibration.md``, ``calibration.png`` (with ``bundle_manifest_sha256``, the digest of the manifest
@@ -43,10 +52,13 @@ from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.results import CalibrationSummary
 from neuromaml.deploy.bundle import CALIBRATE_LOCK, CALIBRATED_FIELDS
 from neuromaml.io import NeuromamlError, fail, folder_lock, package_versions, write_json
-from neuromaml.onchip.rule import NORM_SHIFT_MAX, RuleError, RuleSpec
+from neuromaml.onchip.rule import GAIN_RANGE, NORM_SHIFT_MAX, RuleError, RuleSpec
 
 SGD_LRS = tuple(4.0 ** e for e in range(-4, 8))   # stored-weight LSB^2 per unit loss gradient
 VAL_SEED_OFFSET = 1000                    # val tasks: TaskSampler(seed + 1000)
+CONFIRM_SEED_OFFSET = 1001                # the confirmation's fresh val tasks: TaskSampler(seed + 1001)
+CONFIRM_TOP = 5                           # the screening's most accurate settings re-measured
+CONFIRM_FACTOR = 2                        # ... on 2 x --tasks fresh val tasks
 
 
 def _spec(base: RuleSpec, **kw) -> RuleSpec | None:
@@ -56,15 +68,28 @@ def _spec(base: RuleSpec, **kw) -> RuleSpec | None:
         return None
 
 
-def select(settings: list[dict], tolerance: float, floor: float | None = None) -> dict:
-    """The sparsest setting within ``tolerance`` of the best val accuracy (ties: more accurate,
+def select(settings: list[dict], tolerance: float, floor: float | None = None,
+           key: str = "val_accuracy") -> dict:
+    """The sparsest setting within ``tolerance`` of the best accuracy ``key`` (ties: more accurate,
     then earlier); where some settings read above ``floor`` (chance plus its noise), only those:
-    a loose tolerance must not choose a rule that does not learn."""
-    if floor is not None and any(s["val_accuracy"] > floor for s in settings):
-        settings = [s for s in settings if s["val_accuracy"] > floor]
-    best = max(s["val_accuracy"] for s in settings)
-    near = [s for s in settings if s["val_accuracy"] >= best - tolerance - 1e-12]
-    return min(near, key=lambda s: (s["fraction_synapses_updated"], -s["val_accuracy"]))
+    a loose tolerance must not choose a rule that does not learn. ``key``: the screening's
+    ``val_accuracy`` or the confirmation's ``confirm_accuracy`` (then the sparsity is the
+    confirmation's ``confirm_fraction``)."""
+    frac = "confirm_fraction" if key == "confirm_accuracy" else "fraction_synapses_updated"
+    if floor is not None and any(s[key] > floor for s in settings):
+        settings = [s for s in settings if s[key] > floor]
+    best = max(s[key] for s in settings)
+    near = [s for s in settings if s[key] >= best - tolerance - 1e-12]
+    return min(near, key=lambda s: (s[frac], -s[key]))
+
+
+def candidates(settings: list[dict], tolerance: float, floor: float | None, top: int = None) -> list[dict]:
+    """What the confirmation re-measures: the screening's ``top`` most accurate settings and the
+    one ``select`` would choose from the screening alone (when it is not among them)."""
+    top = CONFIRM_TOP if top is None else top
+    ranked = sorted(settings, key=lambda s: -s["val_accuracy"])[:top]
+    pick = select(settings, tolerance, floor)
+    return ranked + ([pick] if all(pick is not s for s in ranked) else [])
 
 
 def _check_report_writable(out: Path) -> None:
@@ -223,6 +248,15 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
             if spec is not None:
                 settings.append(run(top[0]["weight_exp"], spec, "normalise", a))
             bar.update()
+        # the softmax gain beyond the grid's end where one of the three best settings sits on it
+        gains = space["softmax_gain_exp"]
+        for s in sorted(settings, key=lambda s: -s["val_accuracy"])[:3]:
+            g = s["softmax_gain_exp"]
+            beyond = max(g - 2, GAIN_RANGE[0]) if g == gains[0] else min(g + 2, GAIN_RANGE[1]) if g == gains[-1] else g
+            spec = _spec(s["_spec"], softmax_gain_exp=beyond) if beyond != g else None
+            if spec is not None and not any(x["_spec"] == spec and x["weight_exp"] == s["weight_exp"]
+                                            and x["label_start"] == s["label_start"] for x in settings):
+                settings.append(run(s["weight_exp"], spec, "edge", s["label_start"]))
     finally:
         bar.close()
     chance = 1.0 / dep.n_out
@@ -242,17 +276,33 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                     "it again) and calibrate that; nothing was written") if space.get("label_start_note") else
                    "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
                    "nearest-class-mean reference); nothing was written")
-    chosen = select(settings, float(tolerance), floor=chance + margin)
+    # confirmation: the screening's best few (and its sparsest pick) on fresh val tasks, so that
+    # the choice is not the winner's curse of one noisy draw (one setting of 50 tasks reads within
+    # about +-2 points; the best of 150 such readings sits above its own mean)
+    cands = candidates(settings, float(tolerance), chance + margin)
+    c_batch, c_pool = build_batch(TaskSampler(ds, "val", dep.n_out, 1, queries, seed=seed + CONFIRM_SEED_OFFSET,
+                                              disjoint_parts=True), CONFIRM_FACTOR * int(tasks))
+    c_feats = dep.frozen_features(pool_inputs(ds, c_pool))
+    for s in cands:
+        r = run_fast(nets[s["weight_exp"], s["label_start"]], c_feats, c_batch, s["_spec"])
+        s["confirm_accuracy"] = float(r.accuracy.mean())
+        s["confirm_fraction"] = float((r.n_updates / r.weights[0].size).mean())
+    chosen = select(cands, float(tolerance), floor=chance + margin, key="confirm_accuracy")
     spec = chosen["_spec"]
     dep_c = nets[chosen["weight_exp"], chosen["label_start"]]
-    final = run_fast(dep_c, feats, batch, spec)
-    sgd = sgd_reference(dep_c, feats, batch, lrs=SGD_LRS, logit_scale=_run_logit_scale(dep.manifest)[0])
+    final = run_fast(dep_c, c_feats, c_batch, spec)
+    sgd = sgd_reference(dep_c, c_feats, c_batch, lrs=SGD_LRS, logit_scale=_run_logit_scale(dep.manifest)[0])
     record = {"data": str(Path(data).resolve()), "data_sha256": file_sha256(data), "split": "val",
               "tasks": int(tasks), "n_way": dep.n_out, "k_shot": 1, "n_query": queries,
               "seed": seed + VAL_SEED_OFFSET, "tolerance": float(tolerance),
-              "selection": f"sparsest setting within {100 * tolerance:g} points of the best meta-val accuracy",
-              "val_accuracy": chosen["val_accuracy"], "best_val_accuracy": best_acc,
-              "fraction_synapses_updated": chosen["fraction_synapses_updated"],
+              "selection": (f"sparsest setting within {100 * tolerance:g} points of the best meta-val accuracy, "
+                            f"re-measured on {CONFIRM_FACTOR * int(tasks)} fresh meta-val tasks: the screening's "
+                            f"{CONFIRM_TOP} best and its own pick"),
+              "val_accuracy": chosen["confirm_accuracy"],
+              "best_val_accuracy": max(s["confirm_accuracy"] for s in cands),
+              "screen_accuracy": chosen["val_accuracy"], "best_screen_accuracy": best_acc,
+              "confirm_tasks": CONFIRM_FACTOR * int(tasks), "confirm_seed": seed + CONFIRM_SEED_OFFSET,
+              "fraction_synapses_updated": chosen["confirm_fraction"],
               "weight_exp": chosen["weight_exp"], "label_window": [int(chosen["label_start"]), dep.time_steps],
               "settings_tried": len(settings),
               "sgd_reference": {"lr": sgd["lr"], "val_accuracy": sgd["accuracy"]["mean"],

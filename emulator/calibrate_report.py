@@ -45,8 +45,8 @@ def _publish_report(out: Path, summary: CalibrationSummary, bundle, new_manifest
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def normaliser_words(r: dict) -> str:
@@ -64,11 +64,13 @@ def format_markdown(s: CalibrationSummary) -> str:
     lines = [f"# Rule calibration of `{s.bundle}`", "",
              f"{s.n_way}-way 1-shot tasks from the **meta-validation** split of `{s.data}` "
              f"({s.tasks} tasks, {s.n_query} queries per class, seed {s.seed}); "
-             f"{s.settings_tried} settings, {s.seconds:.0f} s.", "",
+             f"{s.settings_tried} settings, {s.seconds:.0f} s; the best few re-measured on {s.confirm_tasks} "
+             f"fresh meta-val tasks (seed {s.confirm_seed}), where the accuracies below come from.", "",
              "| | meta-val accuracy | synapses updated per episode |", "|---|---|---|",
-             f"| chosen rule ({s.selection}) | {_pct(s.val_accuracy)} | "
+             f"| chosen rule ({s.selection}) | {_pct(s.val_accuracy)} (screening: {_pct(s.screen_accuracy)}) | "
              f"{_pct(s.fraction_synapses_updated)} |",
-             f"| best rule setting | {_pct(s.best_val_accuracy)} | |",
+             f"| best re-measured setting (screening's best: {_pct(s.best_screen_accuracy)}) | "
+             f"{_pct(s.best_val_accuracy)} | |",
              f"| float SGD of the final layer (lr {sgd['lr']:g}, chosen on the same tasks) | "
              f"{_pct(sgd['val_accuracy'])} | {_pct(sgd['fraction_synapses_updated'])} |", "",
              f"Chosen: plastic weight exponent {s.weight_exp} (the chip holds theta0* << {-s.weight_exp}), "
@@ -98,12 +100,15 @@ def _plot(s: CalibrationSummary, path: Path) -> str:
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
     ax = axes[0]
-    for stage, mk in (("step", "o"), ("threshold", "s"), ("normalise", "^")):
+    for stage, mk in (("step", "o"), ("threshold", "s"), ("normalise", "^"), ("edge", "v")):
         pts = [x for x in s.settings if x["stage"] == stage]
         ax.scatter([100 * x["fraction_synapses_updated"] for x in pts], [100 * x["val_accuracy"] for x in pts],
                    s=14, marker=mk, alpha=0.6, label=f"{stage} stage")
+    conf = [x for x in s.settings if x.get("confirm_accuracy") is not None]
+    ax.scatter([100 * x["confirm_fraction"] for x in conf], [100 * x["confirm_accuracy"] for x in conf], s=30,
+               marker="x", c="k", label="re-measured on fresh tasks")
     ax.scatter([100 * s.fraction_synapses_updated], [100 * s.val_accuracy], s=120, facecolors="none",
-               edgecolors="k", label="chosen")
+               edgecolors="k", label="chosen (re-measured)")
     ax.axhline(100 * s.sgd_reference["val_accuracy"], ls="--", c="g", lw=1, label="float SGD")
     ax.axhline(100 / s.n_way, ls=":", c="gray", lw=1, label="chance")
     ax.set_xlabel("synapses updated per episode (%)")

@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from neuromaml.emulator.deployed import DeployedNet, weight_range_ok
-from neuromaml.onchip.rule import NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX
+from neuromaml.onchip.rule import GAIN_RANGE, NORM_OFFSET_MAX, NORM_SHIFT_MAX, TRACE_MAX
 
 ETA_EXPS = tuple(range(-10, -3))          # the engine's smallest exponents (eta_exp >= -10)
 RATE_PRIOR_STEPS = 4                      # the rate normaliser's prior, in steps of mean input
@@ -75,7 +75,7 @@ def derive_space(dep: DeployedNet, feats: np.ndarray) -> dict:
     ks = sorted({k_hi, max(0, k_hi - 3)}, reverse=True)
     window = dep.time_steps - dep.burn_in
     g_hi = -int(math.ceil(math.log2(max(window, 1))))
-    gains = sorted({int(np.clip(g, -12, 6)) for g in (g_hi - 4, g_hi - 2, g_hi)})
+    gains = sorted({int(np.clip(g, *GAIN_RANGE)) for g in (g_hi - 4, g_hi - 2, g_hi)})
     tau = dep.rule.x1_tau
     impulses = sorted({1, _impulse_bound(rate_max, tau, 16)})
     e_max = dep.rule.e_max

@@ -173,6 +173,10 @@ class CalibrationSummary(_Written, _Section):
     selection: str = ""
     val_accuracy: float = 0.0
     best_val_accuracy: float = 0.0
+    screen_accuracy: float | None = None               # the chosen setting's on the screening tasks
+    best_screen_accuracy: float | None = None
+    confirm_tasks: int = 0                             # fresh val tasks the choice was re-measured on
+    confirm_seed: int | None = None
     fraction_synapses_updated: float = 0.0
     weight_exp: int = 0
     label_window: list | None = None
@@ -191,7 +195,8 @@ class CalibrationSummary(_Written, _Section):
     present: frozenset = field(default_factory=frozenset, repr=False, compare=False)
 
     RECORD = ("data", "data_sha256", "split", "tasks", "n_way", "k_shot", "n_query", "seed", "tolerance",
-              "selection", "val_accuracy", "best_val_accuracy", "fraction_synapses_updated", "weight_exp",
+              "selection", "val_accuracy", "best_val_accuracy", "screen_accuracy", "best_screen_accuracy",
+              "confirm_tasks", "confirm_seed", "fraction_synapses_updated", "weight_exp",
               "label_window", "settings_tried", "sgd_reference", "created_utc", "warning")
 
     def record(self) -> dict:

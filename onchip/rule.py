@@ -58,6 +58,7 @@ SURROGATES = ("fast_sigmoid", "none")
 NORM_OFFSET_MAX = 2 ** 20       # error normaliser's offset d, input spikes
 NORM_SHIFT_MAX = 24             # error normaliser's numerator exponent s
 NORM_STEPS_MAX = 1024           # the rate form's prior steps c
+GAIN_RANGE = (-12, 6)           # the error softmax's gain exponents g (2^g x spike counts)
 
 
 class RuleError(ValueError):
@@ -106,7 +107,7 @@ class RuleSpec:
         _check_int("error_bits", self.error_bits, 2, 8)
         _check_int("error_threshold", self.error_threshold, 0, self.e_max - 1)
         _check_int("factor_threshold", self.factor_threshold, 0, 126)
-        _check_int("softmax_gain_exp", self.softmax_gain_exp, -12, 6)
+        _check_int("softmax_gain_exp", self.softmax_gain_exp, *GAIN_RANGE)
         _check_int("rng_seed", self.rng_seed, 0, 2 ** 31 - 5)
         _check_int("eq6_threshold", self.eq6_threshold, 0, W_MAX - W_MIN)
         _check_int("input_norm_offset", self.input_norm_offset, 0, NORM_OFFSET_MAX)
