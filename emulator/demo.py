@@ -204,7 +204,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int, force: bool = F
     r = {"bundle": str(bundle), "reused": False, "layers": [x["type"] for x in man.layers],
          "rule_status": rule_status(man)}
     if r["rule_status"] == "uncalibrated":
-        cal = calibrate(bundle, data, tasks=8 if quick else 50, seed=seed, strict=not quick)
+        cal = calibrate(bundle, data, tasks=4 if quick else 50, seed=seed, strict=not quick)
         r.update(rule_status="calibrated",
                  calibration=Manifest.from_dict(read_json(bundle / "manifest.json")).adapt.calibration,
                  calibration_outputs=cal.outputs)
