@@ -255,7 +255,10 @@ def rebuild_fix(manifest: Any, bundle: Any) -> str:
     m = manifest if isinstance(manifest, dict) else {}
     src = m.get("imported_from")
     if not src:
-        return "re-export the bundle (neuromaml export RUN --out BUNDLE --overwrite)"
+        run = m.get("source_run")
+        run = run if isinstance(run, str) and run else "RUN"
+        return (f"re-export the bundle (neuromaml export {run} --out {bundle if bundle is not None else 'BUNDLE'} "
+                "--overwrite)")
     inp, out = (m.get("input") if isinstance(m.get("input"), dict) else {},
                 m.get("output") if isinstance(m.get("output"), dict) else {})
     shape = ",".join(str(v) for v in inp.get("shape_chw") or []) or "C,H,W"
@@ -341,10 +344,14 @@ def bundle_rule(manifest, man_path: Path):
                    "run neuromaml calibrate on the bundle (it writes a valid rule), or "
                    + rebuild_fix(manifest, man_path.parent)) from None
     version = as_dict(manifest).get("format_version")
-    if spec.input_norm_steps and _is_int(version) and version < 2:
+    # The rate form arrived (f8fac78) while bundles were still written as version 1, with their
+    # digest: such a manifest is genuine. A version-1 manifest without the digest was edited (the
+    # route around version 2's required digest), so it may not carry the rate form.
+    if spec.input_norm_steps and _is_int(version) and version < 2 and MANIFEST_DIGEST not in as_dict(manifest):
         raise fail(man_path, "field 'adapt.rule.input_norm_steps' (the normaliser's rate form) in a format-version "
-                   f"{version} manifest: no writer of that version wrote it, so the manifest "
-                   "was edited", "run neuromaml calibrate on the bundle, or " + rebuild_fix(manifest, man_path.parent))
+                   f"{version} manifest without '{MANIFEST_DIGEST}': the writers of the rate form sign their "
+                   "manifests, so this one was edited",
+                   "run neuromaml calibrate on the bundle, or " + rebuild_fix(manifest, man_path.parent))
     return spec
 
 
@@ -381,7 +388,7 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
     if win is not None and not (isinstance(win, list) and len(win) == 2 and all(_is_int(v) for v in win)
                     and 0 <= win[0] < win[1] <= T):
         raise fail(man_path, f"field 'adapt.label_window' is {win!r}, not [start, end) whole steps inside "
-                   f"[0, {T}]", f"remove it (default: the readout window [{burn}, {T}))")
+                   f"[0, {T}]", _adapt_fix(manifest, man_path.parent))
     if adapt.get("rule_source") in ("calibrated", "trained") and not adapt.get("rule"):
         raise fail(man_path, f"field 'adapt.rule' is {adapt.get('rule')!r} but 'adapt.rule_source' says "
                    f"{adapt['rule_source']}: the default rule would run under that name",
@@ -415,9 +422,25 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                                     and math.isfinite(lr) and lr > 0):
             raise fail(man_path, f"field 'adapt.calibration.sgd_reference' is {ref!r}, not a record with a "
                        "positive finite learning rate 'lr'", "run neuromaml calibrate again")
-    if adapt.get("weight_exp") is not None and not _is_int(adapt["weight_exp"]):
-        raise fail(man_path, f"field 'adapt.weight_exp' is {adapt['weight_exp']!r}, not a whole number",
-                   "run neuromaml calibrate again")
+    wexp = adapt.get("weight_exp")
+    if wexp is not None and not (_is_int(wexp) and WEIGHT_EXP_RANGE[0] <= wexp <= WEIGHT_EXP_RANGE[1]):
+        raise fail(man_path, f"field 'adapt.weight_exp' is {wexp!r}, not a whole number in "
+                   f"[{WEIGHT_EXP_RANGE[0]}, {WEIGHT_EXP_RANGE[1]}]", _adapt_fix(manifest, man_path.parent))
+    classes = out.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+                                    and (not _is_int(out.get("neurons")) or len(classes) == out["neurons"])):
+        raise fail(man_path, f"field 'output.classes' is {str(classes)[:80]}, not a list of "
+                   f"{out.get('neurons')} class names (one per output neuron)", rebuild_fix(manifest, man_path.parent))
+
+
+WEIGHT_EXP_RANGE = (-8, 0)     # the plastic Dense's weight exponent (see emulator.deployed)
+
+
+def _adapt_fix(manifest: Any, bundle: Path) -> str:
+    """How to replace a damaged field that calibrate writes (adapt.label_window, weight_exp): a
+    hand edit breaks the manifest's digest, calibrate rewrites the field and signs the manifest."""
+    return (f"run neuromaml calibrate {bundle} --data FILE.h5 (it rewrites the field), or "
+            + rebuild_fix(manifest, bundle))
 
 
 def cross_check(manifest: dict[str, Any], net: Path, man_path: Path) -> None:

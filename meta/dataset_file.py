@@ -97,6 +97,10 @@ class MetaDataset:
             self.sample_ids = np.asarray(f["sample_ids"][()], np.int64)
             fshape = f["frames"].shape
             self._frames_dtype = f["frames"].dtype
+            if self.labels.size == 0 or (len(fshape) and fshape[0] == 0):
+                raise fail(self.path, f"holds no recordings ('/labels' has {self.labels.size} entries, '/frames' "
+                           f"shape {fshape})", "rebuild the meta-dataset with `neuromaml data build` from a source "
+                           "that has recordings")
             # recording ids of the parts of each sample (optional: older or foreign files lack it)
             self.part_ids = np.asarray(f["part_ids"][()], np.int64).reshape(len(self.labels), -1) \
                 if "part_ids" in f else None

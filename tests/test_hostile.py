@@ -972,7 +972,33 @@ CASES = {
     "info-newline-in-name": lambda t, f: (["data", "info", str(t / "no\nsuch.h5")], r"no\\nsuch\.h5"),
     "export-out-is-a-link": lambda t, f: (["export", str(f["run"]), "--out", str(_dir_link(t)), "--overwrite"],
                                           r"is a symbolic link"),
+    # ---------------------------------------------------------------- round 9
+    # every reader checks adapt.weight_exp's range, not emulate alone (verify and cost ran it)
+    "cost-weight-exp-out-of-range": lambda t, f: (["cost", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        weight_exp=10 ** 9), sign=True), "--out", str(t / "c")],
+        r"'adapt\.weight_exp' is 1000000000, not a whole number in \[-8, 0\].*fix: run neuromaml calibrate"),
+    # a damaged field calibrate writes: 'remove it' broke the digest; the fix is calibrate
+    "emulate-label-window-text-advice": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m["adapt"].update(
+        label_window="40:100"), sign=True), "--data", str(f["data"]), "--tasks", "1", "--out", str(t / "e")],
+        r"'adapt\.label_window' is '40:100'.*fix: run neuromaml calibrate .*b --data FILE\.h5 \(it rewrites"),
+    "cost-classes-disagree": lambda t, f: (["cost", _bundle_edit(t, f, lambda m: m["output"].update(
+        classes=["a", "b"]), sign=True), "--out", str(t / "c")],
+        r"'output\.classes' is \['a', 'b'\], not a list of 5 class names"),
+    # the re-export advice names the run and the bundle the manifest knows, not RUN and BUNDLE
+    "emulate-exported-advice-names-run": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m.update(
+        source_run="/runs/r1", format_version="2"), sign=True), "--data", str(f["data"]), "--tasks", "1"],
+        r"fix: re-export the bundle \(neuromaml export /runs/r1 --out .*b --overwrite\)"),
+    "info-no-recordings": lambda t, f: (["data", "info", _h5_edit(t, f, _no_recordings)],
+                                        r"d\.h5: holds no recordings \('/labels' has 0 entries"),
 }
+
+
+def _no_recordings(h) -> None:
+    for name in ("frames", "labels", "sample_ids", "part_ids"):
+        if name in h:
+            shape, dtype = (0, *h[name].shape[1:]), h[name].dtype
+            del h[name]
+            h.create_dataset(name, shape=shape, dtype=dtype)
 
 
 def _net_edit(t: Path, fx, edit) -> str:
@@ -1442,3 +1468,20 @@ def test_calibrate_replaces_a_damaged_field_it_writes(fx, tmp_path, capsys, fiel
     man = json.loads((b / "manifest.json").read_text())
     assert man["adapt"]["rule_source"] == "calibrated" and man["adapt"][field] != value
     assert cli.main(["emulate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "e2")]) == 0
+
+
+def test_a_signed_version_1_manifest_with_the_rate_form_loads(fx, tmp_path):
+    """The rate form (input_norm_steps) was written into version-1 manifests, signed, before
+    format 2 existed (f8fac78..552609f): such a bundle is genuine and loads; without its digest
+    it is still refused (case emulate-v1-manifest-rate-form)."""
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST, load_bundle, manifest_digest
+
+    b = _copy(fx["bundle"], tmp_path / "b")
+    man = json.loads((b / "manifest.json").read_text())
+    man["format_version"] = 1
+    man["adapt"]["rule"] = {**(man["adapt"].get("rule") or {}), "input_norm_offset": 45, "input_norm_shift": 3,
+                            "input_norm_steps": 4}
+    man.pop(MANIFEST_DIGEST, None)
+    man[MANIFEST_DIGEST] = manifest_digest(man)
+    (b / "manifest.json").write_text(json.dumps(man))
+    assert load_bundle(b)[0]["adapt"]["rule"]["input_norm_steps"] == 4
