@@ -17,13 +17,14 @@ Two views of one file:
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neuromaml.io import atomic_path, fail
+from neuromaml.io import atomic_path, atomic_write_bytes, fail
 
 LOADABLE = ("input", "dense", "conv", "flatten")          # what netx.hdf5.Network builds
 LOWERABLE = ("pool",)                                      # what deploy.lower rewrites
@@ -112,16 +113,17 @@ def write_tree(tree: dict[str, Any], path: str | os.PathLike) -> Path:
     import h5py
 
     path = Path(path)
-    with atomic_path(path, suffix=".h5tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            for name in sorted(tree):
-                v = tree[name]
-                a = np.asarray(v) if not isinstance(v, np.ndarray) else v
-                if a.dtype.kind == "O" or a.dtype.kind == "U":
-                    a = np.asarray(a, dtype=object)
-                    f.create_dataset(name, data=a, dtype=h5py.string_dtype())
-                else:
-                    f.create_dataset(name, data=a)
+    buf = io.BytesIO()       # built in memory: HDF5 on a full disk crashes the process (nir_export.write_nir)
+    with h5py.File(buf, "w") as f:
+        for name in sorted(tree):
+            v = tree[name]
+            a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+            if a.dtype.kind == "O" or a.dtype.kind == "U":
+                a = np.asarray(a, dtype=object)
+                f.create_dataset(name, data=a, dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=a)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

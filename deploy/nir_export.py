@@ -54,13 +54,14 @@ response are unchanged; a readout window ``[burn_in, T)`` on Lava's axis is
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from neuromaml.deploy.netxfile import NetxLayer
-from neuromaml.io import atomic_path
+from neuromaml.io import atomic_write_bytes
 
 DT = 1e-4                  # seconds per Loihi step in the graph (snntorch's and NIR's reference importers' dt)
 NO_DECAY_STEPS = 2 ** 32   # tau / dt standing in for a decay of 0 (no leak)
@@ -194,6 +195,10 @@ def write_nir(layers: list[NetxLayer], path: str | os.PathLike) -> Path:
     import nir
 
     graph = to_nir(layers)
-    with atomic_path(path, suffix=".nirtmp") as tmp:
-        nir.write(tmp, graph)
+    # Serialised in memory, then written as bytes: HDF5 writing straight to a full disk fails in
+    # its object destructors (tracebacks, then a segmentation fault, the temporary file left);
+    # a Python write of the bytes fails with ENOSPC, which the CLI reports in one line.
+    buf = io.BytesIO()
+    nir.write(buf, graph)
+    atomic_write_bytes(path, buf.getvalue())
     return Path(path)

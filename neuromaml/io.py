@@ -132,14 +132,23 @@ def reraise_disk_full(exc: BaseException, path) -> None:
         raise err from None
 
 
-def _disk_full(exc: BaseException) -> bool:
+def _disk_full(exc: BaseException | None) -> bool:
     """ENOSPC however it arrives: an OSError, h5py's RuntimeError/OSError 'file write failed',
-    or numpy's short write ('N requested and M written')."""
-    if isinstance(exc, OSError) and exc.errno == 28:
-        return True
-    text = str(exc)
-    return isinstance(exc, (OSError, RuntimeError)) and (
-        "No space left" in text or "file write failed" in text or ("requested and" in text and "written" in text))
+    or numpy's short write ('N requested and M written'), also where it is the cause or context
+    of the error raised (torch.save's 'PytorchStreamWriter failed writing file ...: file write
+    failed' surfaces as 'unexpected pos N vs M' when the zip writer closes)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == 28:
+            return True
+        text = str(exc)
+        if isinstance(exc, (OSError, RuntimeError)) and (
+                "No space left" in text or "file write failed" in text
+                or ("requested and" in text and "written" in text)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

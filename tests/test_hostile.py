@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -1485,3 +1486,39 @@ def test_a_signed_version_1_manifest_with_the_rate_form_loads(fx, tmp_path):
     man[MANIFEST_DIGEST] = manifest_digest(man)
     (b / "manifest.json").write_text(json.dumps(man))
     assert load_bundle(b)[0]["adapt"]["rule"]["input_norm_steps"] == 4
+
+
+def test_a_full_disk_under_torch_save_is_named(tmp_path):
+    """torch.save on a full disk raises 'unexpected pos N vs M' while it closes, the disk error
+    ('file write failed') being its context: named as a full disk (was exit 3)."""
+    from neuromaml.io import NeuromamlError, atomic_path
+
+    with pytest.raises(NeuromamlError, match=r"best\.pt: could not be written: no space left") as info:
+        with atomic_path(tmp_path / "best.pt"):
+            try:
+                raise RuntimeError("[enforce fail at inline_container.cc:764] . PytorchStreamWriter failed "
+                                   "writing file data/2: file write failed")
+            except RuntimeError:
+                raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 9472 vs 9360")
+    assert info.value.disk_full and list(tmp_path.iterdir()) == []
+
+
+def test_export_on_a_full_disk_ends_in_one_line(fx, tmp_path, monkeypatch, capsys):
+    """The bundle's HDF5 files are built in memory and written as bytes: HDF5 writing straight to
+    a full disk printed tracebacks from its destructors and crashed (exit 139), leaving the
+    temporary bundle folder."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith(".network.nir."):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    assert cli.main(["export", str(fx["run"]), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"b: could not be written: no space left on device", err), err
+    assert list(tmp_path.iterdir()) == []
