@@ -41,6 +41,11 @@ def _publish_report(out: Path, summary: CalibrationSummary, bundle, new_manifest
                     raise fail(out / name, f"could not be replaced ({exc.strerror or exc})"
                                + ("; the bundle's manifest holds the new rule" if new_manifest is not None else ""),
                                "fix its permissions and run calibrate again, or give --out another folder") from None
+    except BaseException as exc:
+        from neuromaml.io import reraise_disk_full
+
+        reraise_disk_full(exc, out)     # name the report folder, not a file of the staging folder
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -1522,3 +1522,22 @@ def test_export_on_a_full_disk_ends_in_one_line(fx, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert re.search(r"b: could not be written: no space left on device", err), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibrate_on_a_full_disk_names_its_report_folder(tmp_path, monkeypatch):
+    """A full disk while the report is staged names the report folder, not a file of the staging
+    folder (gone by the time the message is read); the manifest is not touched."""
+    import errno
+
+    import neuromaml.emulator.calibrate_report as cal
+    from neuromaml.io import NeuromamlError
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(cal, "write_json", full)
+    saved = []
+    summary = type("S", (), {"to_dict": lambda self: {}})()
+    with pytest.raises(NeuromamlError, match=r"calibration: could not be written: no space left") as info:
+        cal._publish_report(tmp_path / "calibration", summary, tmp_path, {}, lambda *a: saved.append(a))
+    assert ".tmp" not in str(info.value) and not saved and list((tmp_path / "calibration").iterdir()) == []
