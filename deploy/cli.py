@@ -82,7 +82,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.n_way is not None and args.n_way < 2:
         raise fail(None, f"--n-way {args.n_way}: a one-shot task needs at least 2 outputs", "pass --n-way 2 or more")
     if args.calibrate_on is not None and not Path(args.calibrate_on).is_file():
-        raise fail(args.calibrate_on, "meta-dataset not found (--calibrate-on)", "give a .h5 from neuromaml data build")
+        what = ("is a folder, not a meta-dataset file" if Path(args.calibrate_on).is_dir() else
+                "is not a regular file (a device or pipe)" if Path(args.calibrate_on).exists() else
+                "meta-dataset not found")
+        raise fail(args.calibrate_on, f"{what} (--calibrate-on)", "give a .h5 from neuromaml data build")
     if args.calibrate_on is None:
         _after_export(args, _build(args, args.out, args.overwrite), args.out)
         return 0

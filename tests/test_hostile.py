@@ -989,6 +989,8 @@ CASES = {
     "emulate-exported-advice-names-run": lambda t, f: (["emulate", _bundle_edit(t, f, lambda m: m.update(
         source_run="/runs/r1", format_version="2"), sign=True), "--data", str(f["data"]), "--tasks", "1"],
         r"fix: re-export the bundle \(neuromaml export /runs/r1 --out .*b --overwrite\)"),
+    "export-calibrate-on-a-folder": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--calibrate-on",
+                                                   str(f["bundle"])], r"bundle: is a folder, not a meta-dataset file"),
     "info-no-recordings": lambda t, f: (["data", "info", _h5_edit(t, f, _no_recordings)],
                                         r"d\.h5: holds no recordings \('/labels' has 0 entries"),
 }
