@@ -90,11 +90,14 @@ def _config_yaml_diff(path: Path, stored: dict) -> list[str]:
     left out: --resume --steps extends a run without rewriting config.yaml."""
     import yaml
 
-    from .config import from_dict
+    from .config import _load_yaml, _YamlDuplicate, from_dict
 
     try:
-        folder = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        folder = _load_yaml(path.read_text())      # as meta-train --config reads it (a key given twice)
+    except _YamlDuplicate as exc:
+        raise fail(path, f"key {exc.args[0]!r} appears twice in one section (line {exc.args[1]}); YAML would keep "
+                   "only the last one: it was edited since the run started", "undo the edit") from None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise fail(path, f"cannot be parsed ({exc.__class__.__name__}): it was edited since the run started; the "
                    "run's config is the one stored in its checkpoint", "undo the edit (fix the syntax)") from None
     held, mine = from_dict(folder, path).to_dict(), from_dict(stored, path).to_dict()

@@ -991,6 +991,9 @@ CASES = {
         r"fix: re-export the bundle \(neuromaml export /runs/r1 --out .*b --overwrite\)"),
     "export-calibrate-on-a-folder": lambda t, f: (["export", str(f["run"]), "--out", str(t / "b"), "--calibrate-on",
                                                    str(f["bundle"])], r"bundle: is a folder, not a meta-dataset file"),
+    "resume-config-key-twice": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--steps", "2",
+                                              "--out", str(_config_appended(t, f, "outer:\n  steps: 1\n"))],
+                                             r"config\.yaml: key 'outer' appears twice in one section \(line \d+\)"),
     "info-no-recordings": lambda t, f: (["data", "info", _h5_edit(t, f, _no_recordings)],
                                         r"d\.h5: holds no recordings \('/labels' has 0 entries"),
 }
@@ -1045,6 +1048,13 @@ def _imported(t: Path, fx, damage: str | None = None, steps: int = 100) -> Path:
 def _replace(h, name: str, value) -> None:
     del h[name]
     h[name] = value
+
+
+def _config_appended(t: Path, fx, text: str) -> Path:
+    r = _copy(fx["run"], t / "run")
+    with open(r / "config.yaml", "a") as fh:
+        fh.write(text)
+    return r
 
 
 def _garbled_history(t: Path, fx) -> Path:
