@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from neuromaml.io import atomic_path, atomic_write_bytes, fail
+from neuromaml.io import atomic_write_bytes, fail
 
 LOADABLE = ("input", "dense", "conv", "flatten")          # what netx.hdf5.Network builds
 LOWERABLE = ("pool",)                                      # what deploy.lower rewrites

@@ -46,6 +46,17 @@ def _stale(path: Path, diff: list[str]) -> bool:
     return bool(diff)
 
 
+def _same_data(asked: dict, recorded: dict, data: Path, data_sha: str | None) -> dict:
+    """``asked`` plus what identifies the data a stage file was made from: its sha256 where the file
+    records one (a demo folder moved or copied elsewhere holds the same data under another path:
+    its calibration and emulation stand), else its resolved path."""
+    from neuromaml.deploy.bundle import sha256
+
+    if recorded.get("data_sha256"):
+        return {**asked, "data_sha256": data_sha or sha256(data)}
+    return {**asked, "data": str(Path(data).resolve()), "data_sha256": data_sha or sha256(data)}
+
+
 def demo_per_class(quick: bool) -> int:
     from neuromaml.meta.metadataset import DEFAULT_PER_CLASS
 
@@ -182,7 +193,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int, force: bool = F
                   data_sha: str | None = None) -> dict:
     """``neuromaml export RUN --out BUNDLE`` then ``neuromaml calibrate BUNDLE --data DATA``
     (the same library calls; a run meta-trained through the rule keeps its trained form)."""
-    from neuromaml.deploy.bundle import load_bundle, rule_status, sha256
+    from neuromaml.deploy.bundle import load_bundle, rule_status
     from neuromaml.deploy.manifest import Manifest
     from neuromaml.deploy.runs import export_run
     from neuromaml.emulator.calibrate import calibrate
@@ -193,7 +204,7 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int, force: bool = F
             man = Manifest.from_dict(load_bundle(bundle)[0])
             cal = man.adapt.calibration if isinstance(man.adapt.calibration, dict) else {}
             calibrated_as_asked = rule_status(man) == "trained" or not _stale(bundle / "manifest.json", _differs(
-                cal, {"split": "val", "data": str(Path(data).resolve()), "data_sha256": data_sha or sha256(data)}))
+                cal, _same_data({"split": "val"}, cal, data, data_sha)))
             if rule_status(man) != "uncalibrated" and calibrated_as_asked:
                 return {"bundle": str(bundle), "reused": True, "rule_status": rule_status(man),
                         "calibration": man.adapt.calibration}
@@ -248,7 +259,7 @@ def _stage_verify(out: Path, quick: bool, force: bool = False) -> dict:
 
 def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quick: bool, seed: int,
                    force: bool = False, data_sha: str | None = None) -> dict:
-    from neuromaml.deploy.bundle import MANIFEST_DIGEST, sha256
+    from neuromaml.deploy.bundle import MANIFEST_DIGEST
     from neuromaml.emulator.emulate import emulate
 
     res = out / "emulate" / "emulate.json"
@@ -266,8 +277,7 @@ def _stage_emulate(out: Path, data_file: Path, tasks: int, lava_tasks: int, quic
             # what the demo reports as its meta-test numbers: this data, split, tasks, seed and bundle
             recorded = {**s.to_dict(), "data": str(Path(s.data).resolve()), "lava_agrees": s.lava_agrees,
                         "lava_episodes": s.lava.agreement["episodes"] if s.lava_agrees is not None else None}
-            asked = {"split": "test", "data": str(Path(data_file).resolve()),
-                     "data_sha256": data_sha or sha256(data_file), "tasks": tasks, "k_shot": 1,
+            asked = {**_same_data({"split": "test"}, recorded, data_file, data_sha), "tasks": tasks, "k_shot": 1,
                      "n_query": queries, "seed": seed, "bundle_manifest_sha256": current, "lava_agrees": True,
                      "lava_episodes": min(tasks, lava_tasks)}
             if not _stale(res, _differs(recorded, asked)):

@@ -165,7 +165,8 @@ def _emulate_json(data, digest, **over) -> dict:
     ({"seed": 7}, False),
     ({"n_query": 5}, False),
     ({"data_sha256": "0" * 64}, False),      # another file at the same path
-    ({"data": "/elsewhere/data.h5"}, False),
+    ({"data": "/elsewhere/data.h5"}, True),  # the same bytes under another path: a moved or copied demo folder
+    ({"data": "/elsewhere/data.h5", "data_sha256": None}, False),   # no digest recorded: the path decides
     ({"n_way": 0}, False),                   # the report divides by it
     ({"n_way": 1}, False),
     ({"k_shot": -3}, False),
