@@ -243,6 +243,13 @@ def _verify(args: argparse.Namespace) -> int:
                        "save the input layer's bias with numpy.save") from None
         if bias.dtype.kind not in "iuf" or not np.isfinite(bias).all():
             raise fail(args.input_bias, "holds non-numbers or non-finite values", "save finite numbers")
+        # Lava's bias_mant Var is int16: both engines cast, then wrap or truncate alike, so a bias it
+        # cannot hold compares 'bit-exact' on values nobody gave
+        bad = bias[(bias != np.round(bias)) | (bias < -(1 << 15)) | (bias > (1 << 15) - 1)] if bias.size else bias
+        if bad.size:
+            raise fail(args.input_bias, f"holds {bad.ravel()[0]!r}: a bias mantissa is a whole number in "
+                       f"[{-(1 << 15)}, {(1 << 15) - 1}] (Lava's int16 bias_mant; it would be truncated or wrapped)",
+                       "save whole numbers in that range (the input layer's bias as netx stores it)")
     rep = verify_netx(net, samples=args.samples, steps=steps, all_layers=args.all_layers, seed=args.seed,
                       rate=args.rate, lava=not args.no_lava, model=model, input_bias=bias)
     if model is None:

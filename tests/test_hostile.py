@@ -994,9 +994,27 @@ CASES = {
     "resume-config-key-twice": lambda t, f: (["meta-train", "--data", str(f["data"]), "--resume", "--steps", "2",
                                               "--out", str(_config_appended(t, f, "outer:\n  steps: 1\n"))],
                                              r"config\.yaml: key 'outer' appears twice in one section \(line \d+\)"),
+    # an input bias Lava's int16 bias_mant cannot hold: both engines cast it alike ('bit-exact', OK)
+    "verify-input-bias-huge": lambda t, f: (["verify", str(TINYNET / "tiny.net"), "--input-bias", _bias(t, 1e30),
+                                             "--no-slayer", "--samples", "1", "--steps", "5"],
+                                            r"b\.npy: holds 1e\+30: a bias mantissa is a whole number in "
+                                            r"\[-32768, 32767\]"),
+    "verify-input-bias-fraction": lambda t, f: (["verify", str(TINYNET / "tiny.net"), "--input-bias",
+                                                 _bias(t, 2.5), "--no-slayer", "--samples", "1", "--steps", "5"],
+                                                r"b\.npy: holds 2\.5: a bias mantissa is a whole number"),
     "info-no-recordings": lambda t, f: (["data", "info", _h5_edit(t, f, _no_recordings)],
                                         r"d\.h5: holds no recordings \('/labels' has 0 entries"),
 }
+
+
+TINYNET = FIXTURE_NET.parents[1] / "lava-dl-netx" / "tinynet"
+
+
+def _bias(t: Path, value: float) -> str:
+    b = np.load(TINYNET / "input_bias.npy").astype(np.float64)
+    b.flat[0] = value
+    np.save(t / "b.npy", b)
+    return str(t / "b.npy")
 
 
 def _no_recordings(h) -> None:
