@@ -308,8 +308,10 @@ class FixedPointNet:
                     w = np.asarray(L.weight).astype(int)
                     w = w.reshape(w.shape[:4]).astype(np.int64)
                     if prev is None:
-                        raise fail(path, f"layer/{L.index}: input shape of the first conv layer is unknown",
-                                   "add an input layer with a shape")
+                        raise fail(path, f"layer/{L.index}: input shape of the first conv layer is unknown (the "
+                                   "file has no input layer)", f"wrap it with neuromaml import {path or 'FILE.net'} "
+                                   "--input-shape C,H,W --classes N --out BUNDLE, which adds the input layer, and "
+                                   "give the bundle")
                     fl = FixedLayer("conv", L.index, shape, prev, p, False, w, 0,
                                     _expand(L.get("stride"), 1), _expand(L.get("padding"), 0),
                                     _expand(L.get("dilation"), 1), groups)
@@ -396,7 +398,11 @@ def _check_conv_shape(fl: FixedLayer, path: Any) -> None:
     kh, kw = fl.weight.shape[2:4]
     ox = (x + 2 * px - dx * (kw - 1) - 1) // sx + 1
     oy = (y + 2 * py - dy * (kh - 1) - 1) // sy + 1
-    if (ox, oy, fl.weight.shape[0]) != tuple(fl.shape) or c != fl.weight.shape[1] * fl.groups:
+    if c != fl.weight.shape[1] * fl.groups:
+        raise fail(path, f"layer/{fl.index}: conv of input {fl.in_shape} (x, y, f) with kernel {fl.weight.shape}"
+                   f"{f' in {fl.groups} groups' if fl.groups > 1 else ''} takes {fl.weight.shape[1] * fl.groups} "
+                   f"input channels, not {c}", "check that the input shape matches the first layer")
+    if (ox, oy, fl.weight.shape[0]) != tuple(fl.shape):
         raise fail(path, f"layer/{fl.index}: conv of input {fl.in_shape} (x, y, f) with kernel "
                    f"{fl.weight.shape} gives {(ox, oy, fl.weight.shape[0])}, file says {fl.shape}",
                    "check that the input shape matches the first layer")

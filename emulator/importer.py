@@ -5,7 +5,10 @@ against what the emulator needs (netx-loadable layers, a final dense layer with
 ``--classes`` outputs that becomes the plastic layer, an input of
 ``--input-shape``, a readout window after the pipeline depth), and written as a
 bundle with the same manifest as ``neuromaml export`` (``deploy.bundle.write_bundle``),
-with the default on-chip rule. The network file itself is copied unchanged.
+with the default on-chip rule. The network file itself is copied unchanged, except that
+a conv-first file without an input layer (as lava-dl writes one; netx takes the shape from
+``Network(input_shape=...)``) gets the input layer ``neuromaml export`` writes, of
+``--input-shape``: every reader of the bundle then knows the conv's input.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 10
     from neuromaml.deploy.netxfile import read_layers
 
     netfile = Path(netfile)
-    layers = read_layers(netfile)
+    layers = _with_input_layer(read_layers(netfile), input_shape)   # checked by the file's layer indices
     net = FixedPointNet.from_layers(layers, netfile)       # refuses what netx cannot load
     if any(L.kind == "input" for L in net.layers):
         raise fail(netfile, "starts with an input neuron layer driven by its bias (it ignores event input), "
@@ -75,9 +78,25 @@ def import_netx(netfile, out, *, input_shape, classes: int, time_steps: int = 10
     if not depth <= burn_in < time_steps:
         raise fail(None, f"--burn-in {burn_in} must be in [{depth}, {time_steps}) for this {depth}-layer network",
                    f"pass --burn-in between {depth} and {time_steps - 1}")
+    import dataclasses
+
+    layers = [dataclasses.replace(L, index=i) for i, L in enumerate(layers)]   # as the bundle's file numbers them
     return write_bundle(layers, out, input_shape=(C, H, W), time_steps=time_steps, burn_in=burn_in,
                         classes=[str(i) for i in range(int(classes))], source_run=None,
                         overwrite=overwrite, extra={"imported_from": str(netfile.resolve())})
+
+
+def _with_input_layer(layers: list, input_shape) -> list:
+    """``layers``, with an input layer of ``input_shape`` (C, H, W) first when the file has none
+    and starts with a conv layer (whose input shape the file does not hold)."""
+    from neuromaml.deploy.netxfile import NetxLayer, type_array
+
+    first = next((L for L in layers if L.type != "flatten"), None)
+    if first is None or first.type != "conv" or any(L.type == "input" for L in layers):
+        return layers
+    # index -1 until the bundle's file is written: messages name the layers as the user's file does
+    return [NetxLayer(-1, "input", {"type": type_array("input"),
+                                    "shape": np.asarray([int(v) for v in input_shape], dtype=np.int64)})] + layers
 
 
 def import_cli(args) -> int:

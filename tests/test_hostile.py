@@ -1571,3 +1571,37 @@ def test_calibrate_on_a_full_disk_names_its_report_folder(tmp_path, monkeypatch)
     with pytest.raises(NeuromamlError, match=r"calibration: could not be written: no space left") as info:
         cal._publish_report(tmp_path / "calibration", summary, tmp_path, {}, lambda *a: saved.append(a))
     assert ".tmp" not in str(info.value) and not saved and list((tmp_path / "calibration").iterdir()) == []
+
+
+def _conv_first(t: Path) -> Path:
+    """lava-dl's tinynet without its (bias-driven) input layer, plus flatten and a dense layer of 5:
+    a conv-first netx file as lava-dl writes one, the input shape left to netx's Network(input_shape)."""
+    import h5py
+
+    out = t / "cf.net"
+    with h5py.File(TINYNET / "tiny.net", "r") as s, h5py.File(out, "w") as d:
+        for i in (1, 2):
+            s.copy(s[f"layer/{i}"], d, name=f"layer/{i - 1}")
+        d["layer/2/type"], d["layer/2/shape"] = np.array([b"flatten"], "S10"), np.array([36])
+        d["layer/3/type"], d["layer/3/shape"] = np.array([b"dense"], "S10"), np.array([5])
+        d["layer/3/weight"] = np.where(np.arange(5 * 36).reshape(5, 36) % 7 == 0, 60.0, -20.0).astype(np.float32)
+        s.copy(s["layer/2/neuron"], d, name="layer/3/neuron")
+    return out
+
+
+def test_import_of_a_conv_first_network_adds_its_input_layer(tmp_path, capsys):
+    """A conv-first file without an input layer: --input-shape gives the conv's input (was refused
+    with 'add an input layer'); the bundle's file gets the input layer export writes, so verify
+    and the other readers load it, and an --input-shape the conv cannot take names the file's layer."""
+    net = _conv_first(tmp_path)
+    assert cli.main(["import", str(net), "--input-shape", "3,16,20", "--classes", "5", "--out",
+                     str(tmp_path / "bad")]) == 2
+    assert re.search(r"cf\.net: layer/0: conv of input \(20, 16, 3\)", capsys.readouterr().err)
+    assert cli.main(["import", str(net), "--input-shape", "3,16,16", "--classes", "5", "--out",
+                     str(tmp_path / "b")]) == 0
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert [r["type"] for r in man["layers"]] == ["input", "conv", "conv", "flatten", "dense"]
+    assert man["adapt"]["layer"] == 4 and man["input"]["shape_chw"] == [3, 16, 16]
+    assert cli.main(["verify", str(tmp_path / "b"), "--no-lava", "--no-slayer", "--samples", "1",
+                     "--steps", "5"]) == 1          # loads (nothing compared: exit 1, not a load error)
+    assert "NOT VERIFIED" in capsys.readouterr().out
