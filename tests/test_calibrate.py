@@ -249,7 +249,7 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_metadataset, case, pattern):
 def test_bad_weight_exp_in_manifest(tmp_path):
     b = _export(tmp_path / "b")
     man = json.loads((b / "manifest.json").read_text())
-    for val, pat in ((3, r"adapt.weight_exp' = 3 is not an integer in \[-8, 0\]"),
+    for val, pat in ((3, r"adapt.weight_exp' is 3, not a whole number in \[-8, 0\]"),   # load_bundle, every reader
                      (-8, r"adapt.weight_exp' = -8: theta0\* << 8 spans")):
         man["adapt"]["weight_exp"] = val
         write_manifest(b, man)      # signed: the value is what is under test, not the edit
