@@ -143,9 +143,11 @@ def write_report(out: Path, summary: DemoSummary | dict) -> dict:
         lines += [f"On-chip rule (`neuromaml calibrate`): plastic weight exponent {c['weight_exp']}, eta = "
                   f"2^{r.get('eta_exp')}, trace impulse {r.get('x1_impulse')}, softmax gain 2^{r.get('softmax_gain_exp')}, "
                   f"factor threshold {r.get('factor_threshold')}, post factor {r.get('surrogate')}; chosen among "
-                  f"{c['settings_tried']} settings on {c['tasks']} meta-validation tasks ({100 * c['val_accuracy']:.1f}% "
-                  f"there, {100 * c['fraction_synapses_updated']:.0f}% of the synapses updated per episode; "
-                  f"{c['selection']}). Error normaliser: "
+                  f"{c['settings_tried']} settings screened on {c['tasks']} meta-validation tasks"
+                  + (f", the best re-measured on {c['confirm_tasks']} fresh ones" if c.get("confirm_tasks") else "")
+                  + f" ({100 * c['val_accuracy']:.1f}% "
+                  f"{'on those' if c.get('confirm_tasks') else 'there'}, {100 * c['fraction_synapses_updated']:.0f}% of "
+                  f"the synapses updated per episode; {c['selection']}). Error normaliser: "
                   + normaliser_words(r)
                   + ". Labels are presented during steps "
                   + (f"[{c['label_window'][0]}, {c['label_window'][1]})" if c.get("label_window")
