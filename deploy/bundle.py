@@ -305,7 +305,9 @@ def load_bundle(path: str | os.PathLike, check_rule: bool = True,
                    "edited after it was written", "undo the edit, or re-export (neuromaml export) or re-import "
                    "(neuromaml import) the bundle; neuromaml calibrate rewrites it properly")
     if replaced and isinstance(manifest.get("adapt"), dict):
-        manifest = {**manifest, "adapt": {k: v for k, v in manifest["adapt"].items() if k not in replaced}}
+        # a replaced rule takes its source's name with it ('calibrated' without a rule is refused)
+        drop = set(replaced) | ({"rule_source"} if "rule" in replaced else set())
+        manifest = {**manifest, "adapt": {k: v for k, v in manifest["adapt"].items() if k not in drop}}
     cross_check(manifest, path / NET, man_path)
     if check_rule and "rule" not in replaced:
         bundle_rule(manifest, man_path)

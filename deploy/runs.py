@@ -113,8 +113,22 @@ def load_run(run_dir: Path):
     except RuntimeError as exc:
         raise fail(ckpts[0], f"weights do not fit model {mcfg.name!r} ({str(exc).splitlines()[-1].strip()})",
                    f"check {cfg_path.name}") from None
-    classes = cfg_dict.get("classes")
-    return model, mcfg, classes
+    return model, mcfg, _classes(cfg_dict.get("classes"), mcfg.n_way, cfg_path)
+
+
+def _classes(classes, n_out: int, cfg_path: Path) -> list[str] | None:
+    """A foreign run's ``classes``: one name per output neuron (numbers become text), else refused
+    here: a bundle written with them would be refused by every reader."""
+    if classes is None:
+        return None
+    if not isinstance(classes, list) or not all(isinstance(c, (str, int)) and not isinstance(c, bool)
+                                                for c in classes):
+        raise fail(cfg_path, f"field 'classes' is {str(classes)[:80]}, not a list of class names",
+                   "give one name per output neuron, or remove the field")
+    if len(classes) != n_out:
+        raise fail(cfg_path, f"field 'classes' names {len(classes)} classes but the model has {n_out} output "
+                   "neurons", "give one name per output neuron, or remove the field")
+    return [str(c) for c in classes]
 
 
 def _rule_inner(run_dir: Path) -> tuple[dict, Path] | None:

@@ -191,6 +191,11 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     if not feats.any():
         raise fail(bundle, "the plastic layer receives no spikes on these data (the frozen layers are silent)",
                    "check that the data's frames are what the network was trained on")
+    # the confirmation's fresh val tasks, drawn before the sweep so that a split that cannot give
+    # them stops the command before the work
+    c_batch, c_pool = build_batch(TaskSampler(ds, "val", dep.n_out, 1, queries, seed=seed + CONFIRM_SEED_OFFSET,
+                                              disjoint_parts=True), CONFIRM_FACTOR * int(tasks))
+    c_feats = dep.frozen_features(pool_inputs(ds, c_pool))
     space = derive_space(dep, feats)
     base = dataclasses.replace(dep.rule, error_threshold=0, factor_threshold=0, eq6_threshold=0,
                                input_norm_offset=0, input_norm_shift=0, input_norm_steps=0)
@@ -280,9 +285,6 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     # the choice is not the winner's curse of one noisy draw (one setting of 50 tasks reads within
     # about +-2 points; the best of 150 such readings sits above its own mean)
     cands = candidates(settings, float(tolerance), chance + margin)
-    c_batch, c_pool = build_batch(TaskSampler(ds, "val", dep.n_out, 1, queries, seed=seed + CONFIRM_SEED_OFFSET,
-                                              disjoint_parts=True), CONFIRM_FACTOR * int(tasks))
-    c_feats = dep.frozen_features(pool_inputs(ds, c_pool))
     for s in cands:
         r = run_fast(nets[s["weight_exp"], s["label_start"]], c_feats, c_batch, s["_spec"])
         s["confirm_accuracy"] = float(r.accuracy.mean())

@@ -205,7 +205,12 @@ def _stage_export(out: Path, data: Path, quick: bool, seed: int, force: bool = F
             cal = man.adapt.calibration if isinstance(man.adapt.calibration, dict) else {}
             calibrated_as_asked = rule_status(man) == "trained" or not _stale(bundle / "manifest.json", _differs(
                 cal, _same_data({"split": "val"}, cal, data, data_sha)))
-            if rule_status(man) != "uncalibrated" and calibrated_as_asked:
+            # a moved demo folder's bundle names the old run folder: exported again from this one
+            from_here = bool(man.source_run) and Path(man.source_run).resolve() == (out / "run").resolve()
+            if not from_here:
+                print(f"note: {bundle}: exported from {man.source_run}, not {out / 'run'}: exported again",
+                      file=sys.stderr)
+            if rule_status(man) != "uncalibrated" and calibrated_as_asked and from_here:
                 return {"bundle": str(bundle), "reused": True, "rule_status": rule_status(man),
                         "calibration": man.adapt.calibration}
         except NeuromamlError:

@@ -147,7 +147,9 @@ def _disk_full(exc: BaseException | None) -> bool:
                 "No space left" in text or "file write failed" in text
                 or ("requested and" in text and "written" in text)):
             return True
-        exc = exc.__cause__ or exc.__context__
+        # the cause, or the exception being handled when this one was raised, unless that
+        # context was suppressed (`raise ... from None`: not what went wrong)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return False
 
 

@@ -224,6 +224,28 @@ def test_export_from_run_dir(tmp_path):
     assert np.array_equal(effective, want)
 
 
+@pytest.mark.parametrize("classes, ok", [([0, 1, 2], True), (["a", "b"], False), ("abc", False), ([1.5, 2, 3], False)])
+def test_export_from_run_dir_checks_its_classes(tmp_path, capsys, classes, ok):
+    """A foreign run's 'classes' become one name per output neuron, or the export names the field
+    (a bundle written with them was refused by every reader, and re-exporting wrote it again)."""
+    from neuromaml.cli import main
+    from neuromaml.deploy.bundle import load_bundle
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16], zero_head=False), seed=3)
+    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 3, "hidden": [16]},
+                                                 "classes": classes}))
+    torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    rc = main(["export", str(run), "--out", str(tmp_path / "b")])
+    if ok:
+        assert rc == 0 and load_bundle(tmp_path / "b")[0]["output"]["classes"] == ["0", "1", "2"]
+    else:
+        err = capsys.readouterr().err
+        assert rc == 2 and "config.json" in err and "'classes'" in err and not (tmp_path / "b").exists()
+
+
 def test_inspect_flags_pool(tmp_path, capsys):
     from neuromaml.cli import main
     from neuromaml.meta.models import ModelConfig, build_model

@@ -1480,13 +1480,22 @@ def test_import_of_a_flat_dense_first_network_notes_what_it_cannot_check(tmp_pat
     assert "only the product of --input-shape 1,32,32 could be checked" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("field, value", [("calibration", {**_REC, "settings_tried": "x"}),
-                                          ("label_window", [5, 2]), ("weight_exp", "-6")])
-def test_calibrate_replaces_a_damaged_field_it_writes(fx, tmp_path, capsys, field, value):
+@pytest.mark.parametrize("field, value, source", [("calibration", {**_REC, "settings_tried": "x"}, None),
+                                                  ("label_window", [5, 2], None), ("weight_exp", "-6", "calibrated")])
+def test_calibrate_replaces_a_damaged_field_it_writes(fx, tmp_path, capsys, field, value, source):
     """A damaged calibration record, label window or weight exponent stops emulate with the fix
     'run neuromaml calibrate again'; calibrate, which rewrites exactly those fields, must then not
-    refuse the bundle for them (it did: the advice looped). It notes the damage and calibrates."""
-    b = Path(_bundle_edit(tmp_path, fx, lambda m: m["adapt"].__setitem__(field, value), sign=True))
+    refuse the bundle for them (it did: the advice looped), also where the bundle was calibrated
+    before (its rule_source 'calibrated' went on without the rule calibrate drops). It notes the
+    damage and calibrates."""
+    from neuromaml.onchip.rule import RuleSpec
+
+    def edit(m):
+        m["adapt"][field] = value
+        if source:
+            m["adapt"].update(rule_source=source, rule=RuleSpec().to_dict())
+
+    b = Path(_bundle_edit(tmp_path, fx, edit, sign=True))
     assert cli.main(["emulate", str(b), "--data", str(fx["data"]), "--tasks", "1", "--out", str(tmp_path / "e")]) == 2
     assert f"adapt.{field}" in capsys.readouterr().err
     from neuromaml.emulator.calibrate import calibrate

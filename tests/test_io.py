@@ -160,3 +160,34 @@ def test_interrupts_deferred_raises_once_the_block_is_done():
             os.kill(os.getpid(), signal.SIGINT)
             done.append(1)
     assert done == [1]
+
+
+def test_disk_full_follows_causes_but_not_a_suppressed_context():
+    from neuromaml.io import _disk_full
+
+    def raised(fn):
+        try:
+            fn()
+        except BaseException as exc:        # noqa: BLE001
+            return exc
+
+    def cause():
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("unexpected pos") from exc
+
+    def context():
+        try:
+            raise RuntimeError("file write failed")
+        except RuntimeError:
+            raise ValueError("while writing")
+
+    def suppressed():
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise ValueError("the file is not a meta-dataset") from None
+
+    assert _disk_full(raised(cause)) and _disk_full(raised(context))
+    assert not _disk_full(raised(suppressed))
