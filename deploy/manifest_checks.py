@@ -113,6 +113,16 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                  "fraction_synapses_updated": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                                                and 0 <= v <= 1, "a fraction in [0, 1]"),
                  "selection": (lambda v: isinstance(v, str), "text")}
+        frac = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1  # noqa: E731
+        # the confirmation's fields (calibrate since session 11; absent in older records)
+        for key, (ok, what) in {"confirm_tasks": (lambda v: _is_int(v) and v >= 1, "a positive whole number"),
+                                "confirm_seed": (_is_int, "a whole number"),
+                                "screen_accuracy": (frac, "an accuracy in [0, 1]"),
+                                "best_screen_accuracy": (frac, "an accuracy in [0, 1]"),
+                                "best_val_accuracy": (frac, "an accuracy in [0, 1]")}.items():
+            if cal.get(key) is not None and not ok(cal[key]):
+                raise fail(man_path, f"field 'adapt.calibration.{key}' is {cal[key]!r}, not {what}",
+                           "run neuromaml calibrate again")
         for key, (ok, what) in kinds.items():
             if not ok(cal.get(key)):
                 raise fail(man_path, f"field 'adapt.calibration.{key}' is {cal.get(key)!r}, not {what}",

@@ -128,7 +128,11 @@ def _classes(classes, n_out: int, cfg_path: Path) -> list[str] | None:
     if len(classes) != n_out:
         raise fail(cfg_path, f"field 'classes' names {len(classes)} classes but the model has {n_out} output "
                    "neurons", "give one name per output neuron, or remove the field")
-    return [str(c) for c in classes]
+    names = [str(c) for c in classes]
+    if any(not n.strip() for n in names) or len(set(names)) != len(names):
+        raise fail(cfg_path, f"field 'classes' holds empty or repeated names ({str(names)[:80]}; numbers count as "
+                   "their text)", "give each output neuron its own name, or remove the field")
+    return names
 
 
 def _rule_inner(run_dir: Path) -> tuple[dict, Path] | None:

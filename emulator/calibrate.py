@@ -267,20 +267,6 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     chance = 1.0 / dep.n_out
     best_acc = max(s["val_accuracy"] for s in settings)
     margin = 2 * math.sqrt(chance * (1 - chance) / (int(tasks) * dep.n_out * queries))
-    warning = None
-    if best_acc <= chance + margin:
-        warning = (f"no setting above chance on meta-val: best {100 * best_acc:.1f}% (chance "
-                   f"{100 * chance:.1f}%)")
-    if warning and strict:
-        tau = dep.rule.x1_tau
-        raise fail(bundle, f"no rule setting learns on meta-validation tasks of {data}: the best reads "
-                   f"{100 * best_acc:.1f}% (chance {100 * chance:.1f}%) over {len(settings)} settings",
-                   (f"the rule's trace time constant x1_tau = {tau} is not below half the {dep.time_steps}-step "
-                    "sample, so each support sample's trace runs into the next one's label: deploy a rule with "
-                    f"x1_tau below {max(dep.time_steps // 4, 1)} (inner.rule_spec.x1_tau of the run, then export "
-                    "it again) and calibrate that; nothing was written") if space.get("label_start_note") else
-                   "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
-                   "nearest-class-mean reference); nothing was written")
     # confirmation: the screening's best few (and its sparsest pick) on fresh val tasks, so that
     # the choice is not the winner's curse of one noisy draw (one setting of 50 tasks reads within
     # about +-2 points; the best of 150 such readings sits above its own mean)
@@ -289,7 +275,25 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
         r = run_fast(nets[s["weight_exp"], s["label_start"]], c_feats, c_batch, s["_spec"])
         s["confirm_accuracy"] = float(r.accuracy.mean())
         s["confirm_fraction"] = float((r.n_updates / r.weights[0].size).mean())
-    chosen = select(cands, float(tolerance), floor=chance + margin, key="confirm_accuracy")
+    warning = None
+    # chance plus twice its standard error, on the screening's tasks and on the confirmation's
+    c_margin = 2 * math.sqrt(chance * (1 - chance) / (CONFIRM_FACTOR * int(tasks) * dep.n_out * queries))
+    best_conf = max(s["confirm_accuracy"] for s in cands)
+    if best_acc <= chance + margin or best_conf <= chance + c_margin:
+        warning = (f"no setting above chance on meta-val: best {100 * best_acc:.1f}% on the screening's tasks, "
+                   f"{100 * best_conf:.1f}% re-measured on fresh ones (chance {100 * chance:.1f}%)")
+    if warning and strict:
+        tau = dep.rule.x1_tau
+        raise fail(bundle, f"no rule setting learns on meta-validation tasks of {data}: the best reads "
+                   f"{100 * best_acc:.1f}% ({100 * best_conf:.1f}% re-measured on fresh tasks; chance {100 * chance:.1f}%) "
+                   f"over {len(settings)} settings",
+                   (f"the rule's trace time constant x1_tau = {tau} is not below half the {dep.time_steps}-step "
+                    "sample, so each support sample's trace runs into the next one's label: deploy a rule with "
+                    f"x1_tau below {max(dep.time_steps // 4, 1)} (inner.rule_spec.x1_tau of the run, then export "
+                    "it again) and calibrate that; nothing was written") if space.get("label_start_note") else
+                   "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
+                   "nearest-class-mean reference); nothing was written")
+    chosen = select(cands, float(tolerance), floor=chance + c_margin, key="confirm_accuracy")
     spec = chosen["_spec"]
     dep_c = nets[chosen["weight_exp"], chosen["label_start"]]
     final = run_fast(dep_c, c_feats, c_batch, spec)

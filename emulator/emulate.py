@@ -88,6 +88,12 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
         return {"float": None, "fixed_sgd": None,
                 "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
                         "bundle's float-SGD and nearest-class-mean references stand in for them"}
+    if not any((Path(run) / f).exists() for f in ("best.pt", "ckpt.pt")):
+        return {"float": None, "fixed_sgd": None,
+                "note": f"the source run {run} is not a neuromaml meta-train run (no best.pt / ckpt.pt: another "
+                        "tool's run exported by its config and checkpoint): the slayer columns, which replay "
+                        "meta-train's inner loop, are skipped; the bundle's float-SGD and nearest-class-mean "
+                        "references stand in for them"}
     model, params, lrs, cfg = load_run(run)
     from neuromaml.deploy.bundle import source_run_changed
 

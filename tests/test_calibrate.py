@@ -205,16 +205,24 @@ def test_search_space_follows_the_bundle(tmp_path, tiny_metadataset):
     assert sp["factor_threshold"][0] == 0 and max(sp["factor_threshold"]) == dep.rule.e_max // 2
 
 
-def test_failed_calibration_writes_nothing(tmp_path, tiny_metadataset, monkeypatch):
+@pytest.mark.parametrize("where", ["everywhere", "confirmation"])
+def test_failed_calibration_writes_nothing(tmp_path, tiny_metadataset, monkeypatch, where):
+    """No setting above chance, on the screening's tasks or only on the confirmation's fresh ones
+    (the screening's best can be luck): refused, nothing written."""
     from neuromaml.emulator import episodes
 
     b = _export(tmp_path / "b")
     before = (b / "manifest.json").read_bytes()
     real_run = episodes.run_fast
 
-    def at_chance(*a, **k):             # every setting reads chance
+    def at_chance(*a, **k):             # every setting reads chance (there)
         r = real_run(*a, **k)
-        r.accuracy = np.full_like(r.accuracy, 0.2)
+        if where == "everywhere":
+            r.accuracy = np.full_like(r.accuracy, 0.2)
+        elif len(r.accuracy) == 4:      # the confirmation's 2 x 2 tasks
+            r.accuracy = np.full_like(r.accuracy, 0.2)
+        else:
+            r.accuracy = np.full_like(r.accuracy, 0.9)
         return r
 
     monkeypatch.setattr(episodes, "run_fast", at_chance)

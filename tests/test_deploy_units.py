@@ -224,7 +224,8 @@ def test_export_from_run_dir(tmp_path):
     assert np.array_equal(effective, want)
 
 
-@pytest.mark.parametrize("classes, ok", [([0, 1, 2], True), (["a", "b"], False), ("abc", False), ([1.5, 2, 3], False)])
+@pytest.mark.parametrize("classes, ok", [([0, 1, 2], True), (["a", "b"], False), ("abc", False), ([1.5, 2, 3], False),
+                                         (["a", "a", "b"], False), ([1, "1", 2], False), (["a", " ", "b"], False)])
 def test_export_from_run_dir_checks_its_classes(tmp_path, capsys, classes, ok):
     """A foreign run's 'classes' become one name per output neuron, or the export names the field
     (a bundle written with them was refused by every reader, and re-exporting wrote it again)."""
@@ -244,6 +245,26 @@ def test_export_from_run_dir_checks_its_classes(tmp_path, capsys, classes, ok):
     else:
         err = capsys.readouterr().err
         assert rc == 2 and "config.json" in err and "'classes'" in err and not (tmp_path / "b").exists()
+
+
+def test_emulate_of_a_foreign_runs_bundle_skips_the_slayer_columns(tmp_path, capsys, tiny_metadataset):
+    """A bundle exported from another tool's run (config.json + theta.pt) emulates: the slayer columns,
+    which replay meta-train's inner loop, are skipped with a note (it failed after every episode,
+    advising meta-train's --resume)."""
+    from neuromaml.cli import main
+    from neuromaml.meta.models import ModelConfig, build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    m = build_model(ModelConfig(name="small", n_way=5, hidden=[16], zero_head=False), seed=3)
+    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 5, "hidden": [16]}}))
+    torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
+    assert main(["emulate", str(tmp_path / "b"), "--data", str(tiny_metadataset), "--tasks", "1", "--queries", "1",
+                 "--out", str(tmp_path / "e")]) == 0
+    assert "is not a neuromaml meta-train run" in capsys.readouterr().out
+    em = json.loads((tmp_path / "e" / "emulate.json").read_text())
+    assert em["slayer"]["float"] is None and "not a neuromaml meta-train run" in em["slayer"]["note"]
 
 
 def test_inspect_flags_pool(tmp_path, capsys):

@@ -1614,3 +1614,14 @@ def test_import_of_a_conv_first_network_adds_its_input_layer(tmp_path, capsys):
     assert cli.main(["verify", str(tmp_path / "b"), "--no-lava", "--no-slayer", "--samples", "1",
                      "--steps", "5"]) == 1          # loads (nothing compared: exit 1, not a load error)
     assert "NOT VERIFIED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key, value", [("confirm_tasks", "many"), ("confirm_tasks", 0), ("confirm_seed", 1.5),
+                                        ("screen_accuracy", 1e30), ("best_val_accuracy", -0.1)])
+def test_a_forged_confirmation_field_is_named(fx, tmp_path, capsys, key, value):
+    """calibrate's confirmation fields (since session 11) are checked like the rest of the record:
+    a signed manifest with 'many' there reached the demo report as 're-measured on many fresh ones'."""
+    b = _bundle_edit(tmp_path, fx, lambda m: m["adapt"].__setitem__("calibration", {**_REC, key: value}), sign=True)
+    assert cli.main(["verify", b, "--samples", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"adapt.calibration.{key}" in err and "calibrate again" in err and "Traceback" not in err
