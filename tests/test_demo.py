@@ -45,6 +45,19 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     assert all(r["reused"] for r in s2["stages"]["baselines"].values())
     assert s2["stages"]["emulate"]["onchip"] == s["stages"]["emulate"]["onchip"]
 
+    # a copied (or moved) demo folder: its bundle names the old run, so it is exported again from
+    # this folder's run (emulate's slayer columns read the bundle's source run)
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    capsys.readouterr()
+    assert cli.main(["demo", "--out", str(moved), "--quick"]) == 0
+    assert f"exported from {(out / 'run').resolve()}" in capsys.readouterr().err
+    sm = json.loads((moved / "demo.json").read_text())
+    assert sm["stages"]["train"].get("reused") is True and sm["stages"]["export"].get("reused") is False
+    assert man_of(moved)["source_run"] == str((moved / "run").resolve())
+
     # a failed verify is not carried on by a re-run: it runs again
     rep = json.loads((out / "bundle" / "verify.json").read_text())
     (out / "bundle" / "verify.json").write_text(json.dumps({**rep, "ok": False}))
