@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from neuromaml.io import (TEMP_STEM, NeuromamlError, check_output, fail, folder_lock, interrupts_deferred, json_default,
-                          live_writer, package_versions, read_json, remove_stale_temps, write_json)
+from neuromaml.io import (TEMP_STEM, NeuromamlError, check_output, fail, folder_lock, interrupts_deferred,
+                          is_meta_train_run, json_default, live_writer, package_versions, read_json,
+                          remove_stale_temps, write_json)
 # the manifest's field checks live in deploy.manifest_checks; re-exported here, where readers look
 from neuromaml.deploy.manifest_checks import (MANIFEST_DIGEST, MAX_TIME_STEPS, WEIGHT_EXP_RANGE,  # noqa: F401
                                               _check_fields, _is_int, as_dict, bundle_rule, cross_check,
@@ -264,7 +265,7 @@ def load_bundle(path: str | os.PathLike, check_rule: bool = True,
         raise fail(path, "not a bundle directory", "give the --out directory of neuromaml export")
     man_path = path / MANIFEST
     if not man_path.exists():
-        if (path / "ckpt.pt").exists() or (path / "best.pt").exists():
+        if is_meta_train_run(path):
             raise fail(path, "is a meta-train run, not a deployment bundle",
                        f"export it first: neuromaml export {path} --out BUNDLE")
         if (path / "demo.json").exists() and (path / "bundle").is_dir():

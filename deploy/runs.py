@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuromaml.io import fail, read_json
+from neuromaml.io import fail, is_meta_train_run, read_json
 
 CHECKPOINT_NAMES = ("theta.pt", "model.pt", "checkpoint.pt", "final.pt", "best.pt")
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml")     # (run.json is meta-train's record, not a config)
@@ -66,7 +66,7 @@ def load_run(run_dir: Path):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise fail(run_dir, "not a directory", "give the output directory of neuromaml meta-train")
-    if (run_dir / "best.pt").exists() or (run_dir / "ckpt.pt").exists():
+    if is_meta_train_run(run_dir):
         from neuromaml.io import live_writer
         from neuromaml.meta.train import LOCK_NAME
         from neuromaml.meta.runs import load_run as meta_load_run

@@ -30,7 +30,7 @@ import numpy as np
 from neuromaml.emulator.deployed import DeployedNet
 from neuromaml.emulator.episodes import EpisodeBatch, run_fast, run_lava
 from neuromaml.emulator.results import Column, EmulateSummary, cell
-from neuromaml.io import fail, package_versions, write_json
+from neuromaml.io import fail, is_meta_train_run, package_versions, write_json
 
 
 def draw_tasks(sampler, n_tasks: int):
@@ -88,7 +88,7 @@ def slayer_columns(dep: DeployedNet, sampler, n_tasks: int) -> dict:
         return {"float": None, "fixed_sgd": None,
                 "note": "no source run in the bundle (imported network): the slayer columns are n/a; the "
                         "bundle's float-SGD and nearest-class-mean references stand in for them"}
-    if not any((Path(run) / f).exists() for f in ("best.pt", "ckpt.pt")):
+    if not is_meta_train_run(run):
         return {"float": None, "fixed_sgd": None,
                 "note": f"the source run {run} is not a neuromaml meta-train run (no best.pt / ckpt.pt: another "
                         "tool's run exported by its config and checkpoint): the slayer columns, which replay "

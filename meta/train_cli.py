@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from neuromaml.io import bounded_int, nonneg_int, positive_int, seed_int
+from neuromaml.io import bounded_int, is_meta_train_run, nonneg_int, positive_int, seed_int
 
 # what meta-train writes into --out before its first checkpoint
 STARTED_FILES = {"config.yaml", "run.json", "history.jsonl", "pretrain.json", "summary.json",
@@ -23,7 +23,7 @@ def _meta_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     # a run that stopped before its first checkpoint (Ctrl-C, out of memory) left only its own
     # record files: starting it again replaces them; --resume has nothing to continue
-    stillborn = out.is_dir() and not any((out / n).exists() for n in ("ckpt.pt", "best.pt")) and \
+    stillborn = out.is_dir() and not is_meta_train_run(out) and \
         any(out.iterdir()) and all(p.name in STARTED_FILES for p in out.iterdir())
     if stillborn and args.resume:
         from neuromaml.io import fail
@@ -60,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not run.is_dir():
         raise fail(run, "run directory not found", "give a directory written by `neuromaml meta-train`")
-    if not ((run / "best.pt").exists() or (run / "ckpt.pt").exists()):
+    if not is_meta_train_run(run):
         if (run / "manifest.json").exists():
             raise fail(run, "is a deployment bundle, not a meta-train run",
                        "give the run it was exported from, or run `neuromaml emulate` on the bundle")
@@ -93,7 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         label, sep, path = item.partition("=")
         if not sep or not label or not path:
             raise fail(None, f"--baseline {item!r} is not LABEL=RUN_DIR", "write e.g. --baseline fomaml=runs/fomaml")
-        if not Path(path).is_dir() or not any((Path(path) / n).exists() for n in ("best.pt", "ckpt.pt")):
+        if not Path(path).is_dir() or not is_meta_train_run(path):
             raise fail(Path(path), f"--baseline {label}: not a meta-train run directory (no best.pt or ckpt.pt)",
                        "train it with `neuromaml meta-train` first")
         if label in baselines:

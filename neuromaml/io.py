@@ -179,6 +179,12 @@ def input_files(folder: str | os.PathLike | None, names=("*",)) -> tuple:
 
 BUNDLE_FILES = ("manifest.json", "network.net", "network.nir")   # what a bundle's readers read
 RUN_FILES = ("*.pt", "config.*", "run.json")                      # what a run's readers read
+RUN_CHECKPOINTS = ("best.pt", "ckpt.pt")                          # what makes a folder a meta-train run
+
+
+def is_meta_train_run(path: str | os.PathLike) -> bool:
+    """A folder ``neuromaml meta-train`` wrote a checkpoint into (best.pt or ckpt.pt)."""
+    return any((Path(path) / n).exists() for n in RUN_CHECKPOINTS)
 
 
 def check_output(path: str | os.PathLike, *, kind: str = "file", overwrite: bool = False,
