@@ -18,6 +18,7 @@ from neuromaml.lavacompat import prepare_lava
 
 prepare_lava()
 from neuromaml.emulator.deployed import DeployedNet  # noqa: E402
+from neuromaml.io import positive_int  # noqa: E402
 from neuromaml.emulator.emulate import build_batch, pool_inputs  # noqa: E402
 from neuromaml.emulator.episodes import run_fast  # noqa: E402
 from neuromaml.meta.metadataset import MetaDataset  # noqa: E402
@@ -47,22 +48,30 @@ def _overrides(text: str) -> dict:
     return out
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: want a whole number >= 1")
-    return int(text)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("bundle")
     ap.add_argument("data")
-    ap.add_argument("--tasks", type=_positive, default=200)
+    ap.add_argument("--tasks", type=positive_int, default=200)
     ap.add_argument("--val-seed", type=int, default=3000)
     ap.add_argument("--set", type=_overrides, action="append", default=[],
                     help="k=v[,k=v]: a row with those fields replaced")
     a = ap.parse_args()
     dep0, ds = DeployedNet.load(a.bundle), MetaDataset(a.data)
+    settings = []          # every row checked before any task is drawn
+    for i, over in enumerate([{}] + a.set):
+        over = dict(over)
+        wexp = over.pop("weight_exp", dep0.weight_exp)
+        start = over.pop("label_start", dep0.label_window[0])
+        if not 0 <= start < dep0.time_steps:
+            ap.error(f"label_start={start}: want a step in [0, {dep0.time_steps})")
+        try:
+            dep = dataclasses.replace(dep0.with_weight_exp(wexp), label_window=(start, dep0.time_steps))
+            spec = dataclasses.replace(dep0.rule, **over)
+        except (RuleError, ValueError) as exc:
+            ap.error(f"--set {a.set[i - 1]}: {exc}")
+        text = ",".join(f"{k}={v}" for k, v in {"weight_exp": wexp, "label_start": start, **over}.items())
+        settings.append((text if i else "the bundle's rule", dep, spec))
     cal = dep0.manifest.adapt.calibration if isinstance(dep0.manifest.adapt.calibration, dict) else {}
     rows = []
     if cal:      # calibrate's own screening tasks (its seed, queries and task count)
@@ -74,24 +83,11 @@ def main():
     for name, split, seed, queries, n in rows:
         batch, pool = build_batch(TaskSampler(ds, split, dep0.n_out, 1, queries, seed=seed, disjoint_parts=True), n)
         sets[name] = (batch, dep0.frozen_features(pool_inputs(ds, pool)))
-    for i, over in enumerate([{}] + a.set):
-        over = dict(over)
-        wexp = over.pop("weight_exp", dep0.weight_exp)
-        start = over.pop("label_start", dep0.label_window[0])
-        if not 0 <= start < dep0.time_steps:
-            ap.error(f"label_start={start}: want a step in [0, {dep0.time_steps})")
-        try:
-            dep = dataclasses.replace(dep0.with_weight_exp(wexp), label_window=(start, dep0.time_steps))
-            spec = dataclasses.replace(dep0.rule, **over)
-        except (RuleError, ValueError) as exc:
-            ap.error(f"--set {a.set[i - 1] if i else ''}: {exc}")
-        text = ",".join(f"{k}={v}" for k, v in ({"weight_exp": wexp, "label_start": start, **over} if i else {}).items())
-        row = {"setting": text or "the bundle's rule"}
+    for text, dep, spec in settings:
+        row = {"setting": text}
         for name, (batch, feats) in sets.items():
-            r = run_fast(dep, feats, batch, spec)
-            row[name] = round(100 * float(r.accuracy.mean()), 2)
+            row[name] = round(100 * float(run_fast(dep, feats, batch, spec).accuracy.mean()), 2)
         print(json.dumps(row), flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -108,28 +108,23 @@ def _check_fields(manifest: dict[str, Any], man_path: Path) -> None:
                 isinstance(acc, (int, float)) and 0 <= acc <= 1):
             raise fail(man_path, "field 'adapt.calibration' is not a calibration record on the 'val' split with an "
                        "accuracy in [0, 1]", "run neuromaml calibrate again")
-        kinds = {"weight_exp": (_is_int, "a whole number"), "settings_tried": (_is_int, "a whole number"),
-                 "tasks": (lambda v: _is_int(v) and v >= 1, "a positive whole number"),
-                 "fraction_synapses_updated": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               and 0 <= v <= 1, "a fraction in [0, 1]"),
-                 "selection": (lambda v: isinstance(v, str), "text")}
         frac = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1  # noqa: E731
-        # the confirmation's fields (calibrate since session 11; absent in older records)
-        for key, (ok, what) in {"confirm_tasks": (lambda v: _is_int(v) and v >= 1, "a positive whole number"),
-                                "confirm_seed": (_is_int, "a whole number"),
-                                "screen_accuracy": (frac, "an accuracy in [0, 1]"),
-                                "best_screen_accuracy": (frac, "an accuracy in [0, 1]"),
-                                "best_val_accuracy": (frac, "an accuracy in [0, 1]")}.items():
-            if cal.get(key) is not None and not ok(cal[key]):
-                raise fail(man_path, f"field 'adapt.calibration.{key}' is {cal[key]!r}, not {what}",
-                           "run neuromaml calibrate again")
-        for key, (ok, what) in kinds.items():
-            if not ok(cal.get(key)):
+        positive = lambda v: _is_int(v) and v >= 1                                            # noqa: E731
+        text = lambda v: isinstance(v, str)                                                   # noqa: E731
+        # field: (check, what it must be, required); the warning and the confirmation's fields
+        # (calibrate since session 11) may be absent
+        kinds = {"weight_exp": (_is_int, "a whole number", True), "settings_tried": (_is_int, "a whole number", True),
+                 "tasks": (positive, "a positive whole number", True),
+                 "fraction_synapses_updated": (frac, "a fraction in [0, 1]", True), "selection": (text, "text", True),
+                 "warning": (text, "text", False), "confirm_tasks": (positive, "a positive whole number", False),
+                 "confirm_seed": (_is_int, "a whole number", False),
+                 "screen_accuracy": (frac, "an accuracy in [0, 1]", False),
+                 "best_screen_accuracy": (frac, "an accuracy in [0, 1]", False),
+                 "best_val_accuracy": (frac, "an accuracy in [0, 1]", False)}
+        for key, (ok, what, required) in kinds.items():
+            if (required or cal.get(key) is not None) and not ok(cal.get(key)):
                 raise fail(man_path, f"field 'adapt.calibration.{key}' is {cal.get(key)!r}, not {what}",
                            "run neuromaml calibrate again")
-        if cal.get("warning") is not None and not isinstance(cal["warning"], str):
-            raise fail(man_path, f"field 'adapt.calibration.warning' is {cal['warning']!r}, not text",
-                       "run neuromaml calibrate again")
         cwin = cal.get("label_window")
         if cwin is not None and cwin != win:
             raise fail(man_path, f"field 'adapt.calibration.label_window' is {cwin!r} but 'adapt.label_window' is "

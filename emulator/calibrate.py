@@ -83,11 +83,21 @@ def select(settings: list[dict], tolerance: float, floor: float | None = None,
     return min(near, key=lambda s: (s[frac], -s[key]))
 
 
+def _best(settings: list[dict], n: int) -> list[dict]:
+    """The ``n`` settings of highest screening accuracy (ties: the earlier)."""
+    return sorted(settings, key=lambda s: -s["val_accuracy"])[:n]
+
+
+def _fraction_updated(r) -> float:
+    """Synapses of the plastic layer an episode changed, as a fraction, mean over episodes."""
+    return float((r.n_updates / r.weights[0].size).mean())
+
+
 def candidates(settings: list[dict], tolerance: float, floor: float | None, top: int = None) -> list[dict]:
     """What the confirmation re-measures: the screening's ``top`` most accurate settings and the
     one ``select`` would choose from the screening alone (when it is not among them)."""
     top = CONFIRM_TOP if top is None else top
-    ranked = sorted(settings, key=lambda s: -s["val_accuracy"])[:top]
+    ranked = _best(settings, top)
     pick = select(settings, tolerance, floor)
     return ranked + ([pick] if all(pick is not s for s in ranked) else [])
 
@@ -212,7 +222,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                 "label_start": start,
                 "val_accuracy": float(r.accuracy.mean()),
                 "val_std": float(r.accuracy.std()),
-                "fraction_synapses_updated": float((r.n_updates / r.weights[0].size).mean()),
+                "fraction_synapses_updated": _fraction_updated(r),
                 "mean_abs_update_stored_lsb": float(np.abs(r.weights - r.initial).mean() * 2.0 ** wexp),
                 "_spec": spec}
 
@@ -232,7 +242,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
             if spec is not None:
                 settings.append(run(w, spec, "step"))
             bar.update()
-        top = sorted(settings, key=lambda s: -s["val_accuracy"])[:3]
+        top = _best(settings, 3)
         for s in top:
             for thr, sur in itertools.chain(((t, "none") for t in space["factor_threshold"][1:]),
                                             [(0, "fast_sigmoid")]):
@@ -255,7 +265,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
             bar.update()
         # the softmax gain beyond the grid's end where one of the three best settings sits on it
         gains = space["softmax_gain_exp"]
-        for s in sorted(settings, key=lambda s: -s["val_accuracy"])[:3]:
+        for s in _best(settings, 3):
             g = s["softmax_gain_exp"]
             beyond = max(g - 2, GAIN_RANGE[0]) if g == gains[0] else min(g + 2, GAIN_RANGE[1]) if g == gains[-1] else g
             spec = _spec(s["_spec"], softmax_gain_exp=beyond) if beyond != g else None
@@ -265,21 +275,24 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
     finally:
         bar.close()
     chance = 1.0 / dep.n_out
+
+    def above_chance(n_tasks: int) -> float:
+        """chance plus twice its standard error over n_tasks tasks' queries"""
+        return chance + 2 * math.sqrt(chance * (1 - chance) / (n_tasks * dep.n_out * queries))
+
     best_acc = max(s["val_accuracy"] for s in settings)
-    margin = 2 * math.sqrt(chance * (1 - chance) / (int(tasks) * dep.n_out * queries))
+    floor, c_floor = above_chance(int(tasks)), above_chance(CONFIRM_FACTOR * int(tasks))
     # confirmation: the screening's best few (and its sparsest pick) on fresh val tasks, so that
     # the choice is not the winner's curse of one noisy draw (one setting of 50 tasks reads within
     # about +-2 points; the best of 150 such readings sits above its own mean)
-    cands = candidates(settings, float(tolerance), chance + margin)
+    cands = candidates(settings, float(tolerance), floor)
     for s in cands:
         r = run_fast(nets[s["weight_exp"], s["label_start"]], c_feats, c_batch, s["_spec"])
         s["confirm_accuracy"] = float(r.accuracy.mean())
-        s["confirm_fraction"] = float((r.n_updates / r.weights[0].size).mean())
+        s["confirm_fraction"] = _fraction_updated(r)
     warning = None
-    # chance plus twice its standard error, on the screening's tasks and on the confirmation's
-    c_margin = 2 * math.sqrt(chance * (1 - chance) / (CONFIRM_FACTOR * int(tasks) * dep.n_out * queries))
     best_conf = max(s["confirm_accuracy"] for s in cands)
-    if best_acc <= chance + margin or best_conf <= chance + c_margin:
+    if best_acc <= floor or best_conf <= c_floor:
         warning = (f"no setting above chance on meta-val: best {100 * best_acc:.1f}% on the screening's tasks, "
                    f"{100 * best_conf:.1f}% re-measured on fresh ones (chance {100 * chance:.1f}%)")
     if warning and strict:
@@ -293,7 +306,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                     "it again) and calibrate that; nothing was written") if space.get("label_start_note") else
                    "check that the bundle's frozen layers suit these data (emulate shows the no-learning "
                    "nearest-class-mean reference); nothing was written")
-    chosen = select(cands, float(tolerance), floor=chance + c_margin, key="confirm_accuracy")
+    chosen = select(cands, float(tolerance), floor=c_floor, key="confirm_accuracy")
     spec = chosen["_spec"]
     dep_c = nets[chosen["weight_exp"], chosen["label_start"]]
     final = run_fast(dep_c, c_feats, c_batch, spec)
@@ -305,7 +318,7 @@ def _calibrate(bundle, data, *, tasks, queries, seed, tolerance, out, progress, 
                             f"re-measured on {CONFIRM_FACTOR * int(tasks)} fresh meta-val tasks: the screening's "
                             f"{CONFIRM_TOP} best and its own pick"),
               "val_accuracy": chosen["confirm_accuracy"],
-              "best_val_accuracy": max(s["confirm_accuracy"] for s in cands),
+              "best_val_accuracy": best_conf,
               "screen_accuracy": chosen["val_accuracy"], "best_screen_accuracy": best_acc,
               "confirm_tasks": CONFIRM_FACTOR * int(tasks), "confirm_seed": seed + CONFIRM_SEED_OFFSET,
               "fraction_synapses_updated": chosen["confirm_fraction"],

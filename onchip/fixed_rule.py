@@ -106,14 +106,13 @@ def present(spec: RuleSpec, w, pre, onehot, state0: CubaState, zeros_o, zeros_i,
         spikes.append(s_out)
         # dense accumulates with the weights before this step's learning
         a_prev = p.dense(w, s_k)
-        if learn and p.skip_unlabelled and not onehot[:, k].any():
+        if learn:        # the pre-synaptic trace runs every step, labelled or not
             x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
-        elif learn:
+        if learn and (not p.skip_unlabelled or onehot[:, k].any()):
             e_q = error_q(counts, onehot[:, k], spec, ops, threshold=p.error_threshold)
             if norm:
                 e_q = normalise_error(e_q, n_in, spec, ops, m=m)
             y2 = third_factor_q(e_q, v_pre, p.theta, spec, ops, threshold=p.factor_threshold, beta=p.beta)
-            x1 = ops.clip(stochastic_decay(x1, p.x_decay, p.r_x[k], ops) + spec.x1_impulse * s_k, 0, TRACE_MAX)
             y2 = ops.clip(stochastic_decay(y2, p.y_decay, p.r_y[k], ops), -128, 127)
             if p.update is None:
                 new = weight_update(w, x1, y2, spec, p.r_w[k], ops=ops, eta_exp=p.eta_exp)

@@ -207,15 +207,23 @@ def test_failed_export_leaves_no_bundle(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_from_run_dir(tmp_path):
-    from neuromaml.cli import main
+def _foreign_run(tmp_path, n_way: int, **extra):
+    """Another tool's run folder: config.json (a model section, ``extra`` keys) and theta.pt."""
     from neuromaml.meta.models import ModelConfig, build_model
 
     run = tmp_path / "run"
     run.mkdir()
-    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16], zero_head=False), seed=3)
-    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 3, "hidden": [16]}}))
+    m = build_model(ModelConfig(name="small", n_way=n_way, hidden=[16], zero_head=False), seed=3)
+    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": n_way, "hidden": [16]},
+                                                 **extra}))
     torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    return run, m
+
+
+def test_export_from_run_dir(tmp_path):
+    from neuromaml.cli import main
+
+    run, m = _foreign_run(tmp_path, 3)
     assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
     net = FixedPointNet.from_netx(tmp_path / "b" / "network.net")
     L = net.layers[-1]
@@ -231,14 +239,8 @@ def test_export_from_run_dir_checks_its_classes(tmp_path, capsys, classes, ok):
     (a bundle written with them was refused by every reader, and re-exporting wrote it again)."""
     from neuromaml.cli import main
     from neuromaml.deploy.bundle import load_bundle
-    from neuromaml.meta.models import ModelConfig, build_model
 
-    run = tmp_path / "run"
-    run.mkdir()
-    m = build_model(ModelConfig(name="small", n_way=3, hidden=[16], zero_head=False), seed=3)
-    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 3, "hidden": [16]},
-                                                 "classes": classes}))
-    torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    run, _ = _foreign_run(tmp_path, 3, classes=classes)
     rc = main(["export", str(run), "--out", str(tmp_path / "b")])
     if ok:
         assert rc == 0 and load_bundle(tmp_path / "b")[0]["output"]["classes"] == ["0", "1", "2"]
@@ -252,13 +254,8 @@ def test_emulate_of_a_foreign_runs_bundle_skips_the_slayer_columns(tmp_path, cap
     which replay meta-train's inner loop, are skipped with a note (it failed after every episode,
     advising meta-train's --resume)."""
     from neuromaml.cli import main
-    from neuromaml.meta.models import ModelConfig, build_model
 
-    run = tmp_path / "run"
-    run.mkdir()
-    m = build_model(ModelConfig(name="small", n_way=5, hidden=[16], zero_head=False), seed=3)
-    (run / "config.json").write_text(json.dumps({"model": {"name": "small", "n_way": 5, "hidden": [16]}}))
-    torch.save({"theta": m.state_dict()}, run / "theta.pt")
+    run, _ = _foreign_run(tmp_path, 5)
     assert main(["export", str(run), "--out", str(tmp_path / "b")]) == 0
     assert main(["emulate", str(tmp_path / "b"), "--data", str(tiny_metadataset), "--tasks", "1", "--queries", "1",
                  "--out", str(tmp_path / "e")]) == 0
